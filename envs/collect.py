@@ -1,0 +1,370 @@
+"""Record exploration rollouts as a trajectory dataset and video corpus.
+
+    python -m envs.collect --env reach --episodes 200 --out data/reach
+
+Episodes are rolled out in parallel worker processes and added to ``--out``; running the command
+again on the same folder appends more episodes. The on-disk format is documented in
+``envs/dataset_format.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from envs import RenderingUnavailableError, resolve_env_id
+from envs.dataset_format import (
+    ARRAYS_FILE,
+    EPISODES_DIR,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    FRAMES_FILE,
+    MANIFEST,
+    META_FILE,
+    TMP_PREFIX,
+    DatasetError,
+    check_episode_files,
+    episode_name,
+    load_manifest,
+    scan_orphan_episodes,
+    write_json_atomic,
+)
+from envs.exploration import POLICIES, ExplorationPolicy
+from envs.video_io import write_mp4
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """Everything that determines the recorded data (stored in the manifest)."""
+
+    env_id: str
+    image_size: int = 64
+    steps: int = 100
+    policy: str = "noisy"
+    smoothing: float = 0.8
+    action_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class EpisodeJob:
+    index: int
+    seed: int
+    root: str
+    config: CollectConfig
+
+
+class CollectError(ValueError):
+    """Bad arguments or an unusable output folder."""
+
+
+# ---------------------------------------------------------------------------- worker side
+_WORKER_ENV: dict[tuple[str, int], Any] = {}
+
+
+def _worker_env(config: CollectConfig):
+    key = (config.env_id, config.image_size)
+    if key not in _WORKER_ENV:
+        import gymnasium as gym
+
+        _WORKER_ENV[key] = gym.make(config.env_id, image_size=config.image_size).unwrapped
+    return _WORKER_ENV[key]
+
+
+def rollout(job: EpisodeJob) -> dict[str, np.ndarray]:
+    """One episode of the exploration policy; deterministic given the job's seed."""
+    config = job.config
+    env = _worker_env(config)
+    rng = np.random.default_rng(job.seed)
+    policy = ExplorationPolicy(
+        config.policy, env.action_space.shape[0], config.smoothing, config.action_scale
+    )
+    policy.reset(rng)
+    obs, info = env.reset(seed=job.seed, options={"goal_protocol": "uniform"})
+    frames, proprio, qpos, qvel = [obs["pixels"]], [obs["proprio"]], [info["qpos"]], [info["qvel"]]
+    actions, rewards = [], []
+    for _ in range(config.steps):
+        action = policy(rng)
+        obs, reward, _, _, info = env.step(action)
+        actions.append(action)
+        rewards.append(reward)
+        frames.append(obs["pixels"])
+        proprio.append(obs["proprio"])
+        qpos.append(info["qpos"])
+        qvel.append(info["qvel"])
+    return {
+        "frames": np.stack(frames),
+        "actions": np.asarray(actions, np.float32),
+        "proprio": np.asarray(proprio, np.float32),
+        "qpos": np.asarray(qpos, np.float64),
+        "qvel": np.asarray(qvel, np.float64),
+        "rewards": np.asarray(rewards, np.float32),
+    }
+
+
+def record_episode(job: EpisodeJob) -> dict[str, Any]:
+    """Roll out and write one episode; the folder appears only once it is complete."""
+    data = rollout(job)
+    name = episode_name(job.index)
+    episodes = Path(job.root) / EPISODES_DIR
+    tmp = episodes / f"{TMP_PREFIX}{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    fps = 1.0 / _worker_env(job.config).dt
+    write_mp4(tmp / FRAMES_FILE, data.pop("frames"), fps=fps, lossless=True)
+    with open(tmp / ARRAYS_FILE, "wb") as handle:
+        np.savez(handle, **data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    meta = {
+        "name": name,
+        "index": job.index,
+        "seed": job.seed,
+        "length": int(len(data["actions"])),
+        "policy": job.config.policy,
+        "fps": fps,
+        "files": {f: (tmp / f).stat().st_size for f in (FRAMES_FILE, ARRAYS_FILE)},
+    }
+    write_json_atomic(tmp / META_FILE, meta)
+    os.replace(tmp, episodes / name)
+    return meta
+
+
+# ---------------------------------------------------------------------------- main side
+def software_versions() -> dict[str, str]:
+    import gymnasium
+    import imageio_ffmpeg
+    import mujoco
+
+    try:
+        package = metadata.version("jepa-world")
+    except metadata.PackageNotFoundError:
+        package = "unknown"
+    return {
+        "jepa_world": package,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "mujoco": mujoco.__version__,
+        "gymnasium": gymnasium.__version__,
+        "imageio_ffmpeg": imageio_ffmpeg.__version__,
+    }
+
+
+def _prepare_output(root: Path) -> None:
+    try:
+        (root / EPISODES_DIR).mkdir(parents=True, exist_ok=True)
+        probe = root / f"{TMP_PREFIX}write-probe-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise CollectError(f"cannot write to output folder {root}: {exc.strerror or exc}") from None
+
+
+def _remove_stale_tmp(root: Path) -> None:
+    """Half-written episodes from a killed run: never listed, safe to delete under the lock."""
+    for path in (root / EPISODES_DIR).glob(f"{TMP_PREFIX}*"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in root.glob(f"{TMP_PREFIX}*"):
+        path.unlink(missing_ok=True)
+
+
+def _open_or_create_manifest(root: Path, config: CollectConfig) -> dict[str, Any]:
+    if not (root / MANIFEST).exists():
+        if any((root / EPISODES_DIR).iterdir()):
+            raise DatasetError(f"{root} holds episodes but no {MANIFEST}; refusing to touch it")
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "env_id": config.env_id,
+            "image_size": config.image_size,
+            "fps": None,
+            "created": now,
+            "episodes": [],
+            "collect": [],
+        }
+    manifest = load_manifest(root)
+    for key in ("env_id", "image_size"):
+        if manifest.get(key) != getattr(config, key):
+            raise DatasetError(
+                f"{root} was recorded with {key}={manifest.get(key)!r}; "
+                f"cannot append episodes with {key}={getattr(config, key)!r}"
+            )
+    for entry in manifest["episodes"]:
+        check_episode_files(root, entry)
+    orphans = scan_orphan_episodes(root, {e["name"] for e in manifest["episodes"]})
+    for entry in orphans:
+        check_episode_files(root, entry)
+    manifest["episodes"] = sorted(manifest["episodes"] + orphans, key=lambda e: e["index"])
+    return manifest
+
+
+@contextlib.contextmanager
+def _exclusive(root: Path):
+    """One writer per dataset folder at a time."""
+    with open(root / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CollectError(f"another envs.collect is writing to {root}") from None
+        yield
+
+
+def collect(
+    env: str,
+    episodes: int,
+    out: str | Path,
+    *,
+    steps: int = 100,
+    image_size: int = 64,
+    policy: str = "noisy",
+    smoothing: float = 0.8,
+    action_scale: float = 1.0,
+    workers: int = 1,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Append ``episodes`` rollouts to the dataset at ``out``; returns a summary dict."""
+    if episodes <= 0:
+        raise CollectError(f"--episodes must be positive, got {episodes}")
+    if steps <= 0:
+        raise CollectError(f"--steps must be positive, got {steps}")
+    if seed < 0:
+        raise CollectError(f"--seed must be non-negative, got {seed}")
+    if workers <= 0:
+        raise CollectError(f"--workers must be positive, got {workers}")
+    config = CollectConfig(resolve_env_id(env), image_size, steps, policy, smoothing, action_scale)
+    ExplorationPolicy(policy, 2, smoothing, action_scale)  # validates the policy settings early
+    root = Path(out).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise CollectError(f"cannot write to output folder {root}: it is a file")
+    _prepare_output(root)
+    with _exclusive(root):
+        _remove_stale_tmp(root)
+        manifest = _open_or_create_manifest(root, config)
+        start = 1 + max((e["index"] for e in manifest["episodes"]), default=-1)
+        used_seeds = {e["seed"] for e in manifest["episodes"]}
+        jobs = [EpisodeJob(i, seed + i, str(root), config) for i in range(start, start + episodes)]
+        clash = sorted(used_seeds & {job.seed for job in jobs})
+        if clash:
+            raise CollectError(
+                f"seeds {clash[:5]} are already recorded in {root}; pick another --seed"
+            )
+        manifest.setdefault("collect", []).append(
+            {
+                "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "first_index": start,
+                "episodes": episodes,
+                "seed": seed,
+                **asdict(config),
+            }
+        )
+        manifest["software"] = software_versions()
+        return _run_jobs(root, manifest, jobs, workers, progress)
+
+
+def _run_jobs(root, manifest, jobs, workers, progress) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    frames, started = 0, time.perf_counter()
+    bar = tqdm(total=len(jobs), desc="recording", unit="ep", disable=not progress)
+    pool = None
+    try:
+        if workers == 1:
+            results = map(record_episode, jobs)
+        else:
+            pool = mp.get_context("spawn").Pool(min(workers, len(jobs)))
+            results = pool.imap_unordered(record_episode, jobs)
+        for meta in results:
+            manifest["episodes"].append(meta)
+            manifest["episodes"].sort(key=lambda e: e["index"])
+            manifest["fps"] = meta["fps"]
+            manifest["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            write_json_atomic(root / MANIFEST, manifest)
+            frames += meta["length"] + 1
+            bar.update(1)
+            bar.set_postfix(frames_per_s=f"{frames / (time.perf_counter() - started):.0f}")
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        _remove_stale_tmp(root)
+    elapsed = time.perf_counter() - started
+    return {
+        "out": str(root),
+        "recorded": len(jobs),
+        "frames": frames,
+        "seconds": elapsed,
+        "frames_per_s": frames / max(elapsed, 1e-9),
+        "total_episodes": len(manifest["episodes"]),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m envs.collect", description="Record exploration episodes to a dataset."
+    )
+    parser.add_argument("--env", required=True, help="task name, e.g. reach")
+    parser.add_argument("--episodes", type=int, required=True, help="episodes to add")
+    parser.add_argument("--out", required=True, help="dataset folder (created or appended to)")
+    parser.add_argument("--steps", type=int, default=100, help="actions per episode")
+    parser.add_argument("--image-size", type=int, default=64, help="square frame size in pixels")
+    parser.add_argument("--policy", choices=POLICIES, default="noisy", help="exploration policy")
+    parser.add_argument("--smoothing", type=float, default=0.8, help="noisy policy: AR(1) factor")
+    parser.add_argument("--action-scale", type=float, default=1.0, help="scale of actions")
+    parser.add_argument(
+        "--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        summary = collect(
+            args.env,
+            args.episodes,
+            args.out,
+            steps=args.steps,
+            image_size=args.image_size,
+            policy=args.policy,
+            smoothing=args.smoothing,
+            action_scale=args.action_scale,
+            workers=args.workers,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
+    except (ValueError, RenderingUnavailableError) as exc:
+        # CollectError, DatasetError, UnknownEnvError and the env's own checks (image size)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: completed episodes are kept in {args.out}", file=sys.stderr)
+        return 130
+    print(
+        f"recorded {summary['recorded']} episodes ({summary['frames']} frames) in "
+        f"{summary['seconds']:.1f} s ({summary['frames_per_s']:.0f} frames/s); "
+        f"{summary['out']} now holds {summary['total_episodes']} episodes"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

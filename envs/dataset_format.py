@@ -1,0 +1,121 @@
+"""The on-disk episode format shared by the recorder (``envs.collect``) and the reader
+(``jepa_world.data.episodes``).
+
+::
+
+    DIR/
+      manifest.json            format, env id and settings, software versions, one entry per episode
+      episodes/
+        000000/
+          frames.mp4           T+1 RGB frames (obs_0 .. obs_T), lossless H.264 (libx264rgb), decord reads it
+          arrays.npz           actions [T,2] f32, proprio [T+1,4] f32, qpos [T+1,2] f64,
+                               qvel [T+1,2] f64, rewards [T] f32
+          meta.json            index, seed, length, policy, byte size of each file
+
+An episode directory appears only complete: it is written under ``episodes/.tmp-*`` and renamed
+into place after ``meta.json``. The manifest is rewritten atomically after every episode, and an
+episode directory that a crash left out of the manifest is adopted back on the next open.
+The ``episodes/`` folder is also a plain video corpus for pretraining.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+FORMAT_NAME = "jepa-world-episodes"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+EPISODES_DIR = "episodes"
+FRAMES_FILE = "frames.mp4"
+ARRAYS_FILE = "arrays.npz"
+META_FILE = "meta.json"
+TMP_PREFIX = ".tmp-"
+ARRAY_KEYS = ("actions", "proprio", "qpos", "qvel", "rewards")
+
+
+class DatasetError(ValueError):
+    """A dataset folder that is missing, corrupt or inconsistent; the message is one line."""
+
+
+def episode_name(index: int) -> str:
+    return f"{index:06d}"
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON so that readers see either the old or the new file, never a partial one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        with open(path) as handle:
+            payload = json.load(handle)
+    except FileNotFoundError:
+        raise DatasetError(f"{what} not found: {path}") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{what} is unreadable ({exc.__class__.__name__}): {path}") from None
+    if not isinstance(payload, dict):
+        raise DatasetError(f"{what} is not a JSON object: {path}")
+    return payload
+
+
+def load_manifest(root: Path) -> dict[str, Any]:
+    """Read and sanity-check ``manifest.json`` of a dataset folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder not found: {root}")
+    manifest = read_json(root / MANIFEST, "dataset manifest")
+    if manifest.get("format") != FORMAT_NAME:
+        raise DatasetError(f"{root / MANIFEST} is not a {FORMAT_NAME} manifest")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise DatasetError(
+            f"{root} uses format version {manifest['format_version']}; "
+            f"this jepa-world reads up to {FORMAT_VERSION}"
+        )
+    if not isinstance(manifest.get("episodes"), list):
+        raise DatasetError(f"{root / MANIFEST} has no episode list")
+    return manifest
+
+
+def check_episode_files(root: Path, entry: dict[str, Any]) -> None:
+    """Cheap integrity check: every file present with the byte size recorded when written."""
+    folder = Path(root) / EPISODES_DIR / entry["name"]
+    for filename, size in entry["files"].items():
+        path = folder / filename
+        if not path.is_file():
+            raise DatasetError(f"episode {entry['name']}: missing file {path}")
+        found = path.stat().st_size
+        if found != size:
+            raise DatasetError(
+                f"episode {entry['name']}: {path} is truncated or altered "
+                f"(expected {size} bytes, found {found})"
+            )
+
+
+def scan_orphan_episodes(root: Path, known: set[str]) -> list[dict[str, Any]]:
+    """Complete episode folders that are not listed in the manifest (a crash after rename)."""
+    folder = Path(root) / EPISODES_DIR
+    found = []
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(TMP_PREFIX) or path.name in known or not path.is_dir():
+            continue
+        if (path / META_FILE).is_file():
+            found.append(read_json(path / META_FILE, "episode metadata"))
+    return found
