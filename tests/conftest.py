@@ -34,6 +34,17 @@ def assert_one_line_error(result, *needles: str) -> None:
         assert needle in lines[0], lines[0]
 
 
+def assert_error_line(result, *needles: str) -> None:
+    """A failure during a run: non-zero exit, exactly one 'error:' line, no traceback
+    (progress output before it is fine)."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory) -> Path:
     """Four 20-step reach episodes recorded by the real recorder (read-only for tests)."""

@@ -1,0 +1,460 @@
+"""V-JEPA self-supervised pretraining on video corpora.
+
+    python -m jepa_world.pretrain                                  # CPU default on reach videos
+    python -m jepa_world.pretrain data=video data.paths=[/videos,/lists/k400.txt] model=large
+    torchrun --nproc_per_node 8 -m jepa_world.pretrain out_dir=runs/big ...   # DDP
+
+Rerunning the same command with the same ``out_dir`` resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from jepa_world.data.video import ClipSpec, CorpusError, VideoClipDataset
+from jepa_world.masks import MaskSpec, MultiBlockMaskSampler
+from jepa_world.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from jepa_world.training.cli import UserError, load_config, run_command
+from jepa_world.training.logger import RunLogger
+from jepa_world.training.optim import make_adamw, set_lr_and_wd
+from jepa_world.training.runtime import (
+    Runtime,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    setup_runtime,
+)
+from jepa_world.training.schedules import cosine, linear, warmup_cosine
+from jepa_world.vjepa import (
+    VJEPA,
+    build_encoder,
+    build_predictor,
+    ema_update,
+    make_target_encoder,
+    target_features,
+)
+
+# Settings that change what the weights mean: a resumed run must not change them.
+_FIXED_ON_RESUME = ("model", "mask", "data.resolution", "data.frames_per_clip", "data.frame_step")
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+# ------------------------------------------------------------------------------------ data
+class StepBatchSampler(Sampler[list[int]]):
+    """The batch of step ``s`` depends only on (seed, s, rank).
+
+    Videos are drawn with replacement, sources mixed by their weights. Each index is tagged with
+    its step (``step * N + video``) so the clip's random crop is also a function of the step:
+    resuming at any step reproduces exactly the batches an uninterrupted run would have seen,
+    whatever the number of DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        probs: np.ndarray,
+        batch_size: int,
+        start: int,
+        stop: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.probs, self.batch_size = probs, batch_size
+        self.start, self.stop, self.seed = start, stop, seed
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self):
+        n = len(self.probs)
+        for step in range(self.start, self.stop):
+            rng = np.random.default_rng([self.seed, step])
+            chosen = rng.choice(n, size=self.batch_size * self.world_size, p=self.probs)
+            mine = chosen[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+            yield [step * n + int(i) for i in mine]
+
+
+class StepClips(Dataset):
+    """Decodes the step-tagged indices of ``StepBatchSampler``."""
+
+    def __init__(self, clips: VideoClipDataset) -> None:
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, tagged: int) -> torch.Tensor:
+        step, index = divmod(int(tagged), len(self.clips))
+        return self.clips.get(index, epoch=step)["video"]
+
+
+def video_probabilities(clips: VideoClipDataset) -> np.ndarray:
+    """Per-video sampling probability: each source's weight spread evenly over its videos."""
+    probs = np.zeros(len(clips))
+    for (lo, hi), weight in zip(clips.source_ranges, clips.source_weights, strict=True):
+        if hi > lo:
+            probs[lo:hi] = weight / (hi - lo)
+    return probs / probs.sum()
+
+
+def ensure_default_corpus(data_cfg: DictConfig, rt: Runtime) -> None:
+    """Record the reach videos with envs.collect when the default corpus is absent."""
+    record = data_cfg.get("record")
+    paths = list(data_cfg.paths)
+    if not record or paths != [f"{record.out}/episodes"] or Path(paths[0]).exists():
+        return
+    if rt.is_main:
+        from envs.collect import collect
+
+        print(
+            f"recording the default corpus: {record.episodes} {record.env} episodes -> "
+            f"{record.out} (once)",
+            file=sys.stderr,
+        )
+        collect(
+            record.env,
+            int(record.episodes),
+            record.out,
+            steps=int(record.steps),
+            image_size=int(data_cfg.resolution),
+            seed=int(record.seed),
+            workers=min(2, os.cpu_count() or 1),
+        )
+    rt.barrier()
+
+
+def build_loader(cfg: DictConfig, rt: Runtime, start: int) -> tuple[DataLoader, VideoClipDataset]:
+    data = cfg.data
+    if data.paths is None or len(data.paths) == 0:
+        raise UserError("data.paths is empty: give data.paths=[DIR_OR_INDEX,...]")
+    spec = ClipSpec(
+        frames_per_clip=int(data.frames_per_clip),
+        frame_step=int(data.frame_step),
+        resolution=int(data.resolution),
+        crop_scale=tuple(data.crop_scale),
+        crop_aspect=tuple(data.crop_aspect),
+        hflip=bool(data.hflip),
+        train=True,
+    )
+    try:
+        clips = VideoClipDataset(list(data.paths), spec, weights=data.weights, seed=cfg.seed)
+    except (CorpusError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    sampler = StepBatchSampler(
+        video_probabilities(clips),
+        int(cfg.train.batch_size),
+        start,
+        int(cfg.train.steps),
+        int(cfg.seed),
+        rt.rank,
+        rt.world_size,
+    )
+    workers = int(cfg.train.num_workers)
+    loader = DataLoader(
+        StepClips(clips),
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=rt.device.type == "cuda",
+        prefetch_factor=4 if workers else None,
+    )
+    return loader, clips
+
+
+# ------------------------------------------------------------------------------- training
+def _check_settings(cfg: DictConfig) -> None:
+    train = cfg.train
+    for key in ("steps", "batch_size", "checkpoint_every", "log_every"):
+        if int(train[key]) <= 0:
+            raise UserError(f"train.{key} must be positive, got {train[key]}")
+    if int(train.num_workers) < 0:
+        raise UserError(f"train.num_workers must be >= 0, got {train.num_workers}")
+
+
+def _select(cfg: DictConfig, dotted: str) -> Any:
+    value = OmegaConf.select(cfg, dotted)
+    return OmegaConf.to_container(value) if isinstance(value, DictConfig | list) else value
+
+
+def _resume_state(out_dir: Path, cfg: DictConfig) -> dict | None:
+    path = out_dir / CHECKPOINT
+    if not path.exists():
+        return None
+    state = load_checkpoint(path)
+    saved = OmegaConf.create(state["config"])
+    for key in _FIXED_ON_RESUME:
+        if _select(saved, key) != _select(cfg, key):
+            raise UserError(
+                f"{out_dir} holds a run with a different {key}; use another out_dir "
+                "or the same settings to resume"
+            )
+    return state
+
+
+def train(cfg: DictConfig, rt: Runtime) -> dict[str, Any]:
+    _check_settings(cfg)
+    out_dir = Path(cfg.out_dir).expanduser()
+    if rt.is_main:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create out_dir {out_dir}: {exc.strerror or exc}") from None
+    rt.barrier()
+    resume = _resume_state(out_dir, cfg)
+    seed_everything(int(cfg.seed) + rt.rank)
+
+    mask_specs = [
+        MaskSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()})
+        for m in OmegaConf.to_container(cfg.mask)
+    ]
+    try:
+        encoder = build_encoder(cfg.model, cfg.data)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    predictor = build_predictor(cfg.model, cfg.data, encoder.embed_dim, len(mask_specs))
+    target = make_target_encoder(encoder)
+    model = VJEPA(encoder, predictor).to(rt.device)
+    target.to(rt.device)
+    masks = MultiBlockMaskSampler(encoder.grid_size, mask_specs)
+    tc = cfg.train
+    optimizer = make_adamw(
+        [model], lr=float(tc.lr), weight_decay=float(tc.weight_decay), betas=tuple(tc.betas)
+    )
+
+    step = 0
+    if resume is not None:
+        model.encoder.load_state_dict(resume["encoder"])
+        model.predictor.load_state_dict(resume["predictor"])
+        target.load_state_dict(resume["target_encoder"])
+        optimizer.load_state_dict(resume["opt"])
+        step = int(resume["step"])
+        if rt.is_main:
+            print(
+                f"resuming from {out_dir / CHECKPOINT} at step {step}/{tc.steps}", file=sys.stderr
+            )
+    if rt.is_main:
+        OmegaConf.save(cfg, out_dir / "config.yaml")
+    ensure_default_corpus(cfg.data, rt)
+    loader, clips = build_loader(cfg, rt, step)
+
+    trained: torch.nn.Module = model
+    if rt.distributed:
+        trained = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
+        )
+    if bool(tc.compile):
+        trained = torch.compile(trained)
+
+    logger = RunLogger(out_dir, rt.is_main, tensorboard=bool(tc.tensorboard))
+    total = int(tc.steps)
+    stop = min(total, int(tc.stop_at_step)) if tc.stop_at_step is not None else total
+    run = _Run(cfg, rt, trained, model, target, optimizer, masks, loader, logger, out_dir)
+    saved_rng = None if resume is None else resume["rng"][min(rt.rank, len(resume["rng"]) - 1)]
+    summary = _loop(run, step, stop, saved_rng)
+    logger.close()
+    summary["data"] = clips.summary()
+    return summary
+
+
+@dataclass
+class _Run:
+    """What the training loop works on."""
+
+    cfg: DictConfig
+    rt: Runtime
+    trained: torch.nn.Module  # the model as wrapped for training (DDP / compiled)
+    model: VJEPA
+    target: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    masks: MultiBlockMaskSampler
+    loader: DataLoader
+    logger: RunLogger
+    out_dir: Path
+
+
+def _loop(run: _Run, step: int, stop: int, saved_rng: dict | None) -> dict[str, Any]:
+    cfg, rt, model, target, optimizer = run.cfg, run.rt, run.model, run.target, run.optimizer
+    total = int(cfg.train.steps)
+    from tqdm import tqdm
+
+    tc = cfg.train
+    batch_size = int(tc.batch_size) * rt.world_size
+    start_step, started = step, time.perf_counter()
+    window_loss, window_n, window_t, data_wait = 0.0, 0, time.perf_counter(), 0.0
+    first_loss = last_loss = None
+    bar = tqdm(
+        total=total,
+        initial=step,
+        desc="pretrain",
+        unit="step",
+        disable=not rt.is_main,
+        dynamic_ncols=True,
+    )
+    generator = torch.Generator()
+    batches = iter(run.loader)
+    if saved_rng is not None:
+        # Restored last, once everything that draws random numbers while starting up is done.
+        set_rng_state(saved_rng)
+    target.eval()  # the target encoder never drops paths: its features are the regression target
+    try:
+        fetch_t = time.perf_counter()
+        for video in batches:
+            data_wait += time.perf_counter() - fetch_t
+            video = video.to(rt.device, non_blocking=True)
+            lr = warmup_cosine(
+                step,
+                total,
+                int(tc.warmup_steps),
+                float(tc.start_lr),
+                float(tc.lr),
+                float(tc.final_lr),
+            )
+            wd = cosine(step, total, float(tc.weight_decay), float(tc.final_weight_decay))
+            set_lr_and_wd(optimizer, lr, wd)
+            generator.manual_seed(int(cfg.seed) * 1_000_003 + step * 1009 + rt.rank)
+            batch_masks = [
+                (c.to(rt.device), t.to(rt.device)) for c, t in run.masks(video.shape[0], generator)
+            ]
+            model.train()
+            with rt.autocast(bool(tc.bf16)):
+                targets = target_features(target, video)
+                loss = run.trained(video, batch_masks, targets)
+            mean_loss = float(rt.all_reduce_mean(loss.detach()))
+            if not math.isfinite(mean_loss):
+                raise NonFiniteLossError(f"loss is {mean_loss} at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float(tc.clip_grad))
+            optimizer.step()
+            ema_update(target, model.encoder, linear(step, total, *map(float, tc.ema)))
+            step += 1
+            first_loss = mean_loss if first_loss is None else first_loss
+            last_loss = mean_loss
+            window_loss += mean_loss
+            window_n += 1
+            if step % int(tc.log_every) == 0 or step == stop:
+                elapsed = time.perf_counter() - window_t
+                clips_per_s = window_n * batch_size / max(elapsed, 1e-9)
+                run.logger.log(
+                    step,
+                    {
+                        "loss": window_loss / window_n,
+                        "lr": lr,
+                        "weight_decay": wd,
+                        "grad_norm": float(grad_norm),
+                        "clips_per_s": clips_per_s,
+                        "data_wait_frac": data_wait / max(elapsed, 1e-9),
+                    },
+                )
+                bar.set_postfix(loss=f"{window_loss / window_n:.4f}", clips_s=f"{clips_per_s:.1f}")
+                window_loss, window_n, window_t, data_wait = 0.0, 0, time.perf_counter(), 0.0
+            bar.update(1)
+            if step % int(tc.checkpoint_every) == 0 or step == stop:
+                _save(run, step, last_loss)
+            if step >= stop:
+                break
+            fetch_t = time.perf_counter()
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - started
+    return {
+        "step": step,
+        "total_steps": total,
+        "steps_run": step - start_step,
+        "first_loss": first_loss,
+        "last_loss": last_loss,
+        "seconds": seconds,
+        "clips_per_s": (step - start_step) * batch_size / max(seconds, 1e-9),
+        "checkpoint": str(run.out_dir / CHECKPOINT),
+        "world_size": rt.world_size,
+    }
+
+
+def _save(run: _Run, step: int, loss: float) -> None:
+    rt = run.rt
+    states = [rng_state()]
+    if rt.distributed:
+        gathered: list[Any] = [None] * rt.world_size
+        torch.distributed.all_gather_object(gathered, states[0])
+        states = gathered
+    if rt.is_main:
+        save_checkpoint(
+            {
+                "encoder": run.model.encoder.state_dict(),
+                "predictor": run.model.predictor.state_dict(),
+                "target_encoder": run.target.state_dict(),
+                "opt": run.optimizer.state_dict(),
+                "step": step,
+                "loss": loss,
+                "world_size": rt.world_size,
+                "config": OmegaConf.to_container(run.cfg),
+                "rng": states,
+            },
+            run.out_dir / CHECKPOINT,
+        )
+    rt.barrier()
+
+
+def _peak_memory_mb(rt: Runtime) -> float:
+    if rt.device.type == "cuda":
+        return torch.cuda.max_memory_allocated(rt.device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _last_line(exc: BaseException) -> str:
+    """A worker's exception arrives with the worker's traceback inside its message."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    line = lines[-1] if lines else type(exc).__name__
+    return line.split("CorpusError: ", 1)[-1]
+
+
+def main(argv: list[str]) -> int:
+    cfg = load_config("pretrain", argv)
+    rt = setup_runtime(str(cfg.device))
+    try:
+        summary = train(cfg, rt)
+    except CorpusError as exc:  # raised lazily, possibly inside a DataLoader worker
+        raise UserError(_last_line(exc)) from None
+    except NonFiniteLossError as exc:
+        if rt.is_main:
+            kept = Path(cfg.out_dir) / CHECKPOINT
+            note = (
+                f"the last good checkpoint is kept in {kept}"
+                if kept.exists()
+                else "no checkpoint had been written yet"
+            )
+            print(f"error: {exc}; training stopped, {note}", file=sys.stderr)
+        return 1
+    finally:
+        rt.shutdown()
+    if rt.is_main:
+        data = summary["data"]
+        print(
+            f"pretrain: step {summary['step']}/{summary['total_steps']} "
+            f"({summary['steps_run']} this run, {summary['seconds']:.1f} s, "
+            f"{summary['clips_per_s']:.1f} clips/s on {summary['world_size']} process(es)); "
+            f"loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}; "
+            f"peak memory {_peak_memory_mb(rt):.0f} MB\n"
+            f"data: {data['videos']} videos, {data['skipped']} skipped as unreadable; "
+            f"checkpoint: {summary['checkpoint']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    run_command(main)

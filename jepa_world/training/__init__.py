@@ -1,0 +1,1 @@
+"""Pieces shared by the training commands: config loading, runtime, checkpoints, logs."""

@@ -1,0 +1,66 @@
+"""Hydra configs for the commands, and the one-line error contract.
+
+The commands use Hydra's compose API rather than ``@hydra.main``: overrides and config groups
+work the same (``model=small train.steps=100``), but no output folders appear in the user's
+working directory and every bad input ends in one line on stderr with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+class UserError(Exception):
+    """Bad input from the user (paths, names, shapes, settings): reported in one line."""
+
+
+def load_config(name: str, overrides: list[str]) -> DictConfig:
+    """Compose ``configs/<name>.yaml`` with Hydra-style ``key=value`` overrides."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    config_dir = _config_dir()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+            cfg = compose(config_name=name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        raise UserError(f"bad configuration: {_one_line(exc)}") from None
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+def _config_dir() -> Path:
+    try:
+        import configs
+
+        return Path(configs.__file__).resolve().parent
+    except ImportError:
+        return CONFIG_DIR
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text.split(" Available options:")[0] or type(exc).__name__
+
+
+def run_command(main: Callable[[list[str]], int], argv: list[str] | None = None) -> None:
+    """Run ``main`` and turn user errors into one line on stderr with exit status 2."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        code = main(argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("interrupted: the last checkpoint is kept", file=sys.stderr)
+        code = 130
+    sys.exit(code)

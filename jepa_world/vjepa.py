@@ -1,0 +1,92 @@
+"""V-JEPA pretraining objective: predict the EMA target encoder's features of masked regions.
+
+Kept apart from the training loop so that other code (probes, the world model, tests) can build
+the same encoder/predictor pair from a run's config.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from jepa_world.models import MaskedPredictor, VisionTransformer, vit_encoder
+
+
+def build_encoder(model_cfg: Any, data_cfg: Any) -> VisionTransformer:
+    """The encoder a run's ``model`` and ``data`` settings describe."""
+    return vit_encoder(
+        model_cfg["size"],
+        img_size=int(data_cfg["resolution"]),
+        patch_size=int(model_cfg["patch_size"]),
+        num_frames=int(data_cfg["frames_per_clip"]),
+        tubelet_size=int(model_cfg["tubelet_size"]),
+        uniform_power=bool(model_cfg["uniform_power"]),
+        use_rope=bool(model_cfg["use_rope"]),
+        drop_path_rate=float(model_cfg.get("drop_path_rate", 0.0)),
+    )
+
+
+def build_predictor(
+    model_cfg: Any, data_cfg: Any, embed_dim: int, num_masks: int
+) -> MaskedPredictor:
+    pred = model_cfg["predictor"]
+    return MaskedPredictor(
+        embed_dim=embed_dim,
+        predictor_embed_dim=int(pred["embed_dim"]),
+        depth=int(pred["depth"]),
+        num_heads=int(pred["num_heads"]),
+        img_size=int(data_cfg["resolution"]),
+        patch_size=int(model_cfg["patch_size"]),
+        num_frames=int(data_cfg["frames_per_clip"]),
+        tubelet_size=int(model_cfg["tubelet_size"]),
+        num_mask_tokens=num_masks,
+        uniform_power=bool(model_cfg["uniform_power"]),
+        use_rope=bool(model_cfg["use_rope"]),
+    )
+
+
+class VJEPA(nn.Module):
+    """Context encoder + predictor (the trained part); the target encoder is an EMA copy."""
+
+    def __init__(self, encoder: VisionTransformer, predictor: MaskedPredictor) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.predictor = predictor
+
+    def forward(self, video: Tensor, masks: list[tuple[Tensor, Tensor]], targets: Tensor) -> Tensor:
+        """L1 between predictions and layer-normed target features, averaged over mask types."""
+        losses = []
+        for mask_index, (context_idx, target_idx) in enumerate(masks):
+            context = self.encoder(video, masks=context_idx)
+            prediction = self.predictor(context, context_idx, target_idx, mask_index=mask_index)
+            target = torch.gather(
+                targets, 1, target_idx.unsqueeze(-1).expand(-1, -1, targets.shape[-1])
+            )
+            losses.append(F.l1_loss(prediction.float(), target.float()))
+        return torch.stack(losses).mean()
+
+
+def make_target_encoder(encoder: VisionTransformer) -> VisionTransformer:
+    target = copy.deepcopy(encoder)
+    for param in target.parameters():
+        param.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def target_features(target_encoder: VisionTransformer, video: Tensor) -> Tensor:
+    """Layer norm without affine of the target encoder's output on the full clip."""
+    features = target_encoder(video)
+    return F.layer_norm(features, (features.shape[-1],))
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    target_params = list(target.parameters())
+    online_params = list(online.parameters())
+    torch._foreach_mul_(target_params, momentum)
+    torch._foreach_add_(target_params, online_params, alpha=1.0 - momentum)

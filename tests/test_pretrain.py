@@ -1,0 +1,166 @@
+"""python -m jepa_world.pretrain on tiny real mp4 corpora: learning, resume, DDP, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import assert_error_line, assert_one_line_error, run_cli
+
+# A CPU-sized run: 32 px clips of 4 frames (2x4x4 = 32 tokens), no DataLoader workers.
+TINY = [
+    "model=micro",
+    "model.predictor.depth=2",
+    "data.resolution=32",
+    "data.frames_per_clip=4",
+    "data.frame_step=2",
+    "train.batch_size=4",
+    "train.num_workers=0",
+    "train.warmup_steps=2",
+    "train.log_every=1",
+    "train.tensorboard=false",
+    "seed=3",
+]
+
+
+def pretrain(out_dir: Path, corpus: Path | str, *extra: str, cwd: Path | None = None):
+    return run_cli("-m", "jepa_world.pretrain", *TINY, f"data.paths=[{corpus}]",
+                   f"out_dir={out_dir}", *extra, cwd=cwd)
+
+
+def losses(out_dir: Path) -> list[float]:
+    lines = (out_dir / "log.jsonl").read_text().splitlines()
+    return [json.loads(line)["loss"] for line in lines]
+
+
+def weights(out_dir: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(out_dir / "checkpoint.pt", weights_only=True)
+    flat = {f"encoder.{k}": v for k, v in state["encoder"].items()}
+    flat.update({f"target.{k}": v for k, v in state["target_encoder"].items()})
+    flat.update({f"predictor.{k}": v for k, v in state["predictor"].items()})
+    return flat
+
+
+@pytest.fixture(scope="module")
+def corpus(small_dataset) -> Path:
+    return small_dataset / "episodes"
+
+
+def test_a_few_steps_lower_the_loss(tmp_path, corpus):
+    result = pretrain(tmp_path / "run", corpus, "train.steps=25", "train.checkpoint_every=25",
+                      "train.lr=2e-3", "train.start_lr=2e-3")
+    assert result.returncode == 0, result.stderr
+    values = losses(tmp_path / "run")
+    assert len(values) == 25
+    assert sum(values[-5:]) / 5 < 0.8 * sum(values[:5]) / 5
+    assert "pretrain: step 25/25" in result.stdout and "0 skipped" in result.stdout
+    for name in ("checkpoint.pt", "config.yaml", "log.csv"):
+        assert (tmp_path / "run" / name).exists()
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 25 and set(state) >= {"encoder", "target_encoder", "predictor", "opt"}
+    # The EMA target moved with the encoder but is not identical to it.
+    enc, tgt = state["encoder"]["blocks.0.attn.qkv.weight"], state["target_encoder"][
+        "blocks.0.attn.qkv.weight"]
+    assert not torch.equal(enc, tgt)
+
+
+def test_resume_is_bit_exact(tmp_path, corpus):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = ("train.steps=6", "train.checkpoint_every=3", "model.drop_path_rate=0.1")
+    assert pretrain(straight, corpus, *common).returncode == 0
+    first = pretrain(split, corpus, *common, "train.stop_at_step=3")
+    assert first.returncode == 0, first.stderr
+    assert torch.load(split / "checkpoint.pt", weights_only=True)["step"] == 3
+    second = pretrain(split, corpus, *common)
+    assert second.returncode == 0, second.stderr
+    assert "resuming from" in second.stderr and "at step 3/6" in second.stderr
+    a, b = weights(straight), weights(split)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert losses(straight) == losses(split)
+
+
+def test_resume_refuses_a_different_model(tmp_path, corpus):
+    assert pretrain(tmp_path / "run", corpus, "train.steps=1").returncode == 0
+    result = pretrain(tmp_path / "run", corpus, "train.steps=2", "model=mini")
+    assert_one_line_error(result, "different model")
+
+
+def test_ddp_with_two_gloo_processes(tmp_path, corpus):
+    out = tmp_path / "ddp"
+    result = run_cli("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                     "-m", "jepa_world.pretrain", *TINY, f"data.paths=[{corpus}]",
+                     f"out_dir={out}", "train.steps=4", "train.checkpoint_every=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "on 2 process(es)" in result.stdout
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["world_size"] == 2 and len(state["rng"]) == 2 and state["step"] == 4
+    assert len(losses(out)) == 4  # rank 0 alone logs
+
+
+def test_broken_files_are_skipped_and_counted(tmp_path, corpus):
+    mixed = tmp_path / "mixed"
+    shutil.copytree(corpus, mixed)
+    good = next(mixed.rglob("*.mp4"))
+    payload = good.read_bytes()
+    (mixed / "truncated.mp4").write_bytes(payload[: len(payload) // 3])
+    (mixed / "noise.mp4").write_bytes(bytes(range(256)) * 8)
+    (mixed / "empty.mp4").write_bytes(b"")
+    result = pretrain(tmp_path / "run", mixed, "train.steps=12", "train.batch_size=6")
+    assert result.returncode == 0, result.stderr
+    assert "truncated.mp4" in result.stderr and "noise.mp4" in result.stderr
+    assert "3 skipped as unreadable" in result.stdout
+
+
+def test_all_broken_corpus(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("a.mp4", "b.mkv"):
+        (broken / name).write_bytes(bytes(range(256)) * 8)
+    result = pretrain(tmp_path / "run", broken, "train.steps=2")
+    assert_error_line(result, "no readable videos")
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("data.paths=[/nonexistent/videos]", "/nonexistent/videos"),
+        ("model=colossal", "model"),
+        ("train.steps=0", "train.steps must be positive"),
+    ],
+)
+def test_bad_input_one_line(tmp_path, corpus, override, needle):
+    result = run_cli("-m", "jepa_world.pretrain", *TINY, f"data.paths=[{corpus}]",
+                     f"out_dir={tmp_path / 'run'}", override)
+    assert_one_line_error(result, needle)
+
+
+def test_non_finite_loss_keeps_last_checkpoint(tmp_path, corpus):
+    out = tmp_path / "run"
+    assert pretrain(out, corpus, "train.steps=2", "train.checkpoint_every=2").returncode == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    # An absurd learning rate blows the weights up within a few steps.
+    result = pretrain(out, corpus, "train.steps=40", "train.checkpoint_every=100",
+                      "train.lr=1e30", "train.start_lr=1e30", "train.clip_grad=1e30")
+    assert_error_line(result, "loss is", "last good checkpoint")
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_malicious_checkpoint_in_out_dir_is_refused(tmp_path, corpus):
+    out = tmp_path / "run"
+    out.mkdir()
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"config": Evil()}, out / "checkpoint.pt")
+    result = pretrain(out, corpus, "train.steps=1")
+    assert_one_line_error(result, "refusing to load")
+    assert not marker.exists()
