@@ -1,0 +1,515 @@
+"""Train the action-conditioned predictor on recorded trajectories; writes a WorldModel.
+
+    python -m jepa_world.train_ac                         # reach default, from runs/pretrain
+    python -m jepa_world.train_ac encoder.checkpoint=runs/pretrain data.paths=[data/reach]
+    torchrun --nproc_per_node 4 -m jepa_world.train_ac out_dir=runs/ac ...
+
+The encoder is frozen, so every frame is encoded once up front and training runs on cached
+latents. Rerunning the same command with the same ``out_dir`` resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from envs.dataset_format import DatasetError
+from jepa_world.data.episodes import EpisodeDataset
+from jepa_world.models.ac_predictor import ACPredictor
+from jepa_world.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from jepa_world.training.cli import UserError, load_config, run_command
+from jepa_world.training.logger import RunLogger
+from jepa_world.training.optim import make_adamw, set_lr_and_wd
+from jepa_world.training.runtime import (
+    Runtime,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    setup_runtime,
+)
+from jepa_world.training.schedules import warmup_cosine
+from jepa_world.world_model import WorldModel, WorldModelConfig
+
+_FIXED_ON_RESUME = ("encoder", "model", "data", "train.context")
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+# ----------------------------------------------------------------------------- encoder
+def load_encoder(cfg: DictConfig) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Frozen encoder, its rebuild spec, and the pretrained predictor's state (or {})."""
+    from jepa_world.vjepa import build_encoder
+
+    path = Path(cfg.encoder.checkpoint).expanduser()
+    if cfg.encoder.released:
+        from jepa_world.checkpoints import load_vjepa
+
+        encoder, predictor = load_vjepa(path)
+        spec = {"size": _size_of(encoder), **_encoder_kwargs(encoder)}
+        return encoder, spec, ({} if predictor is None else predictor.state_dict())
+    file = path / CHECKPOINT if path.is_dir() else path
+    if not file.exists():
+        raise UserError(
+            f"pretrained encoder not found: {file} (run `python -m jepa_world.pretrain` first, "
+            "or set encoder.checkpoint=PATH)"
+        )
+    state = load_checkpoint(file)
+    if cfg.encoder.key not in state or "config" not in state:
+        raise UserError(f"{file} is not a jepa_world.pretrain checkpoint (no {cfg.encoder.key})")
+    pre_cfg = state["config"]
+    encoder = build_encoder(pre_cfg["model"], pre_cfg["data"])
+    encoder.load_state_dict(state[cfg.encoder.key])
+    spec = {"size": pre_cfg["model"]["size"], **_encoder_kwargs(encoder)}
+    return encoder, spec, state.get("predictor", {})
+
+
+def _encoder_kwargs(encoder) -> dict[str, Any]:
+    return {
+        "img_size": encoder.img_size,
+        "patch_size": encoder.patch_size,
+        "num_frames": encoder.num_frames,
+        "tubelet_size": encoder.tubelet_size,
+        "uniform_power": encoder.uniform_power,
+        "use_rope": encoder.use_rope,
+        "embed_dim": encoder.embed_dim,
+        "depth": encoder.depth,
+        "num_heads": encoder.num_heads,
+        "mlp_ratio": encoder.blocks[0].mlp.fc1.out_features / encoder.embed_dim,
+    }
+
+
+def _size_of(encoder) -> str:
+    from jepa_world.models import VIT_SIZES
+
+    for name, spec in VIT_SIZES.items():
+        if spec["embed_dim"] == encoder.embed_dim and spec["depth"] == encoder.depth:
+            return name
+    return "micro"  # every architecture field is also given explicitly in the spec
+
+
+# ------------------------------------------------------------------------------- data
+class LatentTrajectories:
+    """Every episode encoded once: latents [T+1,K,D], proprio [T+1,P], actions [T,A]."""
+
+    def __init__(
+        self, datasets: list[EpisodeDataset], model: WorldModel, batch: int, show_progress: bool
+    ) -> None:
+        from tqdm import tqdm
+
+        self.latents, self.proprio, self.actions, self.names = [], [], [], []
+        total = sum(len(d) for d in datasets)
+        bar = tqdm(total=total, desc="encoding", unit="ep", disable=not show_progress)
+        for data in datasets:
+            for ep in range(len(data)):
+                frames = torch.from_numpy(data.frames(ep))
+                parts = [
+                    model.encode(frames[i : i + batch].unsqueeze(0))[0]
+                    for i in range(0, len(frames), batch)
+                ]
+                arrays = data.arrays(ep)
+                self.latents.append(torch.cat(parts).cpu())
+                self.proprio.append(torch.from_numpy(arrays["proprio"]).float())
+                self.actions.append(torch.from_numpy(arrays["actions"]).float())
+                self.names.append(f"{data.root}:{ep}")
+                bar.update(1)
+        bar.close()
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    def windows(self, episodes: list[int], steps: int, frameskip: int) -> np.ndarray:
+        """(episode, start) pairs whose window of steps+1 frames fits."""
+        span = steps * frameskip
+        pairs = [(e, s) for e in episodes for s in range(len(self.actions[e]) - span + 1)]
+        return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+    def batch(self, pairs: np.ndarray, steps: int, frameskip: int, device) -> dict[str, Tensor]:
+        z, p, a = [], [], []
+        for e, s in pairs:
+            idx = s + frameskip * np.arange(steps + 1)
+            z.append(self.latents[e][idx])
+            p.append(self.proprio[e][idx])
+            a.append(self.actions[e][s : s + steps * frameskip].reshape(steps, -1))
+        return {
+            "z": torch.stack(z).to(device),
+            "proprio": torch.stack(p).to(device),
+            "actions": torch.stack(a).to(device),
+        }
+
+
+# ------------------------------------------------------------------------------- loss
+class ACObjective(nn.Module):
+    """Teacher-forcing L1 over every step plus an L1 on an autoregressive rollout."""
+
+    def __init__(
+        self,
+        predictor: ACPredictor,
+        rollout_steps: int,
+        rollout_weight: float,
+        proprio_weight: float,
+        proprio_mean: Tensor,
+        proprio_std: Tensor,
+    ) -> None:
+        super().__init__()
+        self.predictor = predictor
+        self.rollout_steps, self.rollout_weight = rollout_steps, rollout_weight
+        self.proprio_weight = proprio_weight
+        self.register_buffer("proprio_mean", proprio_mean)
+        self.register_buffer("proprio_std", proprio_std)
+
+    def forward(self, z: Tensor, actions: Tensor, proprio: Tensor | None) -> dict[str, Tensor]:
+        if proprio is not None:
+            proprio = (proprio - self.proprio_mean) / self.proprio_std
+        steps = actions.shape[1]
+        p_in = None if proprio is None else proprio[:, :steps]
+        z_pred, p_pred = self.predictor(z[:, :steps], actions, p_in)
+        parts = {"teacher": F.l1_loss(z_pred.float(), z[:, 1:].float())}
+        if p_pred is not None:
+            parts["proprio"] = F.l1_loss(p_pred.float(), proprio[:, 1:].float())
+        if self.rollout_steps > 0:
+            z_t, p_t, cache, errors = z[:, 0], None if proprio is None else proprio[:, 0], None, []
+            for t in range(min(self.rollout_steps, steps)):
+                z_t, p_t, cache = self.predictor.step(z_t, actions[:, t], p_t, t, cache)
+                errors.append(F.l1_loss(z_t.float(), z[:, t + 1].float()))
+            parts["rollout"] = torch.stack(errors).mean()
+        loss = parts["teacher"] + self.rollout_weight * parts.get("rollout", 0.0)
+        parts["loss"] = loss + self.proprio_weight * parts.get("proprio", 0.0)
+        return parts
+
+
+# ---------------------------------------------------------------------------- training
+def _split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * val_fraction)) if n > 1 else 0
+    n_val = min(max(n_val, 1 if val_fraction > 0 and n > 1 else 0), n - 1)
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def _open_datasets(paths) -> list[EpisodeDataset]:
+    if not paths:
+        raise UserError("data.paths is empty: give data.paths=[DATASET_DIR,...]")
+    try:
+        return [EpisodeDataset(p) for p in paths]
+    except DatasetError as exc:
+        raise UserError(str(exc)) from None
+
+
+def build_world_model(cfg: DictConfig, datasets: list[EpisodeDataset]) -> tuple[WorldModel, dict]:
+    encoder, spec, pretrained_predictor = load_encoder(cfg)
+    proprio = np.concatenate([d.arrays(e)["proprio"] for d in datasets for e in range(len(d))])
+    actions = datasets[0].arrays(0)["actions"]
+    use_proprio = bool(cfg.model.use_proprio)
+    pred_cfg = dict(OmegaConf.to_container(cfg.model.predictor))
+    if cfg.model.init == "pretrained":
+        if not pretrained_predictor:
+            raise UserError("model.init=pretrained but the encoder checkpoint has no predictor")
+        blocks = {k for k in pretrained_predictor if k.startswith("predictor_blocks.")}
+        width = pretrained_predictor["predictor_embed.weight"].shape[0]
+        pred_cfg.update(
+            embed_dim=int(width),
+            depth=len({k.split(".")[1] for k in blocks}),
+            num_heads=_predictor_heads(cfg, width),
+        )
+    elif cfg.model.init != "scratch":
+        raise UserError(f"model.init must be pretrained or scratch, got {cfg.model.init!r}")
+    config = WorldModelConfig(
+        encoder=spec,
+        predictor=pred_cfg,
+        action_dim=int(actions.shape[1]),
+        frameskip=int(cfg.model.frameskip),
+        proprio_dim=proprio.shape[1] if use_proprio else 0,
+        pool=None if cfg.model.pool is None else list(cfg.model.pool),
+        proprio_mean=proprio.mean(0).tolist() if use_proprio else [],
+        proprio_std=(proprio.std(0) + 1e-6).tolist() if use_proprio else [],
+        env_id=datasets[0].env_id,
+    )
+    try:
+        model = WorldModel(config, encoder=encoder)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    copied = []
+    if cfg.model.init == "pretrained":
+        copied = model.predictor.load_from_masked(pretrained_predictor)
+    return model, {"copied_from_pretrained": len(copied)}
+
+
+def _predictor_heads(cfg: DictConfig, width: int) -> int:
+    heads = int(cfg.model.predictor.num_heads)
+    if width % heads:
+        raise UserError(f"model.predictor.num_heads={heads} does not divide the width {width}")
+    return heads
+
+
+def train(cfg: DictConfig, rt: Runtime) -> dict[str, Any]:
+    tc = cfg.train
+    for key in ("steps", "batch_size", "context", "checkpoint_every", "log_every", "eval_every"):
+        if int(tc[key]) <= 0:
+            raise UserError(f"train.{key} must be positive, got {tc[key]}")
+    out_dir = Path(cfg.out_dir).expanduser()
+    if rt.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    rt.barrier()
+    resume = None
+    if (out_dir / CHECKPOINT).exists():
+        resume = load_checkpoint(out_dir / CHECKPOINT)
+        saved = OmegaConf.create(resume["config"])
+        for key in _FIXED_ON_RESUME:
+            if OmegaConf.select(saved, key) != OmegaConf.select(cfg, key):
+                raise UserError(
+                    f"{out_dir} holds a run with a different {key}; use another "
+                    "out_dir or the same settings to resume"
+                )
+    seed_everything(int(cfg.seed) + rt.rank)
+    datasets = _open_datasets(list(cfg.data.paths))
+    world_model, init_info = build_world_model(cfg, datasets)
+    world_model.to(rt.device)
+    fs, steps = world_model.frameskip, int(tc.context)
+    latents = LatentTrajectories(datasets, world_model, int(tc.encode_batch_size), rt.is_main)
+    train_eps, val_eps = _split(len(latents), float(cfg.data.val_fraction), int(cfg.seed))
+    train_windows = latents.windows(train_eps, steps, fs)
+    val_windows = latents.windows(val_eps, steps, fs)
+    if len(train_windows) == 0:
+        raise UserError(f"episodes are too short for {steps} steps of {fs} env steps")
+
+    predictor = world_model.predictor
+    predictor.train()
+    for param in predictor.parameters():
+        param.requires_grad_(True)
+    objective = ACObjective(
+        predictor,
+        int(tc.rollout_steps),
+        float(tc.rollout_weight),
+        float(tc.proprio_weight),
+        world_model.proprio_mean,
+        world_model.proprio_std,
+    ).to(rt.device)
+    optimizer = make_adamw(
+        [predictor], lr=float(tc.lr), weight_decay=float(tc.weight_decay), betas=tuple(tc.betas)
+    )
+    step = 0
+    if resume is not None:
+        predictor.load_state_dict(resume["predictor"])
+        optimizer.load_state_dict(resume["opt"])
+        step = int(resume["step"])
+        if rt.is_main:
+            print(
+                f"resuming from {out_dir / CHECKPOINT} at step {step}/{tc.steps}", file=sys.stderr
+            )
+    trained: nn.Module = objective
+    if rt.distributed:
+        trained = nn.parallel.DistributedDataParallel(
+            objective, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
+        )
+    if bool(tc.compile):
+        trained = torch.compile(trained)
+    if rt.is_main:
+        OmegaConf.save(cfg, out_dir / "config.yaml")
+    if resume is not None:
+        set_rng_state(resume["rng"][min(rt.rank, len(resume["rng"]) - 1)])
+
+    logger = RunLogger(out_dir, rt.is_main, tensorboard=bool(tc.tensorboard))
+    total = int(tc.steps)
+    stop = min(total, int(tc.stop_at_step)) if tc.stop_at_step is not None else total
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=total,
+        initial=step,
+        desc="train_ac",
+        unit="step",
+        disable=not rt.is_main,
+        dynamic_ncols=True,
+    )
+    started, start_step, window, last = time.perf_counter(), step, [], {}
+    use_proprio = world_model.proprio_dim > 0
+    try:
+        while step < stop:
+            rng = np.random.default_rng([int(cfg.seed), step])
+            chosen = rng.integers(0, len(train_windows), int(tc.batch_size) * rt.world_size)
+            mine = chosen[rt.rank * int(tc.batch_size) : (rt.rank + 1) * int(tc.batch_size)]
+            batch = latents.batch(train_windows[mine], steps, fs, rt.device)
+            lr = warmup_cosine(
+                step,
+                total,
+                int(tc.warmup_steps),
+                float(tc.start_lr),
+                float(tc.lr),
+                float(tc.final_lr),
+            )
+            set_lr_and_wd(optimizer, lr, float(tc.weight_decay))
+            with rt.autocast(bool(tc.bf16)):
+                parts = trained(
+                    batch["z"], batch["actions"], batch["proprio"] if use_proprio else None
+                )
+            loss_value = float(rt.all_reduce_mean(parts["loss"].detach()))
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(f"loss is {loss_value} at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            parts["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(predictor.parameters(), float(tc.clip_grad))
+            optimizer.step()
+            step += 1
+            window.append({k: float(v.detach()) for k, v in parts.items()})
+            bar.update(1)
+            if step % int(tc.log_every) == 0 or step == stop:
+                last = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                last["lr"] = lr
+                if step % int(tc.eval_every) == 0 or step == stop:
+                    last.update(
+                        evaluate(objective, latents, val_windows, steps, fs, rt, use_proprio)
+                    )
+                logger.log(step, last)
+                bar.set_postfix(loss=f"{last['loss']:.4f}")
+                window = []
+            if step % int(tc.checkpoint_every) == 0 or step == stop:
+                _save(out_dir, cfg, rt, predictor, optimizer, step)
+    finally:
+        bar.close()
+        logger.close()
+    summary = {
+        "step": step,
+        "total_steps": total,
+        "seconds": time.perf_counter() - started,
+        "steps_run": step - start_step,
+        "metrics": last,
+        **init_info,
+        "train_episodes": len(train_eps),
+        "val_episodes": len(val_eps),
+    }
+    if step >= total and rt.is_main:
+        predictor.eval()
+        model_dir = world_model.save(
+            out_dir / "world_model", provenance=_provenance(cfg, datasets, summary)
+        )
+        summary["world_model"] = str(model_dir)
+    return summary
+
+
+@torch.no_grad()
+def evaluate(
+    objective: ACObjective,
+    latents: LatentTrajectories,
+    windows: np.ndarray,
+    steps: int,
+    fs: int,
+    rt: Runtime,
+    use_proprio: bool,
+    limit: int = 512,
+) -> dict[str, float]:
+    """Validation errors on held-out episodes, and the copy-the-current-frame baseline."""
+    if len(windows) == 0:
+        return {}
+    objective.eval()
+    pick = windows[np.linspace(0, len(windows) - 1, min(limit, len(windows))).astype(int)]
+    batch = latents.batch(pick, steps, fs, rt.device)
+    parts = objective(batch["z"], batch["actions"], batch["proprio"] if use_proprio else None)
+    copy = F.l1_loss(batch["z"][:, :-1], batch["z"][:, 1:])
+    objective.train()
+    return {
+        "val_teacher": float(parts["teacher"]),
+        "val_rollout": float(parts.get("rollout", 0)),
+        "val_copy_baseline": float(copy),
+    }
+
+
+def _save(out_dir: Path, cfg: DictConfig, rt: Runtime, predictor, optimizer, step: int) -> None:
+    states = [rng_state()]
+    if rt.distributed:
+        gathered: list[Any] = [None] * rt.world_size
+        torch.distributed.all_gather_object(gathered, states[0])
+        states = gathered
+    if rt.is_main:
+        save_checkpoint(
+            {
+                "predictor": predictor.state_dict(),
+                "opt": optimizer.state_dict(),
+                "step": step,
+                "config": OmegaConf.to_container(cfg),
+                "rng": states,
+                "world_size": rt.world_size,
+            },
+            out_dir / CHECKPOINT,
+        )
+    rt.barrier()
+
+
+def _provenance(cfg: DictConfig, datasets: list[EpisodeDataset], summary: dict) -> dict:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "git_commit": commit or "unknown",
+        "training_config": OmegaConf.to_container(cfg),
+        "data": [
+            {
+                "path": str(d.root),
+                "env_id": d.env_id,
+                "episodes": len(d),
+                "seeds": [min(d.seeds), max(d.seeds)],
+                "software": d.manifest.get("software"),
+            }
+            for d in datasets
+        ],
+        "metrics": summary["metrics"],
+        "init": cfg.model.init,
+        "copied_from_pretrained": summary["copied_from_pretrained"],
+    }
+
+
+def main(argv: list[str]) -> int:
+    cfg = load_config("train_ac", argv)
+    rt = setup_runtime(str(cfg.device))
+    try:
+        summary = train(cfg, rt)
+    except NonFiniteLossError as exc:
+        if rt.is_main:
+            print(
+                f"error: {exc}; training stopped, the last good checkpoint in {cfg.out_dir} "
+                "is kept",
+                file=sys.stderr,
+            )
+        return 1
+    finally:
+        rt.shutdown()
+    if rt.is_main:
+        m = summary["metrics"]
+        line = (
+            f"train_ac: step {summary['step']}/{summary['total_steps']} "
+            f"({summary['steps_run']} this run, {summary['seconds']:.1f} s); "
+            f"train loss {m.get('loss', float('nan')):.4f}"
+        )
+        if "val_teacher" in m:
+            line += (
+                f"; val L1 teacher {m['val_teacher']:.4f} rollout {m['val_rollout']:.4f} "
+                f"(copy-current-frame baseline {m['val_copy_baseline']:.4f})"
+            )
+        print(line)
+        if "world_model" in summary:
+            print(f"world model: {summary['world_model']}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_command(main)
+
+
+__all__ = ["ACObjective", "LatentTrajectories", "build_world_model", "main", "train"]

@@ -1,0 +1,330 @@
+"""``WorldModel``: the latent dynamics model that planners search and RL code imports.
+
+A frozen V-JEPA encoder turns each frame into K tokens of width D (layer-normed, optionally
+average-pooled to a smaller grid: planning cost grows with K), and an action-conditioned
+predictor rolls those latents forward under action blocks of ``frameskip`` env steps.
+
+One directory per model: ``weights.safetensors`` + ``config.json`` (enough to rebuild it) +
+``provenance.json`` (git commit, data manifest, training config, metrics).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from jepa_world.models import VisionTransformer, vit_encoder
+from jepa_world.models.ac_predictor import ACPredictor
+
+WEIGHTS, CONFIG, PROVENANCE = "weights.safetensors", "config.json", "provenance.json"
+SHIPPED = {"reach": "reach"}  # name -> folder under jepa_world/assets/
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass
+class WorldModelConfig:
+    """Everything needed to rebuild a world model (stored as config.json)."""
+
+    encoder: dict[str, Any]  # vit_encoder(size, **rest)
+    predictor: dict[str, Any]  # embed_dim, depth, num_heads, mlp_ratio
+    action_dim: int
+    frameskip: int = 1
+    proprio_dim: int = 0
+    pool: list[int] | None = None  # [h, w] token grid after average pooling; None = full grid
+    proprio_mean: list[float] = field(default_factory=list)
+    proprio_std: list[float] = field(default_factory=list)
+    image_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    image_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    env_id: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorldModelConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown world-model config keys {sorted(unknown)}")
+        return cls(**data)
+
+
+class WorldModel(nn.Module):
+    """encode / predict / rollout / energy / save / load. Weights are frozen: no gradients flow
+    to them, but gradients do flow to inputs that ask for them (the gradient planner)."""
+
+    def __init__(
+        self,
+        config: WorldModelConfig,
+        encoder: VisionTransformer | None = None,
+        predictor: ACPredictor | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = encoder if encoder is not None else _build_encoder(config.encoder)
+        grid = self.encoder.grid_size[1:]
+        self.pool = tuple(config.pool) if config.pool else tuple(grid)
+        if grid[0] % self.pool[0] or grid[1] % self.pool[1]:
+            raise ValueError(f"pool {self.pool} does not divide the token grid {grid}")
+        self.tokens_per_frame = self.pool[0] * self.pool[1]
+        self.latent_dim = self.encoder.embed_dim
+        self.predictor = (
+            predictor
+            if predictor is not None
+            else ACPredictor(
+                latent_dim=self.latent_dim,
+                tokens_per_frame=self.tokens_per_frame,
+                action_dim=config.action_dim,
+                frameskip=config.frameskip,
+                proprio_dim=config.proprio_dim,
+                **config.predictor,
+            )
+        )
+        self.register_buffer(
+            "image_mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "image_std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False
+        )
+        p = config.proprio_dim
+        mean = torch.tensor(config.proprio_mean or [0.0] * p, dtype=torch.float32)
+        std = torch.tensor(config.proprio_std or [1.0] * p, dtype=torch.float32)
+        self.register_buffer("proprio_mean", mean, persistent=False)
+        self.register_buffer("proprio_std", std, persistent=False)
+        self.freeze()
+
+    def freeze(self) -> WorldModel:
+        self.eval()
+        for param in self.parameters():
+            param.requires_grad_(False)
+        return self
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def action_dim(self) -> int:
+        return self.config.action_dim
+
+    @property
+    def frameskip(self) -> int:
+        return self.config.frameskip
+
+    @property
+    def proprio_dim(self) -> int:
+        return self.config.proprio_dim
+
+    @property
+    def image_size(self) -> int:
+        return self.encoder.img_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.patch_embed.proj.weight.device
+
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        return self.tokens_per_frame, self.latent_dim
+
+    # ------------------------------------------------------------------ encode
+    def encode(self, frames: Tensor | Any) -> Tensor:
+        """uint8 [B,T,H,W,3] (or float [B,T,3,H,W] in [0,1]) -> latents [B,T,K,D].
+        A single frame per item ([B,H,W,3] / [B,3,H,W]) gives [B,K,D]."""
+        frames = torch.as_tensor(frames)
+        single = False
+        if frames.dtype == torch.uint8:
+            if frames.dim() == 4:
+                frames, single = frames.unsqueeze(1), True
+            if frames.dim() != 5 or frames.shape[-1] != 3:
+                raise ValueError(
+                    f"uint8 frames must be [B,T,H,W,3] or [B,H,W,3], got {tuple(frames.shape)}"
+                )
+            frames = frames.permute(0, 1, 4, 2, 3).float() / 255.0
+        elif frames.is_floating_point():
+            if frames.dim() == 4:
+                frames, single = frames.unsqueeze(1), True
+            if frames.dim() != 5 or frames.shape[2] != 3:
+                raise ValueError(
+                    f"float frames must be [B,T,3,H,W] or [B,3,H,W], got {tuple(frames.shape)}"
+                )
+        else:
+            raise ValueError(f"frames must be uint8 or floating point, got {frames.dtype}")
+        b, t = frames.shape[:2]
+        x = frames.reshape(b * t, *frames.shape[2:]).to(self.device)
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            x = F.interpolate(
+                x, size=(self.image_size,) * 2, mode="bilinear", antialias=True, align_corners=False
+            )
+        x = (x - self.image_mean) / self.image_std
+        with self._autocast():
+            tokens = self.encoder(x)  # a single image fills the tubelet by repetition
+        tokens = F.layer_norm(tokens.float(), (tokens.shape[-1],))
+        z = self._pool(tokens).reshape(b, t, self.tokens_per_frame, self.latent_dim)
+        return z[:, 0] if single else z
+
+    def _pool(self, tokens: Tensor) -> Tensor:
+        n, _, d = tokens.shape
+        gh, gw = self.encoder.grid_size[1:]
+        if (gh, gw) == self.pool:
+            return tokens
+        grid = tokens.transpose(1, 2).reshape(n, d, gh, gw)
+        pooled = F.adaptive_avg_pool2d(grid, self.pool)
+        return pooled.flatten(2).transpose(1, 2)
+
+    # ------------------------------------------------------------------ dynamics
+    def predict(self, z: Tensor, actions: Tensor, proprio: Tensor | None = None) -> Tensor:
+        """Next latents. z [B,K,D] with actions [B,fs,A] -> [B,K,D]; or a history z [B,T,K,D]
+        with actions [B,T,fs,A] (and proprio [B,T,P]) -> teacher-forced predictions [B,T,K,D]."""
+        if z.dim() == 3:
+            self._check_actions(actions, z.shape[0], None)
+            return self.rollout(z, actions.unsqueeze(1), proprio)[:, 0]
+        self._check_latents(z, history=True)
+        b, t = z.shape[:2]
+        actions = self._check_actions(actions, b, t)
+        p = self._check_proprio(proprio, b, t)
+        with self._autocast():
+            z_next, _ = self.predictor(z, actions.flatten(2), p)
+        return z_next.float()
+
+    def rollout(self, z: Tensor, actions: Tensor, proprio: Tensor | None = None) -> Tensor:
+        """Autoregressive rollout from the current latent z [B,K,D] under actions
+        [B,H,fs,A] (or [B,H,A] when frameskip is 1) -> [B,H,K,D], one entry per action block.
+        Keys/values of earlier steps are cached, so H steps cost H single-step passes."""
+        self._check_latents(z, history=False)
+        b = z.shape[0]
+        if actions.dim() == 3 and self.frameskip == 1:
+            actions = actions.unsqueeze(2)
+        if actions.dim() != 4:
+            raise ValueError(
+                f"actions must be [B,H,{self.frameskip},{self.action_dim}], "
+                f"got {tuple(actions.shape)}"
+            )
+        horizon = actions.shape[1]
+        actions = self._check_actions(actions, b, horizon).flatten(2)
+        p = self._check_proprio(proprio, b, None)
+        cache, outputs = None, []
+        with self._autocast():
+            for t in range(horizon):
+                z, p, cache = self.predictor.step(z, actions[:, t], p, t, cache)
+                outputs.append(z)
+        return torch.stack(outputs, dim=1).float()
+
+    def energy(self, z: Tensor, z_goal: Tensor, metric: str = "l1") -> Tensor:
+        """Mean distance over tokens and channels: [B,...,K,D] vs broadcastable goal -> [B,...]."""
+        if z.shape[-2:] != z_goal.shape[-2:]:
+            raise ValueError(
+                f"latent shapes differ: {tuple(z.shape)} vs goal {tuple(z_goal.shape)}"
+            )
+        if z_goal.dim() == 3 and z.dim() == 4:
+            z_goal = z_goal.unsqueeze(1)
+        diff = z - z_goal
+        if metric == "l1":
+            return diff.abs().mean(dim=(-2, -1))
+        if metric == "l2":
+            return diff.pow(2).mean(dim=(-2, -1))
+        raise ValueError(f"unknown energy metric {metric!r} (known: l1, l2)")
+
+    # ------------------------------------------------------------------ checks
+    def _check_latents(self, z: Tensor, history: bool) -> None:
+        k, d = self.latent_shape
+        ok = z.dim() == (4 if history else 3) and tuple(z.shape[-2:]) == (k, d)
+        if not ok:
+            expected = f"[B,T,{k},{d}]" if history else f"[B,{k},{d}]"
+            raise ValueError(f"latents must be {expected}, got {tuple(z.shape)}")
+
+    def _check_actions(self, actions: Tensor, b: int, steps: int | None) -> Tensor:
+        fs, a = self.frameskip, self.action_dim
+        expected = (b, fs, a) if steps is None else (b, steps, fs, a)
+        if tuple(actions.shape) != expected:
+            raise ValueError(f"actions must have shape {list(expected)}, got {list(actions.shape)}")
+        if not actions.is_floating_point():
+            raise ValueError(f"actions must be floating point, got {actions.dtype}")
+        return actions.to(self.device, torch.float32)
+
+    def _check_proprio(self, proprio: Tensor | None, b: int, steps: int | None) -> Tensor | None:
+        p = self.proprio_dim
+        if p == 0:
+            if proprio is not None:
+                raise ValueError("this world model takes no proprioception; pass proprio=None")
+            return None
+        if proprio is None:
+            raise ValueError(f"this world model needs proprio of shape [B,{p}]")
+        proprio = torch.as_tensor(proprio)
+        expected = (b, p) if steps is None else (b, steps, p)
+        if tuple(proprio.shape) != expected:
+            raise ValueError(f"proprio must have shape {list(expected)}, got {list(proprio.shape)}")
+        proprio = proprio.to(self.device, torch.float32)
+        return (proprio - self.proprio_mean) / self.proprio_std
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cpu", enabled=False)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | Path, provenance: dict[str, Any] | None = None) -> Path:
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS))
+        (directory / CONFIG).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        if provenance is not None:
+            (directory / PROVENANCE).write_text(json.dumps(provenance, indent=2, default=str))
+        return directory
+
+    @classmethod
+    def load(cls, path_or_name: str | Path, device: str | torch.device = "cpu") -> WorldModel:
+        """A model directory, or a shipped name such as "reach"."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        directory = resolve_model_dir(path_or_name)
+        try:
+            config = WorldModelConfig.from_dict(json.loads((directory / CONFIG).read_text()))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"world model config not found: {directory / CONFIG}") from None
+        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+            raise ValueError(f"world model config {directory / CONFIG} is invalid: {exc}") from None
+        model = cls(config)
+        try:
+            state = load_file(str(directory / WEIGHTS))
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"world model weights not found: {directory / WEIGHTS}"
+            ) from None
+        except (SafetensorError, OSError) as exc:
+            raise ValueError(
+                f"world model weights {directory / WEIGHTS} are corrupt: {exc}"
+            ) from None
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"weights in {directory} do not fit the config: missing {missing[:3]}, "
+                f"unexpected {unexpected[:3]}"
+            )
+        return model.to(device).freeze()
+
+    def provenance(self, directory: str | Path | None = None) -> dict[str, Any]:
+        path = resolve_model_dir(directory) / PROVENANCE if directory else None
+        return json.loads(path.read_text()) if path and path.exists() else {}
+
+
+def resolve_model_dir(path_or_name: str | Path) -> Path:
+    name = str(path_or_name)
+    if name in SHIPPED:
+        return Path(str(resources.files("jepa_world").joinpath("assets", SHIPPED[name])))
+    directory = Path(path_or_name).expanduser()
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"no world model at {directory} (a model directory or one of: {', '.join(SHIPPED)})"
+        )
+    return directory
+
+
+def _build_encoder(spec: dict[str, Any]) -> VisionTransformer:
+    spec = dict(spec)
+    return vit_encoder(spec.pop("size"), **spec)

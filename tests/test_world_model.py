@@ -1,0 +1,315 @@
+"""WorldModel API and python -m jepa_world.train_ac on a tiny recorded dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from jepa_world import WorldModel
+from jepa_world.models.ac_predictor import ACPredictor
+from jepa_world.world_model import WorldModelConfig
+from tests.conftest import assert_one_line_error, run_cli
+from tests.test_pretrain import TINY
+
+
+def tiny_model(proprio_dim: int = 4, pool=(2, 2)) -> WorldModel:
+    torch.manual_seed(0)
+    config = WorldModelConfig(
+        encoder={"size": "micro", "img_size": 32, "patch_size": 8, "num_frames": 2, "depth": 2},
+        predictor={"embed_dim": 48, "depth": 2, "num_heads": 4},
+        action_dim=2,
+        frameskip=3,
+        proprio_dim=proprio_dim,
+        pool=None if pool is None else list(pool),
+        proprio_mean=[0.1] * proprio_dim,
+        proprio_std=[2.0] * proprio_dim,
+    )
+    model = WorldModel(config)
+    with torch.no_grad():  # non-trivial dynamics: the residual head starts near zero otherwise
+        model.predictor.frame_head.weight.normal_(0, 0.2)
+    return model
+
+
+@pytest.fixture
+def model() -> WorldModel:
+    return tiny_model()
+
+
+def frames(b: int, t: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (b, t, 64, 64, 3), generator=g, dtype=torch.uint8)
+
+
+def test_encode_shapes_and_layouts(model):
+    k, d = model.latent_shape
+    assert (k, d) == (4, 96)
+    video = frames(2, 3)
+    z = model.encode(video)
+    assert z.shape == (2, 3, 4, 96) and not z.requires_grad
+    single = model.encode(video[:, 0])
+    torch.testing.assert_close(single, z[:, 0])
+    as_float = video.permute(0, 1, 4, 2, 3).float() / 255
+    torch.testing.assert_close(model.encode(as_float), z)
+    full = tiny_model(pool=None)
+    assert full.encode(video[:, 0]).shape == (2, 16, 96)
+
+
+def test_rollout_equals_repeated_single_step_prediction(model):
+    z0 = model.encode(frames(3, 1))[:, 0]
+    actions = torch.rand(3, 5, 3, 2) * 2 - 1
+    proprio = torch.randn(3, 4)
+    rolled = model.rollout(z0, actions, proprio)
+    assert rolled.shape == (3, 5, 4, 96)
+    # Full recomputation: teacher-force the rollout's own predictions as the history.
+    history = torch.cat([z0[:, None], rolled[:, :-1]], dim=1)
+    _, p_hat = model.predictor(
+        history, actions.flatten(2), _normalised_proprio_path(model, z0, actions, proprio)
+    )
+    recomputed = model.predictor(
+        history, actions.flatten(2), _normalised_proprio_path(model, z0, actions, proprio)
+    )[0]
+    torch.testing.assert_close(recomputed, rolled, atol=1e-5, rtol=1e-5)
+    first = model.predict(z0, actions[:, 0], proprio)
+    torch.testing.assert_close(first, rolled[:, 0], atol=1e-6, rtol=1e-6)
+
+
+def _normalised_proprio_path(model, z0, actions, proprio):
+    """The proprio inputs a rollout feeds itself: the given one, then its own predictions."""
+    p = (proprio - model.proprio_mean) / model.proprio_std
+    path, z, cache = [p], z0, None
+    for t in range(actions.shape[1] - 1):
+        z, p, cache = model.predictor.step(z, actions[:, t].flatten(1), p, t, cache)
+        path.append(p)
+    return torch.stack(path, dim=1)
+
+
+def test_later_actions_never_change_earlier_predictions(model):
+    z0 = model.encode(frames(2, 1))[:, 0]
+    proprio = torch.randn(2, 4)
+    actions = torch.rand(2, 6, 3, 2) * 2 - 1
+    changed = actions.clone()
+    changed[:, 4:] = -changed[:, 4:]
+    a, b = model.rollout(z0, actions, proprio), model.rollout(z0, changed, proprio)
+    torch.testing.assert_close(a[:, :4], b[:, :4], atol=0, rtol=0)
+    assert not torch.allclose(a[:, 4:], b[:, 4:])
+    history = model.encode(frames(2, 6))
+    p_hist = torch.randn(2, 6, 4)
+    ta, tb = model.predict(history, actions, p_hist), model.predict(history, changed, p_hist)
+    torch.testing.assert_close(ta[:, :4], tb[:, :4], atol=0, rtol=0)
+    assert not torch.allclose(ta[:, 4:], tb[:, 4:])
+
+
+def test_energy(model):
+    z = torch.zeros(3, 2, 4, 96)
+    goal = torch.ones(3, 4, 96)
+    assert model.energy(z, goal).shape == (3, 2)
+    torch.testing.assert_close(model.energy(z[:, 0], goal), torch.ones(3))
+    torch.testing.assert_close(model.energy(z[:, 0], 2 * goal, metric="l2"), 4 * torch.ones(3))
+    with pytest.raises(ValueError, match="unknown energy metric"):
+        model.energy(z, goal, metric="cosine")
+
+
+def test_gradients_only_when_inputs_ask(model):
+    z0 = model.encode(frames(1, 1))[:, 0]
+    actions = torch.zeros(1, 2, 3, 2, requires_grad=True)
+    energy = model.energy(model.rollout(z0, actions, torch.zeros(1, 4))[:, -1], z0 + 1)
+    energy.sum().backward()
+    assert actions.grad is not None and actions.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.parameters())
+    assert not model.rollout(z0, actions.detach(), torch.zeros(1, 4)).requires_grad
+
+
+def test_save_load_round_trip(tmp_path, model):
+    z0 = model.encode(frames(2, 1))[:, 0]
+    actions = torch.rand(2, 3, 3, 2)
+    before = model.rollout(z0, actions, torch.ones(2, 4))
+    model.save(tmp_path / "wm", provenance={"note": "test"})
+    loaded = WorldModel.load(tmp_path / "wm")
+    torch.testing.assert_close(loaded.encode(frames(2, 1))[:, 0], z0, atol=0, rtol=0)
+    torch.testing.assert_close(
+        loaded.rollout(z0, actions, torch.ones(2, 4)), before, atol=0, rtol=0
+    )
+    assert json.loads((tmp_path / "wm" / "provenance.json").read_text()) == {"note": "test"}
+
+
+def test_input_checking_names_shapes(model):
+    z0 = model.encode(frames(2, 1))[:, 0]
+    with pytest.raises(
+        ValueError, match=r"actions must have shape \[2, 4, 3, 2\], got \[2, 4, 3, 3\]"
+    ):
+        model.rollout(z0, torch.zeros(2, 4, 3, 3), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"latents must be \[B,4,96\], got \(2, 5, 96\)"):
+        model.rollout(torch.zeros(2, 5, 96), torch.zeros(2, 1, 3, 2), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"proprio must have shape \[2, 4\], got \[2, 3\]"):
+        model.rollout(z0, torch.zeros(2, 1, 3, 2), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="needs proprio"):
+        model.rollout(z0, torch.zeros(2, 1, 3, 2))
+    with pytest.raises(ValueError, match=r"uint8 frames must be \[B,T,H,W,3\]"):
+        model.encode(torch.zeros(2, 64, 64, 4, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="floating point"):
+        model.rollout(z0, torch.zeros(2, 1, 3, 2, dtype=torch.long), torch.zeros(2, 4))
+
+
+def test_missing_and_corrupt_model_dirs(tmp_path, model):
+    with pytest.raises(FileNotFoundError, match="no world model"):
+        WorldModel.load(tmp_path / "absent")
+    model.save(tmp_path / "wm")
+    weights = tmp_path / "wm" / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match="corrupt"):
+        WorldModel.load(tmp_path / "wm")
+
+
+def test_pretrained_initialisation_copies_weights():
+    from jepa_world.models import MaskedPredictor
+
+    masked = MaskedPredictor(
+        embed_dim=96,
+        predictor_embed_dim=48,
+        depth=2,
+        num_heads=4,
+        img_size=32,
+        patch_size=8,
+        num_frames=2,
+    )
+    ac = ACPredictor(
+        latent_dim=96,
+        tokens_per_frame=4,
+        action_dim=2,
+        frameskip=3,
+        proprio_dim=4,
+        embed_dim=48,
+        depth=2,
+        num_heads=4,
+    )
+    copied = ac.load_from_masked(masked.state_dict())
+    assert "blocks.1.attn.qkv.weight" in copied and "frame_head.weight" in copied
+    torch.testing.assert_close(
+        ac.blocks[1].attn.qkv.weight, masked.predictor_blocks[1].attn.qkv.weight
+    )
+    torch.testing.assert_close(ac.frame_embed.weight, masked.predictor_embed.weight)
+    torch.testing.assert_close(ac.frame_head.weight, masked.predictor_proj.weight)
+    torch.testing.assert_close(ac.norm.weight, masked.predictor_norm.weight)
+    wrong = ACPredictor(
+        latent_dim=96, tokens_per_frame=4, action_dim=2, embed_dim=64, depth=2, num_heads=4
+    )
+    with pytest.raises(ValueError, match="does not fit"):
+        wrong.load_from_masked(masked.state_dict())
+
+
+# ------------------------------------------------------------------ the training command
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, small_dataset) -> Path:
+    out = tmp_path_factory.mktemp("pre") / "run"
+    result = run_cli(
+        "-m",
+        "jepa_world.pretrain",
+        *TINY,
+        f"data.paths=[{small_dataset}/episodes]",
+        f"out_dir={out}",
+        "train.steps=3",
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+AC_TINY = [
+    "model.frameskip=2",
+    "train.context=3",
+    "train.batch_size=16",
+    "train.log_every=5",
+    "train.eval_every=5",
+    "train.tensorboard=false",
+    "train.warmup_steps=2",
+    "train.lr=2e-3",
+]
+
+
+def train_ac(out: Path, pretrained: Path, dataset: Path, *extra: str):
+    return run_cli(
+        "-m",
+        "jepa_world.train_ac",
+        *AC_TINY,
+        f"encoder.checkpoint={pretrained}",
+        f"data.paths=[{dataset}]",
+        f"out_dir={out}",
+        *extra,
+    )
+
+
+@pytest.mark.parametrize("init", ["pretrained", "scratch"])
+def test_train_ac_lowers_the_loss_and_writes_a_world_model(
+    tmp_path, pretrained, small_dataset, init
+):
+    out = tmp_path / "ac"
+    result = train_ac(
+        out,
+        pretrained,
+        small_dataset,
+        "train.steps=40",
+        "train.checkpoint_every=20",
+        f"model.init={init}",
+    )
+    assert result.returncode == 0, result.stderr
+    logs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert logs[-1]["loss"] < 0.7 * logs[0]["loss"]
+    assert "val_copy_baseline" in logs[-1] and "copy-current-frame baseline" in result.stdout
+    model = WorldModel.load(out / "world_model")
+    provenance = json.loads((out / "world_model" / "provenance.json").read_text())
+    assert provenance["init"] == init and provenance["data"][0]["episodes"] == 4
+    assert (provenance["copied_from_pretrained"] > 0) == (init == "pretrained")
+    z = model.encode(torch.zeros(1, 64, 64, 3, dtype=torch.uint8))
+    assert model.rollout(z, torch.zeros(1, 2, 2, 2), torch.zeros(1, 4)).shape == (1, 2, 4, 96)
+
+
+def test_train_ac_resumes(tmp_path, pretrained, small_dataset):
+    out = tmp_path / "ac"
+    first = train_ac(
+        out,
+        pretrained,
+        small_dataset,
+        "train.steps=10",
+        "train.stop_at_step=5",
+        "train.checkpoint_every=5",
+    )
+    assert first.returncode == 0, first.stderr
+    assert not (out / "world_model").exists()
+    second = train_ac(out, pretrained, small_dataset, "train.steps=10", "train.checkpoint_every=5")
+    assert second.returncode == 0 and "resuming from" in second.stderr
+    straight = tmp_path / "straight"
+    assert (
+        train_ac(
+            straight, pretrained, small_dataset, "train.steps=10", "train.checkpoint_every=5"
+        ).returncode
+        == 0
+    )
+    a = torch.load(out / "checkpoint.pt", weights_only=True)["predictor"]
+    b = torch.load(straight / "checkpoint.pt", weights_only=True)["predictor"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_train_ac_bad_input(tmp_path, pretrained, small_dataset):
+    result = train_ac(tmp_path / "a", tmp_path / "no_pretrain", small_dataset)
+    assert_one_line_error(result, "pretrained encoder not found")
+    result = train_ac(tmp_path / "b", pretrained, tmp_path / "no_data")
+    assert_one_line_error(result, "dataset folder not found")
+    result = train_ac(tmp_path / "c", pretrained, small_dataset, "model.init=magic")
+    assert_one_line_error(result, "model.init")
+
+
+def test_shipped_reach_model_loads():
+    model = WorldModel.load("reach")
+    assert model.frameskip >= 1 and model.action_dim == 2
+    obs = np.zeros((1, model.image_size, model.image_size, 3), np.uint8)
+    z = model.encode(torch.from_numpy(obs))
+    assert z.shape[1:] == model.latent_shape
+    size = sum(
+        p.stat().st_size
+        for p in Path(WorldModel.load.__globals__["resolve_model_dir"]("reach")).iterdir()
+    )
+    assert size <= 20 * 2**20
