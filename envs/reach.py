@@ -177,6 +177,9 @@ class ReachEnv(gym.Env):
             raise ValueError("action contains NaN or inf")
         self.data.ctrl[:] = np.clip(action, -1.0, 1.0)
         self._mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+        # mj_step leaves body poses at the start of its last substep; recompute them so that
+        # pixels and metrics show the state in qpos, exactly as the goal image does.
+        self._mujoco.mj_kinematics(self.model, self.data)
         info = self._metrics()
         reward = -float(info["fingertip_distance"])
         return self._observation(), reward, False, False, info

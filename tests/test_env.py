@@ -90,6 +90,14 @@ def test_goal_image_is_the_arm_at_the_goal_without_marker(env):
     np.testing.assert_array_equal(env.render_configuration(goal), info["goal_pixels"])
 
 
+def test_pixels_and_metrics_show_the_current_state(env):
+    env.reset(seed=4, options={"start_qpos": [0.0, 0.0], "goal_qpos": [0.0, 0.0]})
+    for _ in range(3):
+        obs, _, _, _, info = env.step(np.array([1.0, 1.0]))  # moving at full speed
+    np.testing.assert_array_equal(obs["pixels"], env.render_configuration(info["qpos"]))
+    np.testing.assert_allclose(env.fingertip_position(), env.fingertip_position(info["qpos"]))
+
+
 def test_offset_goal_is_25_random_steps_away(env):
     distances = []
     for seed in range(20):
