@@ -1,0 +1,320 @@
+"""What every planner shares: settings, the result type, sampling, scoring, warm starts.
+
+Planners search action sequences ``[E,H,fs,A]`` (E environments, H action blocks of ``fs`` env
+steps, A action dims) whose predicted latents reach a goal latent. They only talk to the world
+model through the protocol below, so the learned ``jepa_world.WorldModel``, the MuJoCo oracle
+(``planners.oracle``) and the toy systems in the tests are interchangeable.
+
+Batching over environments is exact: pass one ``torch.Generator`` per environment and every
+random draw for environment ``e`` comes from generator ``e`` alone, every update is per
+environment, and the world model is called once per iteration on all ``E*N`` sequences. Planning
+E environments together therefore gives the same plans as E separate calls with the same
+generators (bit-exact for models whose per-row outputs do not depend on the batch size).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import torch
+from torch import Tensor
+
+METRICS = ("l1", "l2")
+ENERGY_STEPS = ("final", "all")
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+@runtime_checkable
+class WorldModelProtocol(Protocol):
+    """The part of ``jepa_world.WorldModel`` that planners use."""
+
+    action_dim: int
+    frameskip: int
+    device: torch.device
+
+    def encode(self, frames: Any) -> Tensor: ...
+
+    def rollout(self, z: Tensor, actions: Tensor, proprio: Tensor | None = None) -> Tensor: ...
+
+    def energy(self, z: Tensor, z_goal: Tensor, metric: str = "l1") -> Tensor: ...
+
+
+@dataclass
+class PlannerSettings:
+    """Settings common to all planners.
+
+    ``energy_steps="final"`` scores the last predicted latent only (the V-JEPA 2-AC / DINO-WM
+    protocol); ``"all"`` averages the energy over every predicted block, weighted by
+    ``step_weights`` (H values, normalised; uniform when None), which rewards getting close
+    early. ``repeat_in_block`` searches one action per block, repeated ``frameskip`` times: the
+    search space shrinks from H*fs*A to H*A dimensions.
+    """
+
+    horizon: int = 5
+    metric: str = "l1"
+    energy_steps: str = "final"
+    step_weights: tuple[float, ...] | None = None
+    repeat_in_block: bool = True
+    action_low: float = -1.0
+    action_high: float = 1.0
+
+    def validate(self) -> None:
+        """Raise ValueError with a one-line reason for impossible settings."""
+        _positive(self, "horizon")
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown energy metric {self.metric!r} (known: l1, l2)")
+        if self.energy_steps not in ENERGY_STEPS:
+            raise ValueError(f"energy_steps must be 'final' or 'all', got {self.energy_steps!r}")
+        if self.step_weights is not None:
+            weights = list(self.step_weights)
+            if len(weights) != self.horizon:
+                raise ValueError(
+                    f"step_weights needs {self.horizon} values (one per block), got {len(weights)}"
+                )
+            if min(weights) < 0 or sum(weights) <= 0:
+                raise ValueError("step_weights must be non-negative with a positive sum")
+        if not self.action_low < self.action_high:
+            raise ValueError(
+                f"action_low must be below action_high, got {self.action_low}, {self.action_high}"
+            )
+
+
+@dataclass
+class PlanResult:
+    """The plan for E environments: ``actions`` [E,H,fs,A] within the action bounds, the
+    predicted ``energy`` [E] of those actions, and diagnostics in ``info`` (``model_s``: time
+    inside the world model, ``total_s``, ``evaluations``: sequences scored, ``history``: best
+    energy per iteration [iters,E])."""
+
+    actions: Tensor
+    energy: Tensor
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+S = TypeVar("S", bound=PlannerSettings)
+
+
+def make_settings(cls: type[S], settings: S | None, overrides: dict[str, Any]) -> S:
+    """Settings from a dataclass instance and/or keyword overrides, validated."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown} (known: {sorted(names)})")
+    if settings is None:
+        result = cls(**overrides)
+    elif not isinstance(settings, cls):
+        raise TypeError(f"settings must be {cls.__name__}, got {type(settings).__name__}")
+    else:
+        result = dataclasses.replace(settings, **overrides)
+    if result.step_weights is not None:
+        result.step_weights = tuple(float(w) for w in result.step_weights)
+    result.validate()
+    return result
+
+
+def _positive(settings: Any, *names: str) -> None:
+    for name in names:
+        if int(getattr(settings, name)) < 1:
+            raise ValueError(f"{name} must be a positive integer, got {getattr(settings, name)}")
+
+
+# ---------------------------------------------------------------------- action sequences
+def shift_plan(actions: Tensor, blocks: int = 1, fill: str = "last") -> Tensor:
+    """Warm start for the next replanning step: drop the ``blocks`` executed action blocks of
+    ``actions`` [E,H,fs,A] and append copies of the last block (``fill="last"``) or zeros."""
+    if actions.dim() != 4:
+        raise ValueError(f"actions must be [E,H,fs,A], got {tuple(actions.shape)}")
+    if fill not in ("last", "zeros"):
+        raise ValueError(f"fill must be 'last' or 'zeros', got {fill!r}")
+    horizon = actions.shape[1]
+    blocks = min(max(int(blocks), 0), horizon)
+    if blocks == 0:
+        return actions.clone()
+    kept = actions[:, blocks:]
+    if fill == "zeros":
+        pad = torch.zeros_like(actions[:, :blocks])
+    else:
+        pad = actions[:, -1:].expand(-1, blocks, -1, -1)
+    return torch.cat([kept, pad], dim=1).contiguous()
+
+
+def search_shape(settings: PlannerSettings, world_model: WorldModelProtocol) -> tuple[int, ...]:
+    """Shape of one searched sequence: [H, 1 or fs, A]."""
+    per_block = 1 if settings.repeat_in_block else int(world_model.frameskip)
+    return (settings.horizon, per_block, int(world_model.action_dim))
+
+
+def to_blocks(params: Tensor, frameskip: int) -> Tensor:
+    """[..., H, 1 or fs, A] searched values -> [..., H, fs, A] executable actions."""
+    if params.shape[-2] == frameskip:
+        return params
+    return params.expand(*params.shape[:-2], frameskip, params.shape[-1])
+
+
+def initial_mean(
+    init_mean: Tensor | None,
+    num_envs: int,
+    shape: tuple[int, ...],
+    settings: PlannerSettings,
+    device: torch.device,
+) -> Tensor:
+    """The search mean [E,H,b,A]: the warm start cut or padded (with its last block) to the
+    horizon and averaged within blocks when one action per block is searched; zeros (the middle
+    of the action box) without a warm start."""
+    horizon, per_block, action_dim = shape
+    middle = 0.5 * (settings.action_low + settings.action_high)
+    if init_mean is None:
+        return torch.full((num_envs, *shape), middle, device=device)
+    init = torch.as_tensor(init_mean, dtype=torch.float32, device=device)
+    if init.dim() != 4 or init.shape[0] != num_envs or init.shape[-1] != action_dim:
+        raise ValueError(
+            f"init_mean must be [{num_envs},H,fs,{action_dim}], got {tuple(init.shape)}"
+        )
+    if init.shape[1] >= horizon:
+        init = init[:, :horizon]
+    else:
+        pad = init[:, -1:].expand(-1, horizon - init.shape[1], -1, -1)
+        init = torch.cat([init, pad], dim=1)
+    if per_block == 1:
+        init = init.mean(dim=2, keepdim=True)
+    elif init.shape[2] != per_block:
+        raise ValueError(f"init_mean has {init.shape[2]} actions per block, expected {per_block}")
+    return init.clamp(settings.action_low, settings.action_high).contiguous()
+
+
+# ---------------------------------------------------------------------- randomness
+def check_generators(generator: Generators, num_envs: int) -> Generators:
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    generators = list(generator)
+    if len(generators) != num_envs:
+        raise ValueError(f"need one generator per environment ({num_envs}), got {len(generators)}")
+    return generators
+
+
+def randn(generator: Generators, num_envs: int, shape: tuple[int, ...], device) -> Tensor:
+    """Standard normal noise [E,*shape]. With a list of generators, env ``e`` draws from
+    generator ``e`` only, so its noise does not depend on the other environments in the batch
+    (batched == unbatched). A single generator draws all E at once (fast, batch-dependent).
+    Drawn on the CPU and moved, so a seed gives the same plan on every device."""
+    return _draw(torch.randn, generator, num_envs, shape).to(device)
+
+
+def rand(generator: Generators, num_envs: int, shape: tuple[int, ...], device) -> Tensor:
+    """Uniform [0,1) noise [E,*shape]; per-environment generators as in ``randn``."""
+    return _draw(torch.rand, generator, num_envs, shape).to(device)
+
+
+def _draw(fn, generator: Generators, num_envs: int, shape: tuple[int, ...]) -> Tensor:
+    if generator is None or isinstance(generator, torch.Generator):
+        return fn((num_envs, *shape), generator=generator)
+    return torch.stack([fn(shape, generator=g) for g in generator])
+
+
+# ---------------------------------------------------------------------- scoring
+class Scorer:
+    """Scores candidate sequences [E,N,H,b,A] with one ``rollout`` call on E*N sequences and
+    keeps the time spent inside the world model (``model_s``) for timing breakdowns."""
+
+    def __init__(
+        self,
+        world_model: WorldModelProtocol,
+        z_now: Tensor,
+        z_goal: Tensor,
+        proprio: Tensor | None,
+        settings: PlannerSettings,
+    ) -> None:
+        self.wm = world_model
+        self.settings = settings
+        self.device = torch.device(world_model.device)
+        self.frameskip = int(world_model.frameskip)
+        self.z_now = z_now.to(self.device)
+        self.z_goal = z_goal.to(self.device)
+        if self.z_now.shape[0] != self.z_goal.shape[0] and self.z_goal.shape[0] != 1:
+            raise ValueError(
+                f"z_goal batch {self.z_goal.shape[0]} does not match z_now batch "
+                f"{self.z_now.shape[0]} (or 1)"
+            )
+        self.proprio = None if proprio is None else torch.as_tensor(proprio).to(self.device)
+        self.num_envs = self.z_now.shape[0]
+        self.model_s = 0.0
+        self.evaluations = 0
+        weights = None
+        if settings.energy_steps == "all":
+            raw = settings.step_weights or (1.0,) * settings.horizon
+            weights = torch.tensor(raw, dtype=torch.float32, device=self.device)
+            weights = weights / weights.sum()
+        self.weights = weights
+
+    def __call__(self, params: Tensor) -> Tensor:
+        """params [E,N,H,b,A] -> energies [E,N] (differentiable if params require grad)."""
+        e, n = params.shape[:2]
+        actions = to_blocks(params, self.frameskip).reshape(e * n, *params.shape[2:-2],
+                                                            self.frameskip, params.shape[-1])
+        z = self.z_now.repeat_interleave(n, dim=0)
+        goal = self.z_goal.expand(e, *self.z_goal.shape[1:]).repeat_interleave(n, dim=0)
+        proprio = None if self.proprio is None else self.proprio.repeat_interleave(n, dim=0)
+        started = time.perf_counter()
+        predicted = self.wm.rollout(z, actions, proprio)
+        if self.weights is None:
+            energy = self.wm.energy(predicted[:, -1], goal, self.settings.metric)
+        else:
+            per_step = self.wm.energy(predicted, goal, self.settings.metric)  # [EN,H]
+            energy = (per_step * self.weights.to(per_step.dtype)).sum(dim=-1)
+        self.model_s += time.perf_counter() - started
+        self.evaluations += e * n
+        return energy.reshape(e, n).float()
+
+
+def gather_rows(values: Tensor, index: Tensor) -> Tensor:
+    """values [E,N,...], index [E,M] -> [E,M,...] (per-environment selection)."""
+    view = index.reshape(*index.shape, *([1] * (values.dim() - 2)))
+    return torch.gather(values, 1, view.expand(*index.shape, *values.shape[2:]))
+
+
+def lowest(energy: Tensor, count: int) -> tuple[Tensor, Tensor]:
+    """The ``count`` lowest energies per row and their indices, ties broken by index (stable,
+    so the choice never depends on the batch)."""
+    order = torch.sort(energy, dim=1, stable=True).indices[:, :count]
+    return torch.gather(energy, 1, order), order
+
+
+class BestTracker:
+    """Keeps the lowest-energy sequence seen so far for every environment."""
+
+    def __init__(self, num_envs: int, shape: tuple[int, ...], device: torch.device) -> None:
+        self.energy = torch.full((num_envs,), float("inf"), device=device)
+        self.params = torch.zeros((num_envs, *shape), device=device)
+
+    def update(self, energy: Tensor, params: Tensor) -> None:
+        """energy [E,N], params [E,N,...]: keep the best of the new candidates if it is better."""
+        value, index = lowest(energy.detach(), 1)
+        candidate = gather_rows(params.detach(), index)[:, 0]
+        better = value[:, 0] < self.energy
+        self.energy = torch.where(better, value[:, 0], self.energy)
+        mask = better.reshape(-1, *([1] * (candidate.dim() - 1)))
+        self.params = torch.where(mask, candidate, self.params)
+
+
+def prepare(
+    world_model: WorldModelProtocol,
+    z_now: Tensor,
+    z_goal: Tensor,
+    init_mean: Tensor | None,
+    generator: Generators,
+    settings: PlannerSettings,
+) -> tuple[Generators, tuple[int, ...], Tensor]:
+    """Checks shared by the planners; returns the generators, search shape and initial mean."""
+    if z_now.dim() < 2:
+        raise ValueError(f"z_now must be [E,K,D], got {tuple(z_now.shape)}")
+    num_envs = z_now.shape[0]
+    generators = check_generators(generator, num_envs)
+    shape = search_shape(settings, world_model)
+    device = torch.device(world_model.device)
+    mean = initial_mean(init_mean, num_envs, shape, settings, device)
+    return generators, shape, mean

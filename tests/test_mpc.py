@@ -1,0 +1,213 @@
+"""python -m planners.mpc: the oracle solves reach, baselines, metrics JSON, videos, batching,
+the learned-model path and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jepa_world.training.cli import UserError, load_config
+from planners import mpc
+from tests.conftest import assert_one_line_error, run_cli
+
+# Small but reliable oracle settings: horizon 2, 64 samples x 8 iterations.
+FAST = ["horizon=2", "cem.samples=64", "cem.elites=8", "cem.iterations=8"]
+
+
+def config(*overrides: str, **flags):
+    cfg = mpc.load_config("mpc", list(overrides))
+    for key, value in flags.items():
+        cfg[key] = value
+    return cfg
+
+
+def run(*overrides: str, **flags) -> dict:
+    return mpc.evaluate(config(*overrides, **flags), progress=False, log=lambda line: None)
+
+
+@pytest.fixture(scope="module")
+def oracle_run(tmp_path_factory):
+    """The real command: oracle + CEM on 3 offset episodes, with --json and --video."""
+    out = tmp_path_factory.mktemp("mpc")
+    result = run_cli(
+        "-m", "planners.mpc", "--env", "reach", "--model", "oracle", "--planner", "cem",
+        "--episodes", "3", "--num-envs", "3", "--seed", "0",
+        "--json", str(out / "metrics.json"), "--video", str(out / "videos"), *FAST,
+    )
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_oracle_cem_solves_offset_episodes(oracle_run):
+    out, result = oracle_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["success_rate"] == 1.0, metrics["records"]
+    assert metrics["success_any_rate"] == 1.0
+    assert metrics["final_joint_error_mean"] < 0.05
+    assert "success (end)" in result.stdout and "upper bound" in result.stdout
+    assert result.stdout.count("episode ") == 3
+
+
+def test_metrics_json_schema(oracle_run):
+    out, _ = oracle_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("success_rate", "success_any_rate", "final_joint_error_mean", "plan_ms_median",
+                "plan_ms_p90", "episodes", "seed", "planner", "checkpoint", "model",
+                "goal_protocol", "budget", "settings", "env", "records", "timing"):
+        assert key in metrics, key
+    assert metrics["episodes"] == 3 and metrics["seed"] == 0 and metrics["planner"] == "cem"
+    assert metrics["model"] == "oracle" and metrics["checkpoint"] is None
+    assert metrics["env"] == "jepa_world/Reach-v0" and metrics["goal_protocol"] == "offset"
+    assert metrics["budget"] == 50
+    assert metrics["settings"]["horizon"] == 2 and metrics["settings"]["samples"] == 64
+    assert metrics["plan_ms_p90"] >= metrics["plan_ms_median"] > 0
+    record = metrics["records"][0]
+    for key in ("seed", "success", "success_any", "final_joint_error",
+                "final_fingertip_distance", "steps", "plan_ms"):
+        assert key in record, key
+    assert record["steps"] == 50 and len(record["plan_ms"]) == 10  # 50 steps / blocks of 5
+    seeds = [r["seed"] for r in metrics["records"]]
+    assert seeds == [mpc.eval_seed(0, i) for i in range(3)]
+    assert min(seeds) >= 1_000_000  # never a recording seed
+
+
+def test_video_is_written_and_decodable(oracle_run):
+    import decord
+
+    out, _ = oracle_run
+    videos = sorted((out / "videos").glob("*.mp4"))
+    assert len(videos) == 3
+    reader = decord.VideoReader(str(videos[0]))
+    assert len(reader) == 51  # the first frame and one per env step
+    frame = reader[0].asnumpy()
+    assert frame.shape == (256, 512, 3)  # 64 px x 4, observation | goal
+    # the goal half shows the arm at the goal in every frame
+    last = reader[50].asnumpy()
+    assert np.abs(frame[:, 256:].astype(int) - last[:, 256:].astype(int)).mean() < 3
+
+
+def test_random_baseline_runs():
+    metrics = run(model="random", episodes=2, num_envs=2, budget=10)
+    assert metrics["planner"] is None and metrics["plan_ms_median"] is None
+    assert metrics["records"][0]["steps"] == 10
+    assert 0.0 <= metrics["success_rate"] <= 1.0
+    assert "lower bound" in metrics["note"]
+
+
+def test_batched_equals_unbatched():
+    kwargs = {"model": "oracle", "episodes": 3, "budget": 15}
+    alone = run(*FAST, num_envs=1, **kwargs)
+    together = run(*FAST, num_envs=2, **kwargs)
+    keys = ("seed", "success", "success_any", "final_joint_error", "final_fingertip_distance",
+            "steps", "final_energy")
+    for a, b in zip(alone["records"], together["records"], strict=True):
+        assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
+
+
+def test_same_seed_same_results_other_seed_other_episodes():
+    a = run(*FAST, model="oracle", episodes=1, budget=10)
+    b = run(*FAST, model="oracle", episodes=1, budget=10)
+    c = run(*FAST, model="oracle", episodes=1, budget=10, seed=1)
+    assert a["records"][0]["final_joint_error"] == b["records"][0]["final_joint_error"]
+    assert c["records"][0]["seed"] != a["records"][0]["seed"]
+
+
+def test_uniform_goals_mppi_and_short_last_block():
+    metrics = run("horizon=2", "mppi.samples=64", "mppi.elites=8", "mppi.iterations=4",
+                  model="oracle", planner="mppi", goal="uniform", episodes=1, budget=12,
+                  shrink_horizon=True)
+    assert metrics["goal_protocol"] == "uniform" and metrics["planner"] == "mppi"
+    assert metrics["records"][0]["steps"] == 12  # 5 + 5 + 2: the last block is cut to fit
+    assert len(metrics["records"][0]["plan_ms"]) == 3
+
+
+# ---------------------------------------------------------------------- the learned model
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A tiny randomly initialised WorldModel saved as a model directory."""
+    try:
+        import torch
+
+        from jepa_world.world_model import WorldModel, WorldModelConfig
+    except (ImportError, AttributeError) as exc:
+        pytest.skip(f"jepa_world.WorldModel is not available yet: {exc}")
+    torch.manual_seed(0)
+    config = WorldModelConfig(
+        encoder={"size": "micro", "img_size": 32, "patch_size": 8, "num_frames": 2, "depth": 2},
+        predictor={"embed_dim": 48, "depth": 2, "num_heads": 4},
+        action_dim=2,
+        frameskip=5,
+        proprio_dim=4,
+        pool=[2, 2],
+    )
+    return WorldModel(config).save(tmp_path_factory.mktemp("wm") / "tiny")
+
+
+@pytest.mark.parametrize("planner", ["cem", "mppi", "gradient"])
+def test_learned_model_path(tiny_checkpoint, planner):
+    settings = {
+        "cem": ["cem.samples=16", "cem.elites=4", "cem.iterations=2"],
+        "mppi": ["mppi.samples=16", "mppi.elites=4", "mppi.iterations=2"],
+        "gradient": ["gradient.steps=2", "gradient.restarts=2"],
+    }[planner]
+    metrics = run(*settings, "horizon=2", checkpoint=str(tiny_checkpoint), planner=planner,
+                  episodes=2, num_envs=2, budget=10, device="cpu")
+    assert metrics["model"] == "learned" and metrics["checkpoint"] == str(tiny_checkpoint)
+    assert len(metrics["records"]) == 2 and metrics["records"][0]["steps"] == 10
+    assert metrics["timing"]["encode_ms_per_replan"] > 0
+
+
+# ---------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--env", "cartpole"], "unknown env 'cartpole'"),
+        (["--planner", "simplex", "--model", "oracle"], "unknown planner 'simplex'"),
+        (["--episodes", "0"], "episodes must be a positive integer"),
+        (["--num-envs", "-1"], "num_envs must be a positive integer"),
+        (["--budget", "0"], "budget must be a positive integer"),
+        (["--model", "dreamer"], "unknown model 'dreamer'"),
+        (["--goal", "anywhere"], "unknown goal protocol"),
+        (["--model", "oracle", "--planner", "gradient"], "not differentiable"),
+        (["--frobnicate"], "unrecognised argument"),
+        (["cem.samples=0", "--model", "oracle"], "samples must be a positive integer"),
+        (["nonexistent_key=1"], "bad configuration"),
+        (["--episodes", "three"], "invalid int value"),
+    ],
+)
+def test_bad_input_in_process(args, needle):
+    with pytest.raises(UserError, match=needle):
+        mpc.main(args)
+
+
+def test_missing_checkpoint_one_line(tmp_path):
+    result = run_cli("-m", "planners.mpc", "--env", "reach", "--checkpoint",
+                     str(tmp_path / "nowhere"), "--episodes", "1")
+    assert_one_line_error(result, "error:", "cannot load world model", "nowhere")
+
+
+def test_corrupt_checkpoint_one_line(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    (bad / "weights.safetensors").write_bytes(b"\x00" * 10)
+    result = run_cli("-m", "planners.mpc", "--env", "reach", "--checkpoint", str(bad))
+    assert_one_line_error(result, "error:", "cannot load world model")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["--env", "cartpole"], "unknown env"), (["--episodes", "0"], "episodes")],
+)
+def test_bad_input_cli_one_line(args, needle):
+    result = run_cli("-m", "planners.mpc", *args)
+    assert_one_line_error(result, "error:", needle)
+
+
+def test_config_composes_with_overrides():
+    cfg = load_config("mpc", ["cem.samples=10", "cem.elites=5", "energy=l2", "horizon=3"])
+    _, settings = mpc.planner_settings(cfg)
+    assert settings.samples == 10 and settings.metric == "l2" and settings.horizon == 3

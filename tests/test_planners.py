@@ -1,0 +1,283 @@
+"""Planners on a tiny linear latent system whose optimal actions are known."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from planners import (
+    PLANNERS,
+    CEMSettings,
+    UnknownPlannerError,
+    WorldModelProtocol,
+    get_planner,
+    shift_plan,
+)
+from planners.base import Scorer, initial_mean
+
+
+class LinearModel:
+    """z' = A z + B a_block on [B,K,D] latents (K=2 tokens of width D=3), a_block = the sum of
+    the block's ``frameskip`` actions. A = I (an integrator, so the goal set is reachable) or a
+    rotation-like mix; B embeds the 2-D action into the 6-D latent."""
+
+    def __init__(self, frameskip: int = 4, mix: bool = False, proprio_dim: int = 0) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.action_dim, self.frameskip, self.device = 2, frameskip, torch.device("cpu")
+        self.k, self.d = 2, 3
+        n = self.k * self.d
+        self.A = torch.eye(n)
+        if mix:
+            q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen))
+            self.A = 0.9 * torch.eye(n) + 0.1 * q
+        self.B = 0.1 * torch.randn(n, self.action_dim, generator=gen)
+        self.proprio_dim = proprio_dim
+        self.calls = 0
+
+    def encode(self, frames):  # pragma: no cover - not used by planners
+        raise NotImplementedError
+
+    def step(self, z: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+        flat = z.reshape(z.shape[0], -1)
+        nxt = flat @ self.A.T + block.sum(dim=1) @ self.B.T
+        return nxt.reshape(z.shape)
+
+    def rollout(self, z, actions, proprio=None):
+        self.calls += 1
+        if self.proprio_dim:
+            assert proprio is not None and proprio.shape == (z.shape[0], self.proprio_dim)
+        outputs = []
+        for t in range(actions.shape[1]):
+            z = self.step(z, actions[:, t])
+            outputs.append(z)
+        return torch.stack(outputs, dim=1)
+
+    def energy(self, z, z_goal, metric="l1"):
+        if z_goal.dim() == 3 and z.dim() == 4:
+            z_goal = z_goal.unsqueeze(1)
+        diff = z - z_goal
+        return diff.abs().mean((-2, -1)) if metric == "l1" else diff.pow(2).mean((-2, -1))
+
+    def to(self, device):
+        return self
+
+
+def problem(num_envs: int = 1, seed: int = 0, horizon: int = 3, frameskip: int = 4):
+    """Start latents and reachable goals: the goal is where known actions in [-0.6, 0.6] lead."""
+    model = LinearModel(frameskip=frameskip)
+    gen = torch.Generator().manual_seed(seed)
+    z0 = torch.randn(num_envs, model.k, model.d, generator=gen)
+    target = (torch.rand(num_envs, horizon, 1, 2, generator=gen) - 0.5) * 1.2
+    actions = target.expand(-1, -1, frameskip, -1)
+    goal = model.rollout(z0, actions)[:, -1]
+    return model, z0, goal, actions
+
+
+def generators(seeds):
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+SMALL = {
+    "cem": {"samples": 200, "elites": 20, "iterations": 25},
+    "mppi": {"samples": 256, "elites": 32, "iterations": 25, "temperature": 5.0},
+    "gradient": {"steps": 150, "lr": 0.1, "restarts": 2},
+}
+
+
+def test_model_follows_protocol():
+    assert isinstance(LinearModel(), WorldModelProtocol)
+
+
+@pytest.mark.parametrize("name", sorted(PLANNERS))
+def test_reaches_the_goal(name):
+    plan, _ = get_planner(name)
+    model, z0, goal, _ = problem(num_envs=2)
+    result = plan(model, z0, goal, generator=generators([1, 2]), horizon=3, **SMALL[name])
+    assert result.actions.shape == (2, 3, 4, 2)
+    assert result.energy.shape == (2,)
+    reached = model.rollout(z0, result.actions)[:, -1]
+    start_energy = model.energy(z0, goal)
+    final = model.energy(reached, goal)
+    assert torch.allclose(final, result.energy, atol=1e-5)
+    assert torch.all(final < 0.02), (final, start_energy)
+    assert torch.all(final < 0.1 * start_energy)
+
+
+@pytest.mark.parametrize("name", sorted(PLANNERS))
+def test_batched_equals_unbatched(name):
+    plan, _ = get_planner(name)
+    model, z0, goal, _ = problem(num_envs=3, seed=4)
+    settings = {**SMALL[name], "iterations": 5} if name != "gradient" else {"steps": 10}
+    batched = plan(model, z0, goal, generator=generators([7, 8, 9]), horizon=3, **settings)
+    for e, seed in enumerate([7, 8, 9]):
+        single = plan(model, z0[e : e + 1], goal[e : e + 1], generator=generators([seed]),
+                      horizon=3, **settings)
+        torch.testing.assert_close(batched.actions[e : e + 1], single.actions, rtol=0, atol=1e-6)
+        torch.testing.assert_close(batched.energy[e : e + 1], single.energy, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(PLANNERS))
+def test_same_seed_same_plan(name):
+    plan, _ = get_planner(name)
+    model, z0, goal, _ = problem(num_envs=2, seed=3)
+    settings = {"iterations": 3} if name != "gradient" else {"steps": 5}
+    a = plan(model, z0, goal, generator=generators([5, 6]), **settings)
+    b = plan(model, z0, goal, generator=generators([5, 6]), **settings)
+    c = plan(model, z0, goal, generator=generators([50, 60]), **settings)
+    assert torch.equal(a.actions, b.actions) and torch.equal(a.energy, b.energy)
+    assert not torch.equal(a.actions, c.actions)
+
+
+@pytest.mark.parametrize("name", sorted(PLANNERS))
+def test_actions_stay_in_the_box(name):
+    plan, _ = get_planner(name)
+    model, z0, _, _ = problem(num_envs=2)
+    far_goal = z0 + 100.0  # unreachable: the planner pushes against the bounds
+    settings = {"iterations": 4} if name != "gradient" else {"steps": 20, "lr": 1.0}
+    result = plan(model, z0, far_goal, generator=generators([0, 1]), **settings,
+                  action_low=-0.5, action_high=0.25)
+    assert result.actions.min() >= -0.5 and result.actions.max() <= 0.25
+    # pushed against the box (not merely left in the middle)
+    assert result.actions.max() > 0.2 or result.actions.min() < -0.45
+
+
+def test_repeat_in_block_false_searches_every_step():
+    plan, _ = get_planner("cem")
+    model, z0, goal, _ = problem()
+    held = plan(model, z0, goal, generator=generators([0]), iterations=2)
+    free = plan(model, z0, goal, generator=generators([0]), iterations=2, repeat_in_block=False)
+    assert torch.all(held.actions == held.actions[:, :, :1])  # one action per block
+    assert not torch.all(free.actions == free.actions[:, :, :1])
+
+
+def test_energy_steps_all_prefers_early_arrival():
+    """With the goal one block away and horizon 3, 'final' only cares where the last block
+    ends; 'all' also wants the arm there early, so its first block moves (nearly) all the way."""
+    model = LinearModel(frameskip=4)
+    z0 = torch.zeros(1, 2, 3)
+    step = torch.tensor([[[0.5, -0.5]]]).expand(1, 4, 2)
+    goal = model.step(z0, step)
+    plan, _ = get_planner("cem")
+    kwargs = {"generator": generators([0]), "horizon": 3, "samples": 300, "iterations": 30}
+    all_steps = plan(model, z0, goal, energy_steps="all", **kwargs)
+    final = plan(model, z0, goal, energy_steps="final", **kwargs)
+    first_all = model.energy(model.rollout(z0, all_steps.actions)[:, 0], goal)
+    first_final = model.energy(model.rollout(z0, final.actions)[:, 0], goal)
+    assert first_all < 0.02
+    assert first_all < first_final
+    # weights that only count the last block turn "all" back into "final"
+    candidates = torch.rand(1, 16, 3, 1, 2) * 2 - 1
+    score_final = Scorer(model, z0, goal, None, CEMSettings(horizon=3))
+    weighted = CEMSettings(horizon=3, energy_steps="all", step_weights=(0.0, 0.0, 2.0))
+    score_last = Scorer(model, z0, goal, None, weighted)
+    torch.testing.assert_close(score_last(candidates), score_final(candidates))
+    uniform = Scorer(model, z0, goal, None, CEMSettings(horizon=3, energy_steps="all"))
+    per_step = model.energy(model.rollout(z0.expand(16, -1, -1),
+                                          candidates[0].expand(-1, -1, 4, -1)), goal)
+    torch.testing.assert_close(uniform(candidates)[0], per_step.mean(dim=1))
+
+
+def test_metric_l2_and_unknown_metric():
+    plan, _ = get_planner("cem")
+    model, z0, goal, _ = problem()
+    result = plan(model, z0, goal, generator=generators([0]), metric="l2", iterations=10)
+    reached = model.rollout(z0, result.actions)[:, -1]
+    torch.testing.assert_close(model.energy(reached, goal, "l2"), result.energy)
+    with pytest.raises(ValueError, match="metric"):
+        plan(model, z0, goal, metric="cosine")
+
+
+def test_warm_start_is_kept_when_it_is_optimal():
+    """CEM always scores its mean: a perfect warm start survives any noise."""
+    plan, _ = get_planner("cem")
+    model, z0, goal, actions = problem(seed=2)
+    result = plan(model, z0, goal, generator=generators([0]), init_mean=actions, iterations=2,
+                  samples=10, elites=2, horizon=3)
+    torch.testing.assert_close(result.actions, actions)
+    assert result.energy.item() < 1e-6
+
+
+def test_shift_plan():
+    actions = torch.arange(2 * 3 * 2 * 1, dtype=torch.float32).reshape(2, 3, 2, 1)
+    shifted = shift_plan(actions)
+    torch.testing.assert_close(shifted[:, :2], actions[:, 1:])
+    torch.testing.assert_close(shifted[:, 2], actions[:, 2])
+    zeros = shift_plan(actions, blocks=2, fill="zeros")
+    torch.testing.assert_close(zeros[:, 0], actions[:, 2])
+    assert torch.all(zeros[:, 1:] == 0)
+    assert torch.equal(shift_plan(actions, blocks=0), actions)
+
+
+def test_mpc_warm_start_tracks_the_goal():
+    """Receding horizon on the toy: execute a block, shift the plan, replan; the state reaches
+    the goal and the shifted plan keeps its tail."""
+    plan, _ = get_planner("cem")
+    model, z, goal, _ = problem(seed=5)
+    warm = None
+    for step in range(4):
+        result = plan(model, z, goal, generator=generators([step]), init_mean=warm,
+                      iterations=10, energy_steps="all")
+        z = model.step(z, result.actions[:, 0])
+        warm = shift_plan(result.actions)
+        torch.testing.assert_close(warm[:, :-1], result.actions[:, 1:])
+    assert model.energy(z, goal).item() < 0.02
+
+
+def test_init_mean_is_cut_padded_and_clamped():
+    settings = CEMSettings(horizon=4)
+    init = torch.tensor([0.5, 2.0]).view(1, 1, 1, 2).expand(1, 2, 3, 2)
+    mean = initial_mean(init, 1, (4, 1, 2), settings, torch.device("cpu"))
+    assert mean.shape == (1, 4, 1, 2)
+    torch.testing.assert_close(mean[0, :, 0], torch.tensor([[0.5, 1.0]] * 4))
+
+
+def test_proprio_is_passed_to_every_sequence():
+    model = LinearModel(proprio_dim=3)
+    _, z0, goal, _ = problem(num_envs=2)
+    plan, _ = get_planner("mppi")
+    result = plan(model, z0, goal, proprio=torch.zeros(2, 3), generator=generators([0, 1]),
+                  iterations=2, samples=16, elites=4)
+    assert result.actions.shape == (2, 3, 4, 2)
+
+
+def test_one_rollout_call_per_iteration():
+    model, z0, goal, _ = problem(num_envs=3)
+    plan, _ = get_planner("cem")
+    model.calls = 0
+    result = plan(model, z0, goal, generator=generators([0, 1, 2]), iterations=7, samples=32,
+                  elites=4)
+    assert model.calls == 7
+    assert result.info["evaluations"] == 7 * 3 * 32
+    assert result.info["history"].shape == (7, 3)
+    assert torch.all(result.info["history"][1:] <= result.info["history"][:-1])
+
+
+def test_mppi_outputs():
+    model, z0, goal, _ = problem(num_envs=2)
+    plan, _ = get_planner("mppi")
+    for output in ("mean", "best", "sample"):
+        result = plan(model, z0, goal, generator=generators([0, 1]), iterations=3, output=output)
+        reached = model.rollout(z0, result.actions)[:, -1]
+        torch.testing.assert_close(model.energy(reached, goal), result.energy)
+
+
+def test_gradient_clamp_squash():
+    model, z0, goal, _ = problem()
+    plan, _ = get_planner("gradient")
+    result = plan(model, z0, goal, generator=generators([0]), squash="clamp", steps=100, lr=0.05)
+    assert result.energy.item() < 0.05
+
+
+def test_bad_settings():
+    model, z0, goal, _ = problem()
+    with pytest.raises(UnknownPlannerError, match="known: cem, gradient, mppi"):
+        get_planner("random-shooting")
+    plan, _ = get_planner("cem")
+    with pytest.raises(ValueError, match="elites"):
+        plan(model, z0, goal, samples=4, elites=8)
+    with pytest.raises(ValueError, match="unknown CEMSettings keys"):
+        plan(model, z0, goal, temperature=1.0)
+    with pytest.raises(ValueError, match="step_weights"):
+        plan(model, z0, goal, energy_steps="all", step_weights=(1.0,))
+    with pytest.raises(ValueError, match="one generator per environment"):
+        plan(model, z0, goal, generator=generators([0, 1]))
