@@ -31,7 +31,6 @@ from jepa_world.training.logger import RunLogger
 from jepa_world.training.optim import make_adamw, set_lr_and_wd
 from jepa_world.training.runtime import (
     Runtime,
-    rng_state,
     seed_everything,
     set_rng_state,
     setup_runtime,
@@ -264,7 +263,7 @@ def train(cfg: DictConfig, rt: Runtime) -> dict[str, Any]:
     total = int(tc.steps)
     stop = min(total, int(tc.stop_at_step)) if tc.stop_at_step is not None else total
     run = _Run(cfg, rt, trained, model, target, optimizer, masks, loader, logger, out_dir)
-    saved_rng = None if resume is None else resume["rng"][min(rt.rank, len(resume["rng"]) - 1)]
+    saved_rng = None if resume is None else rt.own_rng_state(resume["rng"])
     summary = _loop(run, step, stop, saved_rng)
     logger.close()
     summary["data"] = clips.summary()
@@ -387,11 +386,7 @@ def _loop(run: _Run, step: int, stop: int, saved_rng: dict | None) -> dict[str, 
 
 def _save(run: _Run, step: int, loss: float) -> None:
     rt = run.rt
-    states = [rng_state()]
-    if rt.distributed:
-        gathered: list[Any] = [None] * rt.world_size
-        torch.distributed.all_gather_object(gathered, states[0])
-        states = gathered
+    states = rt.rng_states()
     if rt.is_main:
         save_checkpoint(
             {

@@ -32,7 +32,6 @@ from jepa_world.training.logger import RunLogger
 from jepa_world.training.optim import make_adamw, set_lr_and_wd
 from jepa_world.training.runtime import (
     Runtime,
-    rng_state,
     seed_everything,
     set_rng_state,
     setup_runtime,
@@ -317,7 +316,7 @@ def train(cfg: DictConfig, rt: Runtime) -> dict[str, Any]:
     if rt.is_main:
         OmegaConf.save(cfg, out_dir / "config.yaml")
     if resume is not None:
-        set_rng_state(resume["rng"][min(rt.rank, len(resume["rng"]) - 1)])
+        set_rng_state(rt.own_rng_state(resume["rng"]))
 
     logger = RunLogger(out_dir, rt.is_main, tensorboard=bool(tc.tensorboard))
     total = int(tc.steps)
@@ -425,11 +424,7 @@ def evaluate(
 
 
 def _save(out_dir: Path, cfg: DictConfig, rt: Runtime, predictor, optimizer, step: int) -> None:
-    states = [rng_state()]
-    if rt.distributed:
-        gathered: list[Any] = [None] * rt.world_size
-        torch.distributed.all_gather_object(gathered, states[0])
-        states = gathered
+    states = rt.rng_states()
     if rt.is_main:
         save_checkpoint(
             {

@@ -11,7 +11,7 @@ import torch
 
 from jepa_world import WorldModel
 from jepa_world.models.ac_predictor import ACPredictor
-from jepa_world.world_model import WorldModelConfig
+from jepa_world.world_model import WorldModelConfig, resolve_model_dir
 from tests.conftest import assert_one_line_error, run_cli
 from tests.test_pretrain import TINY
 
@@ -308,8 +308,7 @@ def test_shipped_reach_model_loads():
     obs = np.zeros((1, model.image_size, model.image_size, 3), np.uint8)
     z = model.encode(torch.from_numpy(obs))
     assert z.shape[1:] == model.latent_shape
-    size = sum(
-        p.stat().st_size
-        for p in Path(WorldModel.load.__globals__["resolve_model_dir"]("reach")).iterdir()
-    )
-    assert size <= 20 * 2**20
+    folder = resolve_model_dir("reach")
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= 20 * 2**20
+    provenance = json.loads((folder / "provenance.json").read_text())
+    assert {"git_commit", "training_config", "data", "metrics"} <= set(provenance)

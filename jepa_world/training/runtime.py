@@ -44,6 +44,19 @@ class Runtime:
             value /= self.world_size
         return value
 
+    def rng_states(self) -> list[dict]:
+        """Every rank's RNG state (collective: all ranks must call it), for checkpoints."""
+        state = rng_state()
+        if not self.distributed:
+            return [state]
+        gathered: list = [None] * self.world_size
+        dist.all_gather_object(gathered, state)
+        return gathered
+
+    def own_rng_state(self, states: list[dict]) -> dict:
+        """This rank's entry of a checkpoint's RNG states (the last one if the world grew)."""
+        return states[min(self.rank, len(states) - 1)]
+
     def shutdown(self) -> None:
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()
