@@ -411,6 +411,10 @@ def _peak_memory_mb(rt: Runtime) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _fmt(value: float | None) -> str:
+    return "n/a (already complete)" if value is None else f"{value:.4f}"
+
+
 def _last_line(exc: BaseException) -> str:
     """A worker's exception arrives with the worker's traceback inside its message."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
@@ -443,7 +447,7 @@ def main(argv: list[str]) -> int:
             f"pretrain: step {summary['step']}/{summary['total_steps']} "
             f"({summary['steps_run']} this run, {summary['seconds']:.1f} s, "
             f"{summary['clips_per_s']:.1f} clips/s on {summary['world_size']} process(es)); "
-            f"loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}; "
+            f"loss {_fmt(summary['first_loss'])} -> {_fmt(summary['last_loss'])}; "
             f"peak memory {_peak_memory_mb(rt):.0f} MB\n"
             f"data: {data['videos']} videos, {data['skipped']} skipped as unreadable; "
             f"checkpoint: {summary['checkpoint']}"

@@ -154,8 +154,9 @@ def train_probe(
     if device.type == "cpu" and settings.cpu_threads:
         torch.set_num_threads(settings.cpu_threads)
     try:
-        return _train_probe(features, targets, task, num_outputs, settings, seed, device, desc,
-                            progress)
+        return _train_probe(
+            features, targets, task, num_outputs, settings, seed, device, desc, progress
+        )
     finally:
         torch.set_num_threads(threads)
 
@@ -184,8 +185,14 @@ def _train_probe(
     order, pos = torch.randperm(n, generator=generator), 0
     loss_value = float("nan")
     probe.train()
-    with tqdm(total=settings.steps, desc=desc, unit="step", disable=not progress,
-              dynamic_ncols=True, leave=False) as bar:
+    with tqdm(
+        total=settings.steps,
+        desc=desc,
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+        leave=False,
+    ) as bar:
         for step in range(settings.steps):
             if pos + batch > n:
                 order, pos = torch.randperm(n, generator=generator), 0
@@ -371,8 +378,14 @@ def extract_features(
     parts: dict[str, list[Tensor]] = {name: [] for name in encoders}
     for encoder in encoders.values():
         encoder.to(rt.device).eval()
-    with tqdm(total=total, desc="features", unit="sample", disable=not progress,
-              dynamic_ncols=True, leave=False) as bar:
+    with tqdm(
+        total=total,
+        desc="features",
+        unit="sample",
+        disable=not progress,
+        dynamic_ncols=True,
+        leave=False,
+    ) as bar:
         for x in inputs:
             x = x.to(rt.device)
             for name, encoder in encoders.items():
@@ -398,8 +411,13 @@ def prepare_frames(frames: np.ndarray | Tensor, resolution: int) -> Tensor:
     x = x[..., top : top + side, left : left + side, :].reshape(-1, side, side, 3)
     x = x.permute(0, 3, 1, 2).float() / 255.0
     if side != resolution:
-        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear",
-                          align_corners=False, antialias=side > resolution)
+        x = F.interpolate(
+            x,
+            size=(resolution, resolution),
+            mode="bilinear",
+            align_corners=False,
+            antialias=side > resolution,
+        )
     spec = ClipSpec()
     mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
     std = torch.tensor(spec.std).view(1, 3, 1, 1)
@@ -583,8 +601,12 @@ class _IndexClips(torch.utils.data.Dataset):
     pretraining loader would silently substitute another video, and so another label)."""
 
     def __init__(self, videos: LabelledVideos, shape: ClipShape) -> None:
-        spec = ClipSpec(frames_per_clip=shape.frames, frame_step=shape.frame_step,
-                        resolution=shape.resolution, train=False)
+        spec = ClipSpec(
+            frames_per_clip=shape.frames,
+            frame_step=shape.frame_step,
+            resolution=shape.resolution,
+            train=False,
+        )
         # One source per video: item i is exactly line i of the index file.
         self.clips = VideoClipDataset([str(p) for p in videos.paths], spec)
 
@@ -710,8 +732,9 @@ def _regression_data(
         train = _regression_split(datasets, train_pairs, targets, shape, stride)
         val = _regression_split(datasets, val_pairs, targets, shape, stride)
         features = [
-            extract_features(encoders, _regression_inputs(datasets, side, shape, batch),
-                             side.size, **extract)
+            extract_features(
+                encoders, _regression_inputs(datasets, side, shape, batch), side.size, **extract
+            )
             for side in (train, val)
         ]
     except DatasetError as exc:
@@ -752,8 +775,12 @@ def _classification_data(
     ids = {c: i for i, c in enumerate(classes)}
     workers = int(cfg.data.num_workers)
     features = [
-        extract_features(encoders, _classification_inputs(side, shape, batch, workers),
-                         len(side.paths), **extract)
+        extract_features(
+            encoders,
+            _classification_inputs(side, shape, batch, workers),
+            len(side.paths),
+            **extract,
+        )
         for side in (train, val)
     ]
     y_train = torch.tensor([ids[label] for label in train.labels])
@@ -785,8 +812,9 @@ def _split_index(
 
     def side(chosen: Iterable[int]) -> LabelledVideos:
         chosen = sorted(int(i) for i in chosen)
-        return LabelledVideos(videos.index, [videos.paths[i] for i in chosen],
-                              [videos.labels[i] for i in chosen])
+        return LabelledVideos(
+            videos.index, [videos.paths[i] for i in chosen], [videos.labels[i] for i in chosen]
+        )
 
     return side(order[n_val:]), side(order[:n_val])
 
@@ -812,8 +840,17 @@ def fit_and_score(
         fit, outputs = (data.y_train - mean) / std, data.y_train.shape[1]
     else:
         fit, outputs = data.y_train, len(data.names)
-    probe, loss = train_probe(data.train[name], fit, task, outputs, settings, seed, device,
-                              desc=f"probe {name}", progress=progress)
+    probe, loss = train_probe(
+        data.train[name],
+        fit,
+        task,
+        outputs,
+        settings,
+        seed,
+        device,
+        desc=f"probe {name}",
+        progress=progress,
+    )
     pred_val = predict(probe, data.val[name], device=device)
     pred_train = predict(probe, data.train[name], device=device)
     if task == "regression":
@@ -852,8 +889,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         encoders["random"] = random_encoder_like(encoder, seed)
 
     started = time.perf_counter()
-    extract = dict(rt=rt, bf16=bool(cfg.bf16), progress=progress,
-                   cache_dtype=CACHE_DTYPES[str(cfg.probe.cache_dtype)])
+    extract = dict(
+        rt=rt,
+        bf16=bool(cfg.bf16),
+        progress=progress,
+        cache_dtype=CACHE_DTYPES[str(cfg.probe.cache_dtype)],
+    )
     build = _regression_data if task == "regression" else _classification_data
     data = build(cfg, sources, encoders, shape, int(cfg.probe.encode_batch_size), extract)
     feature_seconds = time.perf_counter() - started
@@ -916,8 +957,9 @@ def format_report(summary: dict[str, Any]) -> str:
     else:
         lines += ["", f"{'target (val R^2)':<18}" + "".join(f"{n:>12}" for n in results)]
         for target in summary["targets"]:
-            lines.append(f"{target:<18}" + "".join(f"{r['r2'][target]:>12.3f}"
-                                                   for r in results.values()))
+            lines.append(
+                f"{target:<18}" + "".join(f"{r['r2'][target]:>12.3f}" for r in results.values())
+            )
     return "\n".join(lines)
 
 
@@ -929,8 +971,9 @@ def main(argv: list[str]) -> int:
         path = Path(str(cfg.json)).expanduser()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({**summary, "config": OmegaConf.to_container(cfg)},
-                                       indent=2) + "\n")
+            path.write_text(
+                json.dumps({**summary, "config": OmegaConf.to_container(cfg)}, indent=2) + "\n"
+            )
         except OSError as exc:
             raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
         print(f"metrics: {path}", file=sys.stderr)

@@ -128,6 +128,14 @@ class LatentTrajectories:
     def __len__(self) -> int:
         return len(self.latents)
 
+    def standardise(self, model: WorldModel, episodes: list[int]) -> None:
+        """Fit the model's per-channel latent statistics on the training episodes and apply
+        them to the cache (the model's ``encode`` applies them from now on)."""
+        flat = torch.cat([self.latents[e].reshape(-1, self.latents[e].shape[-1]) for e in episodes])
+        mean, std = flat.mean(0), flat.std(0) + 1e-6
+        model.set_latent_stats(mean.to(model.latent_mean.device), std.to(model.latent_std.device))
+        self.latents = [(z - mean) / std for z in self.latents]
+
     def windows(self, episodes: list[int], steps: int, frameskip: int) -> np.ndarray:
         """(episode, start) pairs whose window of steps+1 frames fits."""
         span = steps * frameskip
@@ -277,6 +285,7 @@ def train(cfg: DictConfig, rt: Runtime) -> dict[str, Any]:
     fs, steps = world_model.frameskip, int(tc.context)
     latents = LatentTrajectories(datasets, world_model, int(tc.encode_batch_size), rt.is_main)
     train_eps, val_eps = _split(len(latents), float(cfg.data.val_fraction), int(cfg.seed))
+    latents.standardise(world_model, train_eps)
     train_windows = latents.windows(train_eps, steps, fs)
     val_windows = latents.windows(val_eps, steps, fs)
     if len(train_windows) == 0:

@@ -38,6 +38,8 @@ class WorldModelConfig:
     frameskip: int = 1
     proprio_dim: int = 0
     pool: list[int] | None = None  # [h, w] token grid after average pooling; None = full grid
+    latent_mean: list[float] = field(default_factory=list)  # per channel, from training data
+    latent_std: list[float] = field(default_factory=list)
     proprio_mean: list[float] = field(default_factory=list)
     proprio_std: list[float] = field(default_factory=list)
     image_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
@@ -55,7 +57,10 @@ class WorldModelConfig:
 
 class WorldModel(nn.Module):
     """encode / predict / rollout / energy / save / load. Weights are frozen: no gradients flow
-    to them, but gradients do flow to inputs that ask for them (the gradient planner)."""
+    to them, but gradients do flow to inputs that ask for them (the gradient planner).
+
+    Latents are the encoder's layer-normed, pooled tokens standardised per channel with the
+    training data's statistics (stored in the config)."""
 
     def __init__(
         self,
@@ -90,12 +95,27 @@ class WorldModel(nn.Module):
         self.register_buffer(
             "image_std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False
         )
+        d = self.latent_dim
+        self.register_buffer("latent_mean", torch.zeros(d), persistent=False)
+        self.register_buffer("latent_std", torch.ones(d), persistent=False)
+        if config.latent_mean:
+            self.set_latent_stats(torch.tensor(config.latent_mean), torch.tensor(config.latent_std))
         p = config.proprio_dim
         mean = torch.tensor(config.proprio_mean or [0.0] * p, dtype=torch.float32)
         std = torch.tensor(config.proprio_std or [1.0] * p, dtype=torch.float32)
         self.register_buffer("proprio_mean", mean, persistent=False)
         self.register_buffer("proprio_std", std, persistent=False)
         self.freeze()
+
+    def set_latent_stats(self, mean: Tensor, std: Tensor) -> None:
+        """Standardise latents channel-wise with training-data statistics: every channel then
+        counts alike in the predictor's inputs, its loss and the planning energy."""
+        if mean.shape != (self.latent_dim,) or std.shape != (self.latent_dim,):
+            raise ValueError(f"latent stats must have shape [{self.latent_dim}]")
+        self.latent_mean.copy_(mean)
+        self.latent_std.copy_(std)
+        self.config.latent_mean = [float(v) for v in mean]
+        self.config.latent_std = [float(v) for v in std]
 
     def freeze(self) -> WorldModel:
         self.eval()
@@ -161,7 +181,8 @@ class WorldModel(nn.Module):
         with self._autocast():
             tokens = self.encoder(x)  # a single image fills the tubelet by repetition
         tokens = F.layer_norm(tokens.float(), (tokens.shape[-1],))
-        z = self._pool(tokens).reshape(b, t, self.tokens_per_frame, self.latent_dim)
+        z = (self._pool(tokens) - self.latent_mean) / self.latent_std
+        z = z.reshape(b, t, self.tokens_per_frame, self.latent_dim)
         return z[:, 0] if single else z
 
     def _pool(self, tokens: Tensor) -> Tensor:

@@ -256,7 +256,7 @@ def test_train_ac_lowers_the_loss_and_writes_a_world_model(
     )
     assert result.returncode == 0, result.stderr
     logs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert logs[-1]["loss"] < 0.7 * logs[0]["loss"]
+    assert logs[-1]["loss"] < 0.9 * logs[0]["loss"]  # from "copy the frame" (scratch) onwards
     assert "val_copy_baseline" in logs[-1] and "copy-current-frame baseline" in result.stdout
     model = WorldModel.load(out / "world_model")
     provenance = json.loads((out / "world_model" / "provenance.json").read_text())

@@ -51,6 +51,16 @@ class ACPredictor(nn.Module):
         self.apply(init_vit_weights)
         rescale_blocks(self.blocks)
         nn.init.trunc_normal_(self.slot_embed, std=0.02)
+        # Inputs are standardised latents, actions in [-1, 1] and standardised proprio: their
+        # embeddings start at unit scale (PyTorch's default init) so that they are not drowned
+        # by the time embedding, and the residual head starts at zero, i.e. at "copy the frame".
+        for embed in (self.frame_embed, self.action_embed, self.proprio_embed):
+            if embed is not None:
+                embed.reset_parameters()
+        for head in (self.frame_head, self.proprio_head):
+            if head is not None:
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
 
     @property
     def tokens_per_step(self) -> int:
