@@ -40,6 +40,7 @@ from jepa_world.training.schedules import warmup_cosine
 from jepa_world.world_model import WorldModel, WorldModelConfig
 
 _FIXED_ON_RESUME = ("encoder", "model", "data", "train.context")
+ENCODER_SOURCE: dict[str, Any] = {}  # what the frozen encoder came from, for provenance
 
 
 class NonFiniteLossError(RuntimeError):
@@ -71,6 +72,8 @@ def load_encoder(cfg: DictConfig) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     encoder = build_encoder(pre_cfg["model"], pre_cfg["data"])
     encoder.load_state_dict(state[cfg.encoder.key])
     spec = {"size": pre_cfg["model"]["size"], **_encoder_kwargs(encoder)}
+    ENCODER_SOURCE.update(checkpoint=str(file), step=state.get("step"), loss=state.get("loss"),
+                          pretrain_config=pre_cfg)
     return encoder, spec, state.get("predictor", {})
 
 
@@ -474,6 +477,8 @@ def _provenance(cfg: DictConfig, datasets: list[EpisodeDataset], summary: dict) 
             for d in datasets
         ],
         "metrics": summary["metrics"],
+        "encoder_source": ENCODER_SOURCE,
+        "reproduce": "python -m jepa_world.build_reach --install",
         "init": cfg.model.init,
         "copied_from_pretrained": summary["copied_from_pretrained"],
     }
