@@ -211,3 +211,21 @@ def test_config_composes_with_overrides():
     cfg = load_config("mpc", ["cem.samples=10", "cem.elites=5", "energy=l2", "horizon=3"])
     _, settings = mpc.planner_settings(cfg)
     assert settings.samples == 10 and settings.metric == "l2" and settings.horizon == 3
+
+
+def test_shipped_model_end_to_end(tmp_path):
+    """The README's command with the shipped model: two episodes, JSON and videos."""
+    out = tmp_path / "metrics.json"
+    result = run_cli("-m", "planners.mpc", "--env", "reach", "--episodes", "2", "--json",
+                     str(out), "--video", str(tmp_path / "videos"), "cem.iterations=2",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "success (end)" in result.stdout
+    metrics = json.loads(out.read_text())
+    assert metrics["checkpoint"] == "reach" and metrics["episodes"] == 2
+    assert len(metrics["records"]) == 2
+    assert 0.0 <= metrics["success_rate"] <= 1.0 and metrics["plan_ms_median"] > 0
+    import decord
+
+    videos = sorted((tmp_path / "videos").glob("*.mp4"))
+    assert len(videos) == 2 and len(decord.VideoReader(str(videos[0]))) > 10
