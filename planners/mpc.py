@@ -520,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--goal", help="goal protocol: offset | uniform")
     parser.add_argument("--budget", type=int, help="env steps per episode (config: 50)")
     parser.add_argument("--num-envs", type=int, dest="num_envs",
-                        help="episodes run in lockstep, planned in one call (config: 8)")
+                        help="episodes run in lockstep, planned in one call (config: 1)")
     parser.add_argument("--json", help="write the metrics to this file")
     parser.add_argument("--video", help="write one mp4 per episode (frame | goal) here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
