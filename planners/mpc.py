@@ -35,6 +35,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from jepa_world.training.cli import UserError, load_config, run_command
+from jepa_world.training.runtime import resolve_device
 from planners import get_planner
 from planners.base import PlannerSettings, make_settings, shift_plan
 
@@ -148,15 +149,6 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError(str(exc)) from None
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
         raise UserError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto | cpu | cuda[:i] -> a device that exists here (one line otherwise)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {name} requested but CUDA is not available")
-    return torch.device(name)
 
 
 def load_world_model(checkpoint: str, device: torch.device) -> Any:

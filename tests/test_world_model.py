@@ -66,9 +66,6 @@ def test_rollout_equals_repeated_single_step_prediction(model):
     assert rolled.shape == (3, 5, 4, 96)
     # Full recomputation: teacher-force the rollout's own predictions as the history.
     history = torch.cat([z0[:, None], rolled[:, :-1]], dim=1)
-    _, p_hat = model.predictor(
-        history, actions.flatten(2), _normalised_proprio_path(model, z0, actions, proprio)
-    )
     recomputed = model.predictor(
         history, actions.flatten(2), _normalised_proprio_path(model, z0, actions, proprio)
     )[0]
