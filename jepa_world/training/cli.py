@@ -49,7 +49,7 @@ def _config_dir() -> Path:
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
-    return text.split(" Available options:")[0] or type(exc).__name__
+    return text.split(" Config search path:")[0] or type(exc).__name__
 
 
 def run_command(main: Callable[[list[str]], int], argv: list[str] | None = None) -> None:
