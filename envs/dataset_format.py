@@ -8,7 +8,7 @@
       episodes/
         000000/
           frames.mp4           T+1 RGB frames (obs_0 .. obs_T), lossless H.264 (libx264rgb), decord reads it
-          arrays.npz           actions [T,2] f32, proprio [T+1,4] f32, qpos [T+1,2] f64,
+          arrays.npz           actions [T,2] f32, proprio [T+1,6] f32, qpos [T+1,2] f64,
                                qvel [T+1,2] f64, rewards [T] f32
           meta.json            index, seed, length, policy, byte size of each file
 

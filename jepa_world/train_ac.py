@@ -53,6 +53,8 @@ def load_encoder(cfg: DictConfig) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     from jepa_world.vjepa import build_encoder
 
     path = Path(cfg.encoder.checkpoint).expanduser()
+    if _is_world_model(str(cfg.encoder.checkpoint)):
+        return _world_model_encoder(str(cfg.encoder.checkpoint))
     if cfg.encoder.released:
         from jepa_world.checkpoints import load_vjepa
 
@@ -75,6 +77,24 @@ def load_encoder(cfg: DictConfig) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     ENCODER_SOURCE.update(checkpoint=str(file), step=state.get("step"), loss=state.get("loss"),
                           pretrain_config=pre_cfg)
     return encoder, spec, state.get("predictor", {})
+
+
+def _is_world_model(name: str) -> bool:
+    from jepa_world.world_model import CONFIG, SHIPPED, WEIGHTS
+
+    path = Path(name).expanduser()
+    return name in SHIPPED or ((path / CONFIG).is_file() and (path / WEIGHTS).is_file())
+
+
+def _world_model_encoder(name: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """The frozen encoder of an existing world model (e.g. the shipped "reach"), so that a new
+    predictor can be trained on new data or settings without pretraining again."""
+    try:
+        source = WorldModel.load(name)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise UserError(f"cannot load the encoder of world model {name!r}: {exc}") from None
+    ENCODER_SOURCE.update(world_model=name, **source.provenance(name).get("encoder_source", {}))
+    return source.encoder, dict(source.config.encoder), {}
 
 
 def _encoder_kwargs(encoder) -> dict[str, Any]:
@@ -171,11 +191,12 @@ class ACObjective(nn.Module):
         proprio_weight: float,
         proprio_mean: Tensor,
         proprio_std: Tensor,
+        decode_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.predictor = predictor
         self.rollout_steps, self.rollout_weight = rollout_steps, rollout_weight
-        self.proprio_weight = proprio_weight
+        self.proprio_weight, self.decode_weight = proprio_weight, decode_weight
         self.register_buffer("proprio_mean", proprio_mean)
         self.register_buffer("proprio_std", proprio_std)
 
@@ -188,6 +209,10 @@ class ACObjective(nn.Module):
         parts = {"teacher": F.l1_loss(z_pred.float(), z[:, 1:].float())}
         if p_pred is not None:
             parts["proprio"] = F.l1_loss(p_pred.float(), proprio[:, 1:].float())
+        if self.predictor.decoder is not None and proprio is not None:
+            # the decoder also learns directly what every seen configuration looks like
+            decoded = self.predictor.decoder(proprio[:, : steps + 1])
+            parts["decode"] = F.l1_loss(decoded.float(), z[:, : steps + 1].float())
         if self.rollout_steps > 0:
             z_t, p_t, cache, errors = z[:, 0], None if proprio is None else proprio[:, 0], None, []
             for t in range(min(self.rollout_steps, steps)):
@@ -195,6 +220,7 @@ class ACObjective(nn.Module):
                 errors.append(F.l1_loss(z_t.float(), z[:, t + 1].float()))
             parts["rollout"] = torch.stack(errors).mean()
         loss = parts["teacher"] + self.rollout_weight * parts.get("rollout", 0.0)
+        loss = loss + self.decode_weight * parts.get("decode", 0.0)
         parts["loss"] = loss + self.proprio_weight * parts.get("proprio", 0.0)
         return parts
 
@@ -305,6 +331,7 @@ def train(cfg: DictConfig, rt: Runtime) -> dict[str, Any]:
         float(tc.proprio_weight),
         world_model.proprio_mean,
         world_model.proprio_std,
+        float(tc.decode_weight),
     ).to(rt.device)
     optimizer = make_adamw(
         [predictor], lr=float(tc.lr), weight_decay=float(tc.weight_decay), betas=tuple(tc.betas)

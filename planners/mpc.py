@@ -38,6 +38,7 @@ from jepa_world.training.cli import UserError, load_config, run_command
 from jepa_world.training.runtime import resolve_device
 from planners import get_planner
 from planners.base import PlannerSettings, make_settings, shift_plan
+from planners.correction import OffsetCorrection
 
 EVAL_SEED_BASE = 1_000_000
 EVAL_SEED_STRIDE = 10_000
@@ -135,6 +136,14 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError(f"at most {EVAL_SEED_STRIDE} episodes per --seed (distinct eval seeds)")
     if cfg.model not in MODELS:
         raise UserError(f"unknown model {cfg.model!r} (known: {', '.join(MODELS)})")
+    if cfg.correction not in ("none", "offset"):
+        raise UserError(f"unknown correction {cfg.correction!r} (known: none, offset)")
+    try:
+        gain = float(cfg.correction_gain)
+    except (TypeError, ValueError):
+        gain = float("nan")
+    if not 0.0 <= gain <= 1.0:
+        raise UserError(f"correction_gain must be in [0, 1], got {cfg.correction_gain!r}")
     if cfg.goal not in ("offset", "uniform"):
         raise UserError(f"unknown goal protocol {cfg.goal!r} (known: offset, uniform)")
     if cfg.model != "random":
@@ -210,6 +219,8 @@ class Evaluation:
                     f"needs {self.action_dim}"
                 )
         self.proprio_dim = int(getattr(self.model, "proprio_dim", 0) or 0)
+        self.correct = self.kind == "learned" and str(cfg.correction) == "offset"
+        self.correction_gain = float(cfg.correction_gain)
 
     def close(self) -> None:
         for env in self.envs:
@@ -281,6 +292,7 @@ class Evaluation:
             z_goal = self._goal_latent(infos)
             self.timers.encode_s += time.perf_counter() - started
         warm = None
+        correction = OffsetCorrection(self.correction_gain) if self.correct else None
         steps = replans = 0
         while steps < self.budget:
             todo = min(self.frameskip, self.budget - steps)
@@ -289,16 +301,19 @@ class Evaluation:
             else:
                 started = time.perf_counter()
                 z_now = self._current_latent(obs, envs)
+                proprio = self._proprio(obs)
                 encoded = time.perf_counter()
                 result = self.plan_fn(
                     self.model,
                     z_now,
-                    z_goal,
-                    proprio=self._proprio(obs),
+                    z_goal if correction is None else correction.goal(z_goal, z_now),
+                    proprio=proprio,
                     init_mean=warm,
                     generator=generators,
                     settings=self._settings_for(self.budget - steps),
                 )
+                if correction is not None:
+                    correction.expect(self.model, z_now, result.actions[:, :1], proprio)
                 block = result.actions[:, 0].detach().cpu().numpy()
                 done = time.perf_counter()
                 self.timers.encode_s += encoded - started
@@ -424,6 +439,8 @@ def summarize(cfg: DictConfig, records: list[EpisodeRecord], evaluation: Evaluat
         settings["frameskip"] = evaluation.frameskip
         settings["warm_start"] = bool(cfg.warm_start)
         settings["shrink_horizon"] = bool(cfg.shrink_horizon)
+        settings["correction"] = str(cfg.correction) if kind == "learned" else "none"
+        settings["correction_gain"] = float(cfg.correction_gain)
     errors = [r.final_joint_error for r in records]
     return {
         "success_rate": float(np.mean([r.success for r in records])),

@@ -48,7 +48,7 @@ def test_round_trip_through_decord_is_exact(small_dataset):
     arrays = np.load(small_dataset / "episodes" / "000002" / "arrays.npz")
     for key in ("actions", "proprio", "qpos", "qvel", "rewards"):
         np.testing.assert_array_equal(arrays[key], expected[key])
-    assert arrays["actions"].shape == (20, 2) and arrays["proprio"].shape == (21, 4)
+    assert arrays["actions"].shape == (20, 2) and arrays["proprio"].shape == (21, 6)
 
 
 def test_reader_random_access(small_dataset):

@@ -34,11 +34,12 @@ def test_registered_and_checker_passes():
 def test_observations_are_pixels_and_proprio(env):
     obs, info = env.reset(seed=1)
     assert obs["pixels"].shape == (64, 64, 3) and obs["pixels"].dtype == np.uint8
-    assert obs["proprio"].shape == (4,) and obs["proprio"].dtype == np.float32
+    assert obs["proprio"].shape == (6,) and obs["proprio"].dtype == np.float32
     assert obs["pixels"].std() > 5  # a real rendered image, not a blank frame
-    np.testing.assert_allclose(obs["proprio"][:2], wrap_angle(info["qpos"]), atol=1e-6)
+    angles = np.arctan2(obs["proprio"][2:4], obs["proprio"][:2])
+    np.testing.assert_allclose(angles, wrap_angle(info["qpos"]), atol=1e-6)
     obs, reward, terminated, truncated, info = env.step(np.array([1.0, -1.0], np.float32))
-    assert obs["proprio"][2] > 0 > obs["proprio"][3]  # velocities follow the command
+    assert obs["proprio"][4] > 0 > obs["proprio"][5]  # velocities follow the command
     assert reward == pytest.approx(-info["fingertip_distance"])
     assert not terminated and not truncated
 

@@ -281,3 +281,59 @@ def test_bad_settings():
         plan(model, z0, goal, energy_steps="all", step_weights=(1.0,))
     with pytest.raises(ValueError, match="one generator per environment"):
         plan(model, z0, goal, generator=generators([0, 1]))
+
+
+class BiasedModel(LinearModel):
+    """A wrong model of the toy: it believes every block also drifts the latent by a constant
+    and that actions act 30% more strongly than they do."""
+
+    def __init__(self, truth: LinearModel, drift: float = 0.1) -> None:
+        super().__init__(frameskip=truth.frameskip)
+        self.A, self.B = truth.A, 1.3 * truth.B
+        self.drift = drift
+
+    def step(self, z: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+        return super().step(z, block) + self.drift
+
+
+def closed_loop(correct: bool, gain: float = 1.0, steps: int = 12) -> float:
+    """Receding horizon with a biased model on the true toy; the final true energy."""
+    from planners.correction import OffsetCorrection
+
+    plan, _ = get_planner("cem")
+    truth, z, goal, _ = problem(seed=3)
+    model = BiasedModel(truth)
+    correction = OffsetCorrection(gain) if correct else None
+    warm = None
+    for step in range(steps):
+        target = goal if correction is None else correction.goal(goal, z)
+        result = plan(model, z, target, generator=generators([step]), init_mean=warm,
+                      iterations=10, energy_steps="all", std_min=0.01)
+        if correction is not None:
+            correction.expect(model, z, result.actions[:, :1])
+        z = truth.step(z, result.actions[:, 0])
+        warm = shift_plan(result.actions)
+    return truth.energy(z, goal).item()
+
+
+def test_offset_correction_removes_a_biased_models_steady_error():
+    uncorrected = closed_loop(correct=False)
+    corrected = closed_loop(correct=True)
+    assert uncorrected > 0.03  # the bias parks the toy away from the goal
+    assert corrected < 0.25 * uncorrected
+
+
+def test_offset_correction_goal_and_validation():
+    from planners.correction import OffsetCorrection
+
+    model = LinearModel()
+    correction = OffsetCorrection(gain=0.5)
+    z, goal = torch.zeros(1, 2, 3), torch.ones(1, 2, 3)
+    assert torch.equal(correction.goal(goal, z), goal)  # nothing predicted yet
+    expected = correction.expect(model, z, torch.ones(1, 1, model.frameskip, 2))
+    z_seen = expected + 0.2
+    torch.testing.assert_close(correction.goal(goal, z_seen), goal - 0.1)
+    correction.reset()
+    assert correction.expected is None
+    with pytest.raises(ValueError, match="gain"):
+        OffsetCorrection(gain=1.5)

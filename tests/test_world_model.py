@@ -16,11 +16,14 @@ from tests.conftest import assert_one_line_error, run_cli
 from tests.test_pretrain import TINY
 
 
-def tiny_model(proprio_dim: int = 4, pool=(2, 2)) -> WorldModel:
+DECODER = {"decoder_width": 32, "decoder_frequencies": 8, "decoder_depth": 2}
+
+
+def tiny_model(proprio_dim: int = 4, pool=(2, 2), decoder: bool = False) -> WorldModel:
     torch.manual_seed(0)
     config = WorldModelConfig(
         encoder={"size": "micro", "img_size": 32, "patch_size": 8, "num_frames": 2, "depth": 2},
-        predictor={"embed_dim": 48, "depth": 2, "num_heads": 4},
+        predictor={"embed_dim": 48, "depth": 2, "num_heads": 4, **(DECODER if decoder else {})},
         action_dim=2,
         frameskip=3,
         proprio_dim=proprio_dim,
@@ -34,9 +37,9 @@ def tiny_model(proprio_dim: int = 4, pool=(2, 2)) -> WorldModel:
     return model
 
 
-@pytest.fixture
-def model() -> WorldModel:
-    return tiny_model()
+@pytest.fixture(params=[False, True], ids=["transformer", "with_proprio_decoder"])
+def model(request) -> WorldModel:
+    return tiny_model(decoder=request.param)
 
 
 def frames(b: int, t: int, seed: int = 0) -> torch.Tensor:
@@ -260,7 +263,8 @@ def test_train_ac_lowers_the_loss_and_writes_a_world_model(
     assert provenance["init"] == init and provenance["data"][0]["episodes"] == 4
     assert (provenance["copied_from_pretrained"] > 0) == (init == "pretrained")
     z = model.encode(torch.zeros(1, 64, 64, 3, dtype=torch.uint8))
-    assert model.rollout(z, torch.zeros(1, 2, 2, 2), torch.zeros(1, 4)).shape == (1, 2, 4, 96)
+    proprio = torch.zeros(1, model.proprio_dim)
+    assert model.rollout(z, torch.zeros(1, 2, 2, 2), proprio).shape == (1, 2, 4, 96)
 
 
 def test_train_ac_resumes(tmp_path, pretrained, small_dataset):
@@ -309,3 +313,53 @@ def test_shipped_reach_model_loads():
     assert sum(p.stat().st_size for p in folder.iterdir()) <= 20 * 2**20
     provenance = json.loads((folder / "provenance.json").read_text())
     assert {"git_commit", "training_config", "data", "metrics"} <= set(provenance)
+
+
+def test_proprio_decoder_explains_the_change_of_appearance():
+    """With a decoder the predicted latent moves by decode(p_next) - decode(p_now): the change
+    that the predicted proprio explains, on top of the transformer's residual."""
+    model = tiny_model(decoder=True)
+    predictor = model.predictor
+    z0 = model.encode(frames(2, 1))[:, 0]
+    actions = torch.rand(2, 1, 3, 2) * 2 - 1
+    proprio = torch.randn(2, 4)
+    with_decoder = model.rollout(z0, actions, proprio)[:, 0]
+    p = (proprio - model.proprio_mean) / model.proprio_std
+    z_next, p_next, _ = predictor.step(z0, actions[:, 0].flatten(1), p, 0, None)
+    decoder, predictor.decoder = predictor.decoder, None
+    try:
+        without, p_same, _ = predictor.step(z0, actions[:, 0].flatten(1), p, 0, None)
+    finally:
+        predictor.decoder = decoder
+    torch.testing.assert_close(p_same, p_next)
+    torch.testing.assert_close(with_decoder, z_next)
+    torch.testing.assert_close(z_next - without, decoder(p_next) - decoder(p), atol=1e-5, rtol=1e-5)
+    assert decoder(p).shape == (2, 4, 96)
+    with pytest.raises(ValueError, match="proprio"):
+        tiny_model(proprio_dim=0, decoder=True)
+
+
+def test_train_ac_with_proprio_decoder_on_a_world_models_encoder(
+    tmp_path, pretrained, small_dataset
+):
+    """encoder.checkpoint may name a world model: a new predictor (here with a proprio decoder)
+    trains on its frozen encoder; the decoder's own loss falls."""
+    first = tmp_path / "first"
+    assert train_ac(first, pretrained, small_dataset, "train.steps=4").returncode == 0
+    out = tmp_path / "second"
+    result = run_cli(
+        "-m", "jepa_world.train_ac", *AC_TINY, f"encoder.checkpoint={first / 'world_model'}",
+        f"data.paths=[{small_dataset}]", f"out_dir={out}", "train.steps=40",
+        "model.predictor.decoder_width=32",
+        "model.predictor.decoder_frequencies=8",
+    )
+    assert result.returncode == 0, result.stderr
+    logs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert logs[-1]["decode"] < 0.9 * logs[0]["decode"]
+    model = WorldModel.load(out / "world_model")
+    source = WorldModel.load(first / "world_model")
+    for name, value in source.encoder.state_dict().items():
+        assert torch.equal(model.encoder.state_dict()[name], value), name
+    assert model.predictor.decoder is not None
+    provenance = json.loads((out / "world_model" / "provenance.json").read_text())
+    assert provenance["encoder_source"]["world_model"] == str(first / "world_model")

@@ -87,7 +87,7 @@ class EpisodeDataset:
 
     # ------------------------------------------------------------------ access
     def arrays(self, episode: int) -> dict[str, np.ndarray]:
-        """actions [T,2], proprio [T+1,4], qpos [T+1,2], qvel [T+1,2], rewards [T]."""
+        """actions [T,2], proprio [T+1,6], qpos [T+1,2], qvel [T+1,2], rewards [T]."""
         return self._arrays.fetch(episode, lambda: self._load_arrays(episode))
 
     def _load_arrays(self, episode: int) -> dict[str, np.ndarray]:
@@ -134,7 +134,7 @@ class EpisodeDataset:
     ) -> dict[str, np.ndarray]:
         """A sub-trajectory of ``num_frames`` frames taken every ``frame_step`` env steps.
 
-        Returns frames [n,H,W,3] uint8, proprio [n,4], qpos [n,2], and the actions between
+        Returns frames [n,H,W,3] uint8, proprio [n,6], qpos [n,2], and the actions between
         consecutive frames grouped in blocks: actions [n-1, frame_step, 2].
         """
         span = (num_frames - 1) * frame_step

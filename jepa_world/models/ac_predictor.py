@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .pos_embed import sincos_1d
+from .proprio_decoder import ProprioDecoder
 from .vit import LN_EPS, Block, init_vit_weights, rescale_blocks
 
 KVCache = list[tuple[Tensor, Tensor]]
@@ -34,6 +35,10 @@ class ACPredictor(nn.Module):
         depth: int = 4,
         num_heads: int = 4,
         mlp_ratio: float = 4.0,
+        decoder_width: int = 0,
+        decoder_depth: int = 3,
+        decoder_frequencies: int = 64,
+        decoder_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.latent_dim, self.tokens_per_frame = latent_dim, tokens_per_frame
@@ -61,6 +66,20 @@ class ACPredictor(nn.Module):
             if head is not None:
                 nn.init.zeros_(head.weight)
                 nn.init.zeros_(head.bias)
+        # Optional proprio decoder (built after the ViT init: it keeps PyTorch's default init).
+        self.decoder = None
+        if decoder_width:
+            if not proprio_dim:
+                raise ValueError("decoder_width needs proprioception (proprio_dim > 0)")
+            self.decoder = ProprioDecoder(
+                proprio_dim,
+                tokens_per_frame,
+                latent_dim,
+                width=decoder_width,
+                depth=decoder_depth,
+                frequencies=decoder_frequencies,
+                scale=decoder_scale,
+            )
 
     @property
     def tokens_per_step(self) -> int:
@@ -90,6 +109,9 @@ class ACPredictor(nn.Module):
             p_next = self.proprio_head(x[:, :, 1])
             if proprio is not None:
                 p_next = proprio + p_next
+                if self.decoder is not None:
+                    # the change of appearance that the change of proprio explains
+                    z_next = z_next + self.decoder(p_next) - self.decoder(proprio)
         return z_next, p_next
 
     def block_causal_mask(self, steps: int, device: torch.device) -> Tensor:
