@@ -12,7 +12,10 @@ and leaves the world model in OUT/train_ac/world_model. The encoder learns from 
 episodes; the action-conditioned predictor trains on all 1000: with 200 its validation error
 stays 20% above its training error, and transitions are cheap to record (2 min for 800). ``--install`` copies it into the package
 (jepa_world/assets/reach), which is what ``WorldModel.load("reach")`` reads. Every step resumes
-if interrupted: rerun the same command. Extra arguments ``pretrain.KEY=VALUE`` and
+if interrupted: rerun the same command. ``--encoder reach`` skips step 2 and trains the
+predictor on the frozen encoder of an existing world model (the shipped one, or a directory):
+pretraining sees only the videos of the first 200 episodes, so the shipped encoder is what
+step 2 makes, and new dynamics settings can be tried in a third of the time. Extra arguments ``pretrain.KEY=VALUE`` and
 ``train_ac.KEY=VALUE`` are passed on (prefix removed) to that trainer.
 """
 
@@ -60,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         "--extra-episodes", type=int, default=800, help="more episodes for the predictor only"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--encoder",
+        help="reuse this world model's encoder (e.g. reach) instead of pretraining one",
+    )
     parser.add_argument("--install", action="store_true", help="copy into jepa_world/assets")
     args, extra = parser.parse_known_args(argv)
     routed: dict[str, list[str]] = {"pretrain": [], "train_ac": []}
@@ -75,29 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.extra_episodes > 0:
         record(extra, args.extra_episodes, args.seed + args.episodes)
     dynamics_data = f"[{data},{extra}]" if args.extra_episodes > 0 else f"[{data}]"
-    run(
-        "pretrain",
-        [
-            "-m",
-            "jepa_world.pretrain",
-            f"data.paths=[{data}/episodes]",
-            f"out_dir={out / 'pretrain'}",
-            f"seed={args.seed}",
-            *routed["pretrain"],
-        ],
-    )
-    run(
-        "train_ac",
-        [
-            "-m",
-            "jepa_world.train_ac",
-            f"encoder.checkpoint={out / 'pretrain'}",
-            f"data.paths={dynamics_data}",
-            f"out_dir={out / 'train_ac'}",
-            f"seed={args.seed}",
-            *routed["train_ac"],
-        ],
-    )
+    encoder = args.encoder or str(out / "pretrain")
+    if args.encoder is None:
+        pretrain = ["-m", "jepa_world.pretrain", f"data.paths=[{data}/episodes]"]
+        pretrain += [f"out_dir={out / 'pretrain'}", f"seed={args.seed}", *routed["pretrain"]]
+        run("pretrain", pretrain)
+    train_ac = ["-m", "jepa_world.train_ac", f"encoder.checkpoint={encoder}"]
+    train_ac += [f"data.paths={dynamics_data}", f"out_dir={out / 'train_ac'}"]
+    run("train_ac", [*train_ac, f"seed={args.seed}", *routed["train_ac"]])
     model = out / "train_ac" / "world_model"
     print(f"[build_reach] world model in {model} after {time.perf_counter() - started:.0f} s")
     if args.install:

@@ -140,10 +140,13 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
         predictor={"embed_dim": 48, "depth": 2, "num_heads": 4},
         action_dim=2,
         frameskip=5,
-        proprio_dim=4,
+        proprio_dim=6,  # the reach proprio: cos, sin of both angles, velocities
         pool=[2, 2],
     )
-    return WorldModel(config).save(tmp_path_factory.mktemp("wm") / "tiny")
+    model = WorldModel(config)
+    with torch.no_grad():  # actions must matter: the residual head starts at zero
+        model.predictor.frame_head.weight.normal_(0, 0.2, generator=torch.Generator().manual_seed(0))
+    return model.save(tmp_path_factory.mktemp("wm") / "tiny")
 
 
 @pytest.mark.parametrize("planner", ["cem", "mppi", "gradient"])
@@ -158,6 +161,21 @@ def test_learned_model_path(tiny_checkpoint, planner):
     assert metrics["model"] == "learned" and metrics["checkpoint"] == str(tiny_checkpoint)
     assert len(metrics["records"]) == 2 and metrics["records"][0]["steps"] == 10
     assert metrics["timing"]["encode_ms_per_replan"] > 0
+
+
+def test_learned_model_with_offset_correction(tiny_checkpoint):
+    common = ["horizon=2", "cem.samples=16", "cem.elites=4", "cem.iterations=2"]
+    flags = dict(checkpoint=str(tiny_checkpoint), episodes=2, num_envs=2, budget=15,
+                 device="cpu")
+    plain = run(*common, **flags)
+    corrected = run(*common, "correction=offset", "correction_gain=0.5", **flags)
+    assert corrected["settings"]["correction"] == "offset"
+    assert corrected["settings"]["correction_gain"] == 0.5
+    assert plain["settings"]["correction"] == "none"
+    # the first plan is the same; later plans aim at the corrected goal, so the runs differ
+    assert [r["final_joint_error"] for r in plain["records"]] != [
+        r["final_joint_error"] for r in corrected["records"]
+    ]
 
 
 # ---------------------------------------------------------------------- bad input
@@ -176,6 +194,8 @@ def test_learned_model_path(tiny_checkpoint, planner):
         (["cem.samples=0", "--model", "oracle"], "samples must be a positive integer"),
         (["nonexistent_key=1"], "bad configuration"),
         (["--episodes", "three"], "invalid int value"),
+        (["correction=kalman"], "unknown correction 'kalman'"),
+        (["correction=offset", "correction_gain=2"], "correction_gain must be in"),
     ],
 )
 def test_bad_input_in_process(args, needle):

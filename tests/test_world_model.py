@@ -15,7 +15,6 @@ from jepa_world.world_model import WorldModelConfig, resolve_model_dir
 from tests.conftest import assert_one_line_error, run_cli
 from tests.test_pretrain import TINY
 
-
 DECODER = {"decoder_width": 32, "decoder_frequencies": 8, "decoder_depth": 2}
 
 
