@@ -362,3 +362,16 @@ def test_train_ac_with_proprio_decoder_on_a_world_models_encoder(
     assert model.predictor.decoder is not None
     provenance = json.loads((out / "world_model" / "provenance.json").read_text())
     assert provenance["encoder_source"]["world_model"] == str(first / "world_model")
+
+
+def test_rollout_decodes_each_proprio_once():
+    """A rollout of H steps decodes H+1 proprio vectors (the start and each prediction), not 2H."""
+    model = tiny_model(decoder=True)
+    calls = []
+    handle = model.predictor.decoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        z0 = model.encode(frames(2, 1))[:, 0]
+        model.rollout(z0, torch.rand(2, 4, 3, 2), torch.randn(2, 4))
+    finally:
+        handle.remove()
+    assert len(calls) == 5

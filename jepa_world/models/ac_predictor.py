@@ -12,6 +12,8 @@ masked predictor's, so a pretrained predictor can initialise this one (``load_fr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -20,7 +22,19 @@ from .pos_embed import sincos_1d
 from .proprio_decoder import ProprioDecoder
 from .vit import LN_EPS, Block, init_vit_weights, rescale_blocks
 
-KVCache = list[tuple[Tensor, Tensor]]
+
+@dataclass
+class StepCache:
+    """What ``ACPredictor.step`` carries between steps: every block's keys/values of the earlier
+    steps, and the proprio decoder's output for the proprio it predicted last (the next step's
+    input in a rollout, so it is not decoded twice)."""
+
+    kv: list[tuple[Tensor, Tensor]]
+    proprio: Tensor | None = None
+    decoded: Tensor | None = None
+
+
+KVCache = StepCache  # the name earlier code used
 
 
 class ACPredictor(nn.Module):
@@ -100,19 +114,26 @@ class ACPredictor(nn.Module):
         x = x + sincos_1d(self.embed_dim, time).to(x.dtype).view(1, steps, 1, -1)
         return x.reshape(b, steps * self.tokens_per_step, self.embed_dim)
 
-    def _heads(self, x: Tensor, z: Tensor, proprio: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def _heads(
+        self, x: Tensor, z: Tensor, proprio: Tensor | None, decoded: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Next latents, next proprio and the decoder's latent for the next proprio (None
+        without a decoder). ``decoded``: the decoder's output for ``proprio`` if known."""
         b, steps = z.shape[:2]
         x = self.norm(x).reshape(b, steps, self.tokens_per_step, self.embed_dim)
         z_next = z + self.frame_head(x[:, :, 2:])
-        p_next = None
+        p_next = decoded_next = None
         if self.proprio_head is not None:
             p_next = self.proprio_head(x[:, :, 1])
             if proprio is not None:
                 p_next = proprio + p_next
                 if self.decoder is not None:
                     # the change of appearance that the change of proprio explains
-                    z_next = z_next + self.decoder(p_next) - self.decoder(proprio)
-        return z_next, p_next
+                    decoded_next = self.decoder(p_next)
+                    if decoded is None:
+                        decoded = self.decoder(proprio)
+                    z_next = z_next + decoded_next - decoded
+        return z_next, p_next, decoded_next
 
     def block_causal_mask(self, steps: int, device: torch.device) -> Tensor:
         step_of = torch.arange(steps, device=device).repeat_interleave(self.tokens_per_step)
@@ -128,12 +149,13 @@ class ACPredictor(nn.Module):
         mask = self.block_causal_mask(z.shape[1], z.device)
         for blk in self.blocks:
             x = blk(x, attn_mask=mask)
-        return self._heads(x, z, proprio)
+        z_next, p_next, _ = self._heads(x, z, proprio)
+        return z_next, p_next
 
     # ------------------------------------------------------------------ cached stepping
     def step(
-        self, z: Tensor, actions: Tensor, proprio: Tensor | None, t: int, cache: KVCache | None
-    ) -> tuple[Tensor, Tensor | None, KVCache]:
+        self, z: Tensor, actions: Tensor, proprio: Tensor | None, t: int, cache: StepCache | None
+    ) -> tuple[Tensor, Tensor | None, StepCache]:
         """One step with a key/value cache of the earlier steps (a rollout costs H steps, not
         H full re-encodings). z [B,K,D], actions [B,fs*A], proprio [B,P] or None."""
         x = self._step_tokens(
@@ -142,17 +164,22 @@ class ACPredictor(nn.Module):
             None if proprio is None else proprio.unsqueeze(1),
             t,
         )
-        new_cache: KVCache = []
+        kv_cache: list[tuple[Tensor, Tensor]] = []
         for i, blk in enumerate(self.blocks):
-            past = None if cache is None else cache[i]
+            past = None if cache is None else cache.kv[i]
             attn_out, kv = _cached_attention(blk, blk.norm1(x), past)
-            new_cache.append(kv)
+            kv_cache.append(kv)
             x = x + attn_out
             x = x + blk.mlp(blk.norm2(x))
-        z_next, p_next = self._heads(
-            x, z.unsqueeze(1), None if proprio is None else proprio.unsqueeze(1)
+        decoded = None
+        if cache is not None and cache.decoded is not None and cache.proprio is proprio:
+            decoded = cache.decoded.unsqueeze(1)
+        z_next, p_next, decoded_next = self._heads(
+            x, z.unsqueeze(1), None if proprio is None else proprio.unsqueeze(1), decoded
         )
-        return z_next[:, 0], None if p_next is None else p_next[:, 0], new_cache
+        p_next = None if p_next is None else p_next[:, 0]
+        decoded_next = None if decoded_next is None else decoded_next[:, 0]
+        return z_next[:, 0], p_next, StepCache(kv_cache, p_next, decoded_next)
 
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()
