@@ -219,6 +219,12 @@ class Evaluation:
                     f"needs {self.action_dim}"
                 )
         self.proprio_dim = int(getattr(self.model, "proprio_dim", 0) or 0)
+        env_proprio = int(self.envs[0].observation_space["proprio"].shape[0])
+        if self.kind == "learned" and self.proprio_dim not in (0, env_proprio):
+            raise UserError(
+                f"the world model reads {self.proprio_dim}-d proprio but {self.env_id} gives "
+                f"{env_proprio}: it was trained on another version of the task, retrain it"
+            )
         self.correct = self.kind == "learned" and str(cfg.correction) == "offset"
         self.correction_gain = float(cfg.correction_gain)
 

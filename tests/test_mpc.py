@@ -163,6 +163,19 @@ def test_learned_model_path(tiny_checkpoint, planner):
     assert metrics["timing"]["encode_ms_per_replan"] > 0
 
 
+def test_model_for_another_proprio_layout_is_refused(tmp_path):
+    from jepa_world.world_model import WorldModel, WorldModelConfig
+
+    config = WorldModelConfig(
+        encoder={"size": "micro", "img_size": 32, "patch_size": 8, "num_frames": 2, "depth": 2},
+        predictor={"embed_dim": 48, "depth": 2, "num_heads": 4},
+        action_dim=2, frameskip=5, proprio_dim=4, pool=[2, 2],
+    )
+    old = WorldModel(config).save(tmp_path / "old")
+    with pytest.raises(UserError, match="4-d proprio"):
+        run(checkpoint=str(old), episodes=1, budget=5, device="cpu")
+
+
 def test_learned_model_with_offset_correction(tiny_checkpoint):
     common = ["horizon=2", "cem.samples=16", "cem.elites=4", "cem.iterations=2"]
     flags = dict(checkpoint=str(tiny_checkpoint), episodes=2, num_envs=2, budget=15,
