@@ -10,13 +10,15 @@ Runs, as separate commands exactly as a user would type them:
          data.paths=[OUT/data,OUT/data_extra] out_dir=OUT/train_ac
 and leaves the world model in OUT/train_ac/world_model. The encoder learns from the first 200
 episodes; the action-conditioned predictor trains on all 1000: with 200 its validation error
-stays 20% above its training error, and transitions are cheap to record (2 min for 800). ``--install`` copies it into the package
-(jepa_world/assets/reach), which is what ``WorldModel.load("reach")`` reads. Every step resumes
+stays 20% above its training error, and transitions are cheap to record (4 min for 800).
+``--install`` copies it into the package (jepa_world/assets/reach), which is what
+``WorldModel.load("reach")`` reads. Every step resumes
 if interrupted: rerun the same command. ``--encoder reach`` skips step 2 and trains the
 predictor on the frozen encoder of an existing world model (the shipped one, or a directory):
 pretraining sees only the videos of the first 200 episodes, so the shipped encoder is what
-step 2 makes, and new dynamics settings can be tried in a third of the time. Extra arguments ``pretrain.KEY=VALUE`` and
-``train_ac.KEY=VALUE`` are passed on (prefix removed) to that trainer.
+step 2 makes, and new dynamics settings can be tried without pretraining again. Extra
+arguments ``pretrain.KEY=VALUE`` and ``train_ac.KEY=VALUE`` are passed on (prefix removed) to
+that trainer.
 """
 
 from __future__ import annotations

@@ -21,9 +21,13 @@ class OffsetCorrection:
     """Per-episode state: call ``goal`` before each plan and ``expect`` after it."""
 
     def __init__(self, gain: float = 1.0) -> None:
-        if not 0.0 <= float(gain) <= 1.0:
-            raise ValueError(f"correction gain must be in [0, 1], got {gain}")
-        self.gain = float(gain)
+        try:
+            value = float(gain)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"correction_gain must be in [0, 1], got {gain!r}")
+        self.gain = value
         self.expected: Tensor | None = None
 
     def reset(self) -> None:

@@ -139,11 +139,9 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.correction not in ("none", "offset"):
         raise UserError(f"unknown correction {cfg.correction!r} (known: none, offset)")
     try:
-        gain = float(cfg.correction_gain)
-    except (TypeError, ValueError):
-        gain = float("nan")
-    if not 0.0 <= gain <= 1.0:
-        raise UserError(f"correction_gain must be in [0, 1], got {cfg.correction_gain!r}")
+        OffsetCorrection(cfg.correction_gain)  # the one place that knows the valid gains
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     if cfg.goal not in ("offset", "uniform"):
         raise UserError(f"unknown goal protocol {cfg.goal!r} (known: offset, uniform)")
     if cfg.model != "random":

@@ -34,8 +34,6 @@ class StepCache:
     decoded: Tensor | None = None
 
 
-KVCache = StepCache  # the name earlier code used
-
 
 class ACPredictor(nn.Module):
     def __init__(
