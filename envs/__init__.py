@@ -1,45 +1,50 @@
-"""MuJoCo Gymnasium tasks for jepa-world, registered on import.
+"""Goal-image MuJoCo tasks for jepa-world, registered on import.
 
-``import envs`` registers ``jepa_world/Reach-v0``; ``envs.make("reach")`` accepts the short names
-that the command-line tools use.
+``import envs`` registers the built-in tasks; every command accepts their short names:
+
+=================  ========================  ===========================================
+short name         Gymnasium id              task
+=================  ========================  ===========================================
+``reach``          ``jepa_world/Reach-v0``   damped two-link arm (envs/reach.py)
+``gym:Reacher-v5`` ``jepa_world/Reacher-v5`` Gymnasium's torque-driven Reacher from pixels
+``gym:Pusher-v5``  ``jepa_world/Pusher-v5``  Gymnasium's Pusher from pixels
+=================  ========================  ===========================================
+
+``envs.register_task(name, "module:Class")`` adds a user's own task.
 """
 
 from __future__ import annotations
 
-import gymnasium as gym
-
 from envs._gl import RenderingUnavailableError, configure_headless_gl
+from envs.registry import (
+    DEFAULT_MAX_EPISODE_STEPS,
+    TASKS,
+    UnknownEnvError,
+    known_names,
+    make,
+    make_task,
+    register_task,
+    resolve_env_id,
+    short_name,
+)
 
 configure_headless_gl()
 
-ENV_IDS: dict[str, str] = {"reach": "jepa_world/Reach-v0"}
-DEFAULT_MAX_EPISODE_STEPS = 50  # the evaluation budget
+register_task("reach", "envs.reach:ReachEnv", env_id="jepa_world/Reach-v0")
+register_task(
+    "gym:Reacher-v5", "envs.gymnasium_tasks:ReacherTask", env_id="jepa_world/Reacher-v5"
+)
+register_task("gym:Pusher-v5", "envs.gymnasium_tasks:PusherTask", env_id="jepa_world/Pusher-v5")
 
-if "jepa_world/Reach-v0" not in gym.registry:
-    gym.register(
-        id="jepa_world/Reach-v0",
-        entry_point="envs.reach:ReachEnv",
-        max_episode_steps=DEFAULT_MAX_EPISODE_STEPS,
-    )
-
-
-class UnknownEnvError(ValueError):
-    """An environment name that jepa-world does not provide."""
-
-
-def resolve_env_id(name: str) -> str:
-    """Map a short name ("reach") or a full id to the registered Gymnasium id."""
-    if name in ENV_IDS:
-        return ENV_IDS[name]
-    if name in ENV_IDS.values():
-        return name
-    known = ", ".join(sorted(ENV_IDS))
-    raise UnknownEnvError(f"unknown env {name!r} (known: {known})")
-
-
-def make(name: str, **kwargs) -> gym.Env:
-    """``gymnasium.make`` for a short name or full id of a jepa-world task."""
-    return gym.make(resolve_env_id(name), **kwargs)
-
-
-__all__ = ["ENV_IDS", "RenderingUnavailableError", "UnknownEnvError", "make", "resolve_env_id"]
+__all__ = [
+    "DEFAULT_MAX_EPISODE_STEPS",
+    "TASKS",
+    "RenderingUnavailableError",
+    "UnknownEnvError",
+    "known_names",
+    "make",
+    "make_task",
+    "register_task",
+    "resolve_env_id",
+    "short_name",
+]

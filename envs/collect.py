@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from envs import RenderingUnavailableError, resolve_env_id
+from envs import RenderingUnavailableError, make_task, resolve_env_id, short_name
 from envs.dataset_format import (
     ARRAYS_FILE,
     EPISODES_DIR,
@@ -78,10 +78,13 @@ _WORKER_ENV: dict[tuple[str, int], Any] = {}
 def _worker_env(config: CollectConfig):
     key = (config.env_id, config.image_size)
     if key not in _WORKER_ENV:
-        import gymnasium as gym
-
-        _WORKER_ENV[key] = gym.make(config.env_id, image_size=config.image_size).unwrapped
+        _WORKER_ENV[key] = make_task(config.env_id, image_size=config.image_size)
     return _WORKER_ENV[key]
+
+
+def _recording_protocol(task) -> str:
+    """Goals are not recorded: pick the cheapest protocol to reset with."""
+    return "uniform" if "uniform" in task.goal_protocols else task.goal_protocols[0]
 
 
 def rollout(job: EpisodeJob) -> dict[str, np.ndarray]:
@@ -89,30 +92,30 @@ def rollout(job: EpisodeJob) -> dict[str, np.ndarray]:
     config = job.config
     env = _worker_env(config)
     rng = np.random.default_rng(job.seed)
-    policy = ExplorationPolicy(
-        config.policy, env.action_space.shape[0], config.smoothing, config.action_scale
-    )
+    low, high = env.action_space.low, env.action_space.high
+    policy = ExplorationPolicy(config.policy, len(low), config.smoothing, config.action_scale)
     policy.reset(rng)
-    obs, info = env.reset(seed=job.seed, options={"goal_protocol": "uniform"})
-    frames, proprio, qpos, qvel = [obs["pixels"]], [obs["proprio"]], [info["qpos"]], [info["qvel"]]
+    obs, _ = env.reset(seed=job.seed, options={"goal_protocol": _recording_protocol(env)})
+    frames, proprio, states = [obs["pixels"]], [obs["proprio"]], [env.state_arrays()]
     actions, rewards = [], []
     for _ in range(config.steps):
-        action = policy(rng)
-        obs, reward, _, _, info = env.step(action)
+        # The policy acts in [-1, 1]^A; the task's action box may be wider (Pusher: [-2, 2]).
+        action = (low + (policy(rng) + 1.0) * 0.5 * (high - low)).astype(np.float32)
+        obs, reward, _, _, _ = env.step(action)
         actions.append(action)
         rewards.append(reward)
         frames.append(obs["pixels"])
         proprio.append(obs["proprio"])
-        qpos.append(info["qpos"])
-        qvel.append(info["qvel"])
-    return {
+        states.append(env.state_arrays())
+    arrays = {
         "frames": np.stack(frames),
         "actions": np.asarray(actions, np.float32),
         "proprio": np.asarray(proprio, np.float32),
-        "qpos": np.asarray(qpos, np.float64),
-        "qvel": np.asarray(qvel, np.float64),
         "rewards": np.asarray(rewards, np.float32),
     }
+    for key in env.state_keys:
+        arrays[key] = np.stack([state[key] for state in states])
+    return arrays
 
 
 def record_episode(job: EpisodeJob) -> dict[str, Any]:
@@ -187,11 +190,17 @@ def _open_or_create_manifest(root: Path, config: CollectConfig) -> dict[str, Any
         if any((root / EPISODES_DIR).iterdir()):
             raise DatasetError(f"{root} holds episodes but no {MANIFEST}; refusing to touch it")
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        task = _worker_env(config)
         return {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "env_id": config.env_id,
+            "env": short_name(config.env_id),
             "image_size": config.image_size,
+            "action_dim": int(task.action_space.shape[0]),
+            "proprio_dim": int(task.observation_space["proprio"].shape[0]),
+            "state_keys": list(task.state_keys),
+            "probe_targets": list(task.probe_targets),
             "fps": None,
             "created": now,
             "episodes": [],
@@ -319,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m envs.collect", description="Record exploration episodes to a dataset."
     )
-    parser.add_argument("--env", required=True, help="task name, e.g. reach")
+    parser.add_argument("--env", required=True, help="task name, e.g. reach or gym:Reacher-v5")
     parser.add_argument("--episodes", type=int, required=True, help="episodes to add")
     parser.add_argument("--out", required=True, help="dataset folder (created or appended to)")
     parser.add_argument("--steps", type=int, default=100, help="actions per episode")

@@ -8,8 +8,10 @@
       episodes/
         000000/
           frames.mp4           T+1 RGB frames (obs_0 .. obs_T), lossless H.264 (libx264rgb), decord reads it
-          arrays.npz           actions [T,2] f32, proprio [T+1,6] f32, qpos [T+1,2] f64,
-                               qvel [T+1,2] f64, rewards [T] f32
+          arrays.npz           actions [T,A] f32, proprio [T+1,P] f32, rewards [T] f32, and
+                               the task's state arrays [T+1,...] named in the manifest's
+                               state_keys (always qpos and qvel, the simulator state; reach
+                               adds joint_sincos and fingertip)
           meta.json            index, seed, length, policy, byte size of each file
 
 An episode directory appears only complete: it is written under ``episodes/.tmp-*`` and renamed
@@ -34,7 +36,8 @@ FRAMES_FILE = "frames.mp4"
 ARRAYS_FILE = "arrays.npz"
 META_FILE = "meta.json"
 TMP_PREFIX = ".tmp-"
-ARRAY_KEYS = ("actions", "proprio", "qpos", "qvel", "rewards")
+ARRAY_KEYS = ("actions", "proprio", "qpos", "qvel", "rewards")  # every dataset has these
+DEFAULT_STATE_KEYS = ("qpos", "qvel")  # manifests written before tasks listed their own
 
 
 class DatasetError(ValueError):

@@ -113,7 +113,7 @@ def video_probabilities(clips: VideoClipDataset) -> np.ndarray:
 
 
 def ensure_default_corpus(data_cfg: DictConfig, rt: Runtime) -> None:
-    """Record the reach videos with envs.collect when the default corpus is absent."""
+    """Record the task's videos with envs.collect when the default corpus is absent."""
     record = data_cfg.get("record")
     paths = list(data_cfg.paths)
     if not record or paths != [f"{record.out}/episodes"] or Path(paths[0]).exists():

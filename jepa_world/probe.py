@@ -238,56 +238,37 @@ def r2_scores(targets: Tensor, predictions: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------------------------- targets
-def reach_fingertip(qpos: np.ndarray) -> np.ndarray:
-    """Planar fingertip position (m) of the reach arm for joint angles qpos [..., 2] -> [..., 2].
-
-    Reach geometry (envs/assets/reach.xml, as Gymnasium's Reacher): link 0 is 0.1 m long, the
-    fingertip sits 0.11 m along link 1 from its joint, angles measured from the x axis, so
-    x = 0.1 cos q0 + 0.11 cos(q0 + q1) and y = 0.1 sin q0 + 0.11 sin(q0 + q1).
-    """
-    q0, q01 = qpos[..., 0], qpos[..., 0] + qpos[..., 1]
-    x = 0.1 * np.cos(q0) + 0.11 * np.cos(q01)
-    y = 0.1 * np.sin(q0) + 0.11 * np.sin(q01)
-    return np.stack([x, y], axis=-1)
+def frame_arrays(data: EpisodeDataset) -> list[str]:
+    """Per-frame arrays a dataset can be probed on: proprio and the task's state arrays."""
+    return ["proprio", *data.state_keys]
 
 
-def _joint_sincos(arrays: dict[str, np.ndarray]) -> np.ndarray:
-    q = arrays["qpos"]
-    return np.stack([f(q[:, j]) for j in range(q.shape[1]) for f in (np.sin, np.cos)], axis=1)
-
-
-TARGETS = {
-    "joint_sincos": _joint_sincos,
-    "fingertip": lambda a: reach_fingertip(a["qpos"]),
-    "qpos": lambda a: a["qpos"],
-    "qvel": lambda a: a["qvel"],
-    "proprio": lambda a: a["proprio"],
-}
+def target_values(name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """One target group as [T+1, k] (state arrays of any shape are flattened per frame)."""
+    values = np.asarray(arrays[name])
+    return values.reshape(len(values), -1)
 
 
 def target_names(name: str, arrays: dict[str, np.ndarray]) -> list[str]:
-    """Column names of one target group (e.g. joint_sincos -> sin_q0, cos_q0, sin_q1, ...)."""
-    width = arrays["qpos"].shape[1]
-    if name == "joint_sincos":
-        return [f"{f}_q{j}" for j in range(width) for f in ("sin", "cos")]
-    if name == "fingertip":
-        return ["tip_x", "tip_y"]
-    return [f"{name}{j}" for j in range(arrays[name].shape[1])]
+    """Column names of one target group (e.g. fingertip -> fingertip0, fingertip1)."""
+    return [f"{name}{j}" for j in range(target_values(name, arrays).shape[1])]
 
 
-def _check_targets(names: list[str], datasets: list[EpisodeDataset]) -> None:
+def resolve_targets(names: list[str] | None, datasets: list[EpisodeDataset]) -> list[str]:
+    """The targets to probe: the given names, or the task's defaults recorded in the data."""
+    if names is None:
+        names = datasets[0].probe_targets
     if not names:
-        raise UserError("targets is empty: give targets=[joint_sincos,fingertip,...]")
-    for name in names:
-        if name not in TARGETS:
-            raise UserError(f"unknown target '{name}' (known: {', '.join(TARGETS)})")
-    if "fingertip" in names:
-        for data in datasets:
-            if "reach" not in data.env_id.lower():
+        raise UserError("targets is empty: give targets=[NAME,...] (a dataset's state arrays)")
+    for data in datasets:
+        known = frame_arrays(data)
+        for name in names:
+            if name not in known:
                 raise UserError(
-                    f"target 'fingertip' uses the reach arm's geometry but {data.root} was "
-                    f"recorded in {data.env_id}"
+                    f"unknown target '{name}' for {data.root} (recorded in {data.env_id}; "
+                    f"known: {', '.join(known)})"
                 )
+    return list(names)
 
 
 # ---------------------------------------------------------------------------- the encoder
@@ -517,7 +498,7 @@ def _regression_split(
         arrays = datasets[d].arrays(e)
         idx = np.arange(first, int(datasets[d].lengths[e]) + 1, stride)
         frames.append(idx)
-        values.append(np.concatenate([TARGETS[t](arrays)[idx] for t in targets], axis=1))
+        values.append(np.concatenate([target_values(t, arrays)[idx] for t in targets], axis=1))
     if not sum(len(f) for f in frames):
         raise UserError(
             f"no frame can end a clip of {shape.frames} frames every {shape.frame_step} steps"
@@ -705,7 +686,8 @@ class ProbeData:
 def _open_regression(cfg: DictConfig) -> tuple[list[EpisodeDataset], list[EpisodeDataset]]:
     train_sets = open_datasets(_as_list(cfg.data.train))
     val_sets = open_datasets(_as_list(cfg.data.val))
-    _check_targets(_as_list(cfg.targets), train_sets + val_sets)
+    given = None if cfg.targets is None else _as_list(cfg.targets)
+    cfg.targets = resolve_targets(given, train_sets + val_sets)
     return train_sets, val_sets
 
 

@@ -237,9 +237,23 @@ def _open_datasets(paths) -> list[EpisodeDataset]:
     if not paths:
         raise UserError("data.paths is empty: give data.paths=[DATASET_DIR,...]")
     try:
-        return [EpisodeDataset(p) for p in paths]
+        datasets = [EpisodeDataset(p) for p in paths]
     except DatasetError as exc:
         raise UserError(str(exc)) from None
+    tasks = sorted({d.env_id for d in datasets})
+    if len(tasks) > 1:
+        raise UserError(f"data.paths mixes datasets of several tasks ({', '.join(tasks)})")
+    return datasets
+
+
+def _task_name(env_id: str) -> str:
+    """The short name the commands take for a dataset's task (its id if not registered)."""
+    import envs
+
+    try:
+        return envs.short_name(env_id)
+    except envs.UnknownEnvError:
+        return env_id
 
 
 def build_world_model(cfg: DictConfig, datasets: list[EpisodeDataset]) -> tuple[WorldModel, dict]:
@@ -505,7 +519,7 @@ def _provenance(cfg: DictConfig, datasets: list[EpisodeDataset], summary: dict) 
         ],
         "metrics": summary["metrics"],
         "encoder_source": ENCODER_SOURCE,
-        "reproduce": "python -m jepa_world.build_reach --install",
+        "reproduce": f"python -m jepa_world.build --env {_task_name(datasets[0].env_id)} --install",
         "init": cfg.model.init,
         "copied_from_pretrained": summary["copied_from_pretrained"],
     }

@@ -24,7 +24,8 @@ from jepa_world.models import VisionTransformer, vit_encoder
 from jepa_world.models.ac_predictor import ACPredictor
 
 WEIGHTS, CONFIG, PROVENANCE = "weights.safetensors", "config.json", "provenance.json"
-SHIPPED = {"reach": "reach"}  # name -> folder under jepa_world/assets/
+# task name -> folder under jepa_world/assets/ (what python -m jepa_world.build --install fills)
+SHIPPED = {"reach": "reach", "gym:Reacher-v5": "gym-reacher-v5"}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -332,6 +333,12 @@ class WorldModel(nn.Module):
     def provenance(self, directory: str | Path | None = None) -> dict[str, Any]:
         path = resolve_model_dir(directory) / PROVENANCE if directory else None
         return json.loads(path.read_text()) if path and path.exists() else {}
+
+
+def shipped_names() -> list[str]:
+    """Task names whose world model is installed in the package."""
+    assets = Path(str(resources.files("jepa_world").joinpath("assets")))
+    return [name for name, folder in SHIPPED.items() if (assets / folder / CONFIG).is_file()]
 
 
 def resolve_model_dir(path_or_name: str | Path) -> Path:

@@ -1,20 +1,19 @@
 """The true simulator behind the world-model protocol: the upper bound for every planner.
 
-The "latent" of a state is the joint state itself, ``[q1, q2, qd1, qd2]`` as a [B,1,4] float64
-tensor (one token of width 4), ``rollout`` runs MuJoCo with ``mujoco.rollout`` (batched C
-rollouts, optionally multi-threaded) from those exact states, and ``energy`` is the mean
-joint-angle distance to the goal angles, wrapped for the unlimited shoulder and not for the
-limited elbow, which cannot pass through +-pi (velocities are ignored: the damped arm stops
-within a few milliseconds). The oracle reads the simulator state and the goal joint angles,
-which a fair planner never sees: its numbers bound what a perfect world model could achieve
-with the same planner and budget; they are not a result of learning.
+The "latent" of a state is the simulator state itself, ``[qpos, qvel]`` as a [B,1,nq+nv]
+float64 tensor (one token), ``rollout`` runs MuJoCo with ``mujoco.rollout`` (batched C
+rollouts, optionally multi-threaded) from those exact states, and ``energy`` is the mean (l1)
+or mean square (l2) of the task's ``oracle_cost`` against the goal state (for reachers the
+joint-angle errors, for pushers the object's offset). The oracle reads the simulator state and
+the goal state, which a fair planner never sees: its numbers bound what a perfect world model
+could achieve with the same planner and budget; they are not a result of learning.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,18 +25,25 @@ class OracleModel:
     """Implements ``planners.base.WorldModelProtocol`` with the simulator (CPU only)."""
 
     def __init__(
-        self, mj_model: Any, env_frame_skip: int, frameskip: int = 5, threads: int | str = 0
+        self,
+        mj_model: Any,
+        env_frame_skip: int,
+        cost: Callable[[np.ndarray, np.ndarray], np.ndarray],
+        frameskip: int = 5,
+        threads: int | str = 0,
     ) -> None:
         from envs._gl import import_mujoco
 
         mujoco = import_mujoco()  # headless GL default first: the envs render in this process
         from mujoco import rollout
 
-        # A private copy without the stages this model never uses (it has no contacts and no
-        # sensors): the same trajectories, about 20% faster.
+        # A private copy without the stages that cannot matter (contacts when no geom pair can
+        # collide, sensors): the same trajectories, faster.
         mj_model = copy.deepcopy(mj_model)
         unused = mujoco.mjtDisableBit
-        mj_model.opt.disableflags |= unused.mjDSBL_CONTACT.value | unused.mjDSBL_SENSOR.value
+        mj_model.opt.disableflags |= unused.mjDSBL_SENSOR.value
+        if not _can_collide(mj_model):
+            mj_model.opt.disableflags |= unused.mjDSBL_CONTACT.value
         self.mj_model = mj_model
         self.env_frame_skip = int(env_frame_skip)
         self.frameskip = int(frameskip)
@@ -45,21 +51,20 @@ class OracleModel:
         self.nq, self.nv = int(mj_model.nq), int(mj_model.nv)
         self.device = torch.device("cpu")
         self.proprio_dim = 0
-        # Only unlimited joints wrap: the elbow (range +-2.8) cannot reach its goal through +-pi.
-        self._wrap = torch.tensor([not bool(flag) for flag in mj_model.jnt_limited[: self.nq]])
+        self._cost = cost
         spec = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
         self._nstate = mujoco.mj_stateSize(mj_model, spec)
-        if self._nstate != 1 + self.nq + self.nv or self.nq != self.nv:
-            raise ValueError("the oracle supports hinge-joint models without actuator state")
+        if self._nstate != 1 + self.nq + self.nv:
+            raise ValueError("the oracle supports models without actuator or plugin state")
         threads = resolve_threads(threads)
         self._datas = [mujoco.MjData(mj_model) for _ in range(max(threads, 1))]
         self._rollout = rollout.Rollout(nthread=threads if threads > 1 else 0)
 
     @classmethod
     def from_env(cls, env: Any, frameskip: int = 5, threads: int | str = 0) -> OracleModel:
-        """The oracle of a ReachEnv (or a wrapper around one)."""
+        """The oracle of a goal-image task (or a wrapper around one)."""
         env = getattr(env, "unwrapped", env)
-        return cls(env.model, env.frame_skip, frameskip=frameskip, threads=threads)
+        return cls(env.model, env.frame_skip, env.oracle_cost, frameskip, threads)
 
     # ------------------------------------------------------------------ latents
     def encode(self, frames: Any) -> Tensor:
@@ -94,18 +99,18 @@ class OracleModel:
         return torch.from_numpy(np.ascontiguousarray(ends)).unsqueeze(2)
 
     def energy(self, z: Tensor, z_goal: Tensor, metric: str = "l1") -> Tensor:
-        """Mean joint-angle distance to the goal angles (unlimited joints wrapped):
-        [B,...,1,4] -> [B,...]."""
-        if z_goal.dim() == 3 and z.dim() == 4:
+        """Mean (l1) or mean square (l2) of the task's cost against the goal state:
+        [B,...,1,S] -> [B,...]."""
+        if metric not in ("l1", "l2"):
+            raise ValueError(f"unknown energy metric {metric!r} (known: l1, l2)")
+        while z_goal.dim() < z.dim():
             z_goal = z_goal.unsqueeze(1)
-        diff = z[..., : self.nq] - z_goal[..., : self.nq].to(z.dtype)
-        wrapped = math.pi - torch.remainder(math.pi - diff, 2.0 * math.pi)
-        diff = torch.where(self._wrap, wrapped, diff)
-        if metric == "l1":
-            return diff.abs().mean(dim=(-2, -1))
+        qpos = z[..., : self.nq].detach().cpu().numpy()
+        goal = z_goal[..., : self.nq].detach().cpu().numpy()
+        errors = torch.from_numpy(np.asarray(self._cost(qpos, goal), np.float64))
         if metric == "l2":
-            return diff.pow(2).mean(dim=(-2, -1))
-        raise ValueError(f"unknown energy metric {metric!r} (known: l1, l2)")
+            errors = errors.pow(2)
+        return errors.mean(dim=(-2, -1))
 
     def to(self, device: Any) -> OracleModel:
         if torch.device(device).type != "cpu":
@@ -116,6 +121,13 @@ class OracleModel:
         if self._rollout is not None:
             self._rollout.close()
             self._rollout = None
+
+
+def _can_collide(mj_model: Any) -> bool:
+    """Whether any two geoms could make contact (contype of one meets conaffinity of another)."""
+    contype = np.asarray(mj_model.geom_contype)
+    conaffinity = np.asarray(mj_model.geom_conaffinity)
+    return bool(np.any((contype[:, None] & conaffinity[None, :]) != 0))
 
 
 def resolve_threads(threads: int | str) -> int:

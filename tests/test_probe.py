@@ -19,7 +19,6 @@ from jepa_world.probe import (
     predict,
     r2_scores,
     random_encoder_like,
-    reach_fingertip,
     split_episodes,
     train_probe,
 )
@@ -84,7 +83,9 @@ def test_regression_compares_pretrained_and_random(regression_run, small_dataset
     for needle in ("pretrained", "random", "gap", "mean R^2", "tip_x", "sin_q1"):
         assert needle in table, table
     assert metrics["task"] == "regression" and metrics["metric"] == "mean_r2"
-    assert metrics["targets"] == ["sin_q0", "cos_q0", "sin_q1", "cos_q1", "tip_x", "tip_y"]
+    # The task's default targets, as the dataset records them (no geometry in the probe).
+    assert metrics["targets"] == [f"joint_sincos{j}" for j in range(4)] + [
+        "fingertip0", "fingertip1"]
     assert set(metrics["results"]) == {"pretrained", "random"}
     for res in metrics["results"].values():
         assert set(res["r2"]) == set(metrics["targets"])
@@ -239,17 +240,21 @@ def test_probe_shapes_and_classification():
     assert accuracy > 0.85
 
 
-def test_fingertip_formula_matches_the_simulator():
+def test_recorded_targets_come_from_the_task(small_dataset):
+    """The probe's state targets are the task's own arrays, recorded with the episodes."""
     import envs
+    from jepa_world.data import EpisodeDataset
 
-    env = envs.make("reach")
-    env.reset(seed=0)
-    rng = np.random.default_rng(0)
-    for qpos in rng.uniform(-np.pi, np.pi, (5, 2)):
-        np.testing.assert_allclose(
-            reach_fingertip(qpos), env.unwrapped.fingertip_position(qpos), atol=1e-6
-        )
-    env.close()
+    data = EpisodeDataset(small_dataset)
+    assert data.probe_targets == ["joint_sincos", "fingertip"]
+    arrays = data.arrays(0)
+    task = envs.make_task("reach")
+    task.reset(seed=0)
+    for qpos, tip, sincos in zip(arrays["qpos"][:5], arrays["fingertip"][:5],
+                                 arrays["joint_sincos"][:5], strict=True):
+        np.testing.assert_allclose(tip, task.fingertip_position(qpos), atol=1e-6)
+        np.testing.assert_allclose(sincos[::2], np.sin(qpos), atol=1e-6)
+    task.close()
 
 
 def test_episode_split_is_whole_episodes_and_fixed():

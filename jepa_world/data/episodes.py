@@ -16,6 +16,7 @@ import numpy as np
 from envs.dataset_format import (
     ARRAY_KEYS,
     ARRAYS_FILE,
+    DEFAULT_STATE_KEYS,
     EPISODES_DIR,
     FRAMES_FILE,
     DatasetError,
@@ -86,15 +87,26 @@ class EpisodeDataset:
         return self.root / EPISODES_DIR / self.entries[episode]["name"]
 
     # ------------------------------------------------------------------ access
+    @property
+    def state_keys(self) -> list[str]:
+        """The task's state arrays in every episode (qpos and qvel at least)."""
+        return list(self.manifest.get("state_keys", DEFAULT_STATE_KEYS))
+
+    @property
+    def probe_targets(self) -> list[str]:
+        """The task's default frozen-probe targets (state arrays), as recorded."""
+        return list(self.manifest.get("probe_targets", ["qpos"]))
+
     def arrays(self, episode: int) -> dict[str, np.ndarray]:
-        """actions [T,2], proprio [T+1,6], qpos [T+1,2], qvel [T+1,2], rewards [T]."""
+        """actions [T,A], proprio [T+1,P], rewards [T] and the state arrays [T+1,...]."""
         return self._arrays.fetch(episode, lambda: self._load_arrays(episode))
 
     def _load_arrays(self, episode: int) -> dict[str, np.ndarray]:
         path = self._folder(episode) / ARRAYS_FILE
         try:
             with np.load(path, allow_pickle=False) as npz:
-                arrays = {key: npz[key] for key in ARRAY_KEYS}
+                keys = dict.fromkeys([*ARRAY_KEYS, *self.state_keys])
+                arrays = {key: npz[key] for key in keys}
         except Exception as exc:
             raise DatasetError(f"cannot read {path}: {exc.__class__.__name__}: {exc}") from None
         length = self.entries[episode]["length"]
@@ -134,8 +146,8 @@ class EpisodeDataset:
     ) -> dict[str, np.ndarray]:
         """A sub-trajectory of ``num_frames`` frames taken every ``frame_step`` env steps.
 
-        Returns frames [n,H,W,3] uint8, proprio [n,6], qpos [n,2], and the actions between
-        consecutive frames grouped in blocks: actions [n-1, frame_step, 2].
+        Returns frames [n,H,W,3] uint8, proprio [n,P], qpos [n,nq], and the actions between
+        consecutive frames grouped in blocks: actions [n-1, frame_step, A].
         """
         span = (num_frames - 1) * frame_step
         if num_frames < 1 or frame_step < 1:

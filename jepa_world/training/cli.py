@@ -20,8 +20,15 @@ class UserError(Exception):
     """Bad input from the user (paths, names, shapes, settings): reported in one line."""
 
 
+def _register_resolvers() -> None:
+    # ${dirname:gym:Reacher-v5} -> gym-Reacher-v5: a task name as a folder name
+    if not OmegaConf.has_resolver("dirname"):
+        OmegaConf.register_new_resolver("dirname", lambda name: str(name).replace(":", "-"))
+
+
 def load_config(name: str, overrides: list[str]) -> DictConfig:
     """Compose ``configs/<name>.yaml`` with Hydra-style ``key=value`` overrides."""
+    _register_resolvers()
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException

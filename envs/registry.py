@@ -1,0 +1,93 @@
+"""The task registry: short names accepted by every command, mapped to Gymnasium ids.
+
+``register_task(name, entry_point)`` adds a goal-image task (a subclass of
+``envs.task.GoalImageTask``) under a short name and registers it with Gymnasium, so that
+``envs.collect``, ``jepa_world.pretrain`` / ``train_ac`` / ``probe`` / ``build`` and
+``planners.mpc`` all accept ``--env NAME``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+DEFAULT_MAX_EPISODE_STEPS = 50  # the evaluation budget
+
+
+class UnknownEnvError(ValueError):
+    """An environment name that jepa-world does not provide."""
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    name: str
+    env_id: str
+    entry_point: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+TASKS: dict[str, TaskEntry] = {}
+
+
+def register_task(
+    name: str,
+    entry_point: str,
+    env_id: str | None = None,
+    max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS,
+    **kwargs: Any,
+) -> str:
+    """Register a goal-image task under ``name``; returns its Gymnasium id.
+
+    ``entry_point`` is ``"module:Class"``; ``env_id`` defaults to ``jepa_world/<name>-v0``
+    with characters Gymnasium does not accept in ids replaced. ``kwargs`` are the task's
+    constructor defaults.
+    """
+    if not name or any(c.isspace() for c in name):
+        raise ValueError(f"task names must be non-empty without spaces, got {name!r}")
+    if env_id is None:
+        env_id = "jepa_world/" + "".join(c if c.isalnum() else "_" for c in name) + "-v0"
+    existing = TASKS.get(name)
+    if existing is not None and existing.entry_point != entry_point:
+        raise ValueError(f"task {name!r} is already registered as {existing.entry_point}")
+    if env_id not in gym.registry:
+        gym.register(
+            id=env_id,
+            entry_point=entry_point,
+            max_episode_steps=max_episode_steps,
+            kwargs=dict(kwargs),
+        )
+    TASKS[name] = TaskEntry(name, env_id, entry_point, dict(kwargs))
+    return env_id
+
+
+def known_names() -> list[str]:
+    return sorted(TASKS)
+
+
+def resolve_env_id(name: str) -> str:
+    """Map a short name ("reach", "gym:Reacher-v5") or a registered id to the Gymnasium id."""
+    name = str(name)
+    if name in TASKS:
+        return TASKS[name].env_id
+    for entry in TASKS.values():
+        if name == entry.env_id:
+            return name
+    raise UnknownEnvError(f"unknown env {name!r} (known: {', '.join(known_names())})")
+
+
+def short_name(name_or_id: str) -> str:
+    """The short name of a registered task given either form."""
+    env_id = resolve_env_id(name_or_id)
+    return next(entry.name for entry in TASKS.values() if entry.env_id == env_id)
+
+
+def make(name: str, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make`` for a short name or full id of a registered task."""
+    return gym.make(resolve_env_id(name), **kwargs)
+
+
+def make_task(name: str, **kwargs: Any) -> Any:
+    """The task itself (no Gymnasium wrappers): what the commands drive."""
+    return gym.make(resolve_env_id(name), disable_env_checker=True, **kwargs).unwrapped

@@ -1,0 +1,220 @@
+"""Build a task's world model from scratch with the project's own pipeline.
+
+    python -m jepa_world.build --env NAME [--out DIR] [--install] [--encoder MODEL]
+        [pretrain.KEY=VALUE ...] [train_ac.KEY=VALUE ...]
+
+The recipe of each task lives in ``configs/build/<name>.yaml`` (``gym:Reacher-v5`` ->
+``gym-Reacher-v5.yaml``): which datasets to record, which of them the encoder pretrains on and
+which the predictor trains on, and the trainers' overrides. The stages run as separate
+commands, exactly as a user would type them:
+
+  1. python -m envs.collect --env NAME --episodes N --seed S --out OUT/<dataset>   (each)
+  2. python -m jepa_world.pretrain data.paths=[OUT/<dataset>/episodes,...] out_dir=OUT/pretrain
+  3. python -m jepa_world.train_ac encoder.checkpoint=OUT/pretrain data.paths=[...] \\
+         out_dir=OUT/train_ac
+
+and leave the world model in OUT/train_ac/world_model. Every stage resumes: rerun the same
+command after an interruption (datasets are topped up to their recipe's size, the trainers
+resume from their last checkpoint). ``--install`` copies the model into the package
+(jepa_world/assets/<install_as>), which is what ``WorldModel.load(NAME)`` and
+``planners.mpc --env NAME`` read. ``--encoder MODEL`` skips pretraining and trains the
+predictor on the frozen encoder of an existing world model. Stage durations are printed and
+written to OUT/build.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+
+class BuildError(ValueError):
+    """A bad recipe or argument; the message is one line."""
+
+
+@dataclass
+class RecordSpec:
+    name: str
+    episodes: int
+    seed: int
+    steps: int = 100
+    policy: str = "noisy"
+    action_scale: float = 1.0
+
+
+@dataclass
+class Recipe:
+    env: str
+    install_as: str
+    record: list[RecordSpec]
+    pretrain_data: list[str]
+    train_ac_data: list[str]
+    pretrain: list[str] = field(default_factory=list)
+    train_ac: list[str] = field(default_factory=list)
+
+
+def recipe_file(env: str) -> Path:
+    return Path(str(resources.files("configs"))) / "build" / f"{env.replace(':', '-')}.yaml"
+
+
+def known_recipes() -> list[str]:
+    folder = Path(str(resources.files("configs"))) / "build"
+    names = [OmegaConf.load(path).get("env", path.stem) for path in sorted(folder.glob("*.yaml"))]
+    return sorted(str(name) for name in names)
+
+
+def load_recipe(env: str) -> Recipe:
+    """The typed recipe of ``env``, validated once."""
+    import envs
+
+    try:
+        envs.resolve_env_id(env)
+    except envs.UnknownEnvError as exc:
+        raise BuildError(str(exc)) from None
+    path = recipe_file(env)
+    if not path.is_file():
+        raise BuildError(
+            f"no build recipe for {env!r} ({path} is missing; recipes: {', '.join(known_recipes())})"
+        )
+    try:
+        schema = OmegaConf.structured(Recipe)
+        merged = OmegaConf.merge(schema, OmegaConf.load(path))
+        recipe: Recipe = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except Exception as exc:
+        raise BuildError(f"bad build recipe {path}: {' '.join(str(exc).split())}") from None
+    names = [spec.name for spec in recipe.record]
+    for group in (recipe.pretrain_data, recipe.train_ac_data):
+        missing = sorted(set(group) - set(names))
+        if missing:
+            raise BuildError(f"{path}: datasets {missing} are not recorded by the recipe")
+    if recipe.env != env and envs.resolve_env_id(recipe.env) != envs.resolve_env_id(env):
+        raise BuildError(f"{path} is the recipe of {recipe.env!r}, not {env!r}")
+    return recipe
+
+
+class Stages:
+    """Runs each stage as a subprocess and keeps their durations."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.seconds = out, {}
+
+    def run(self, step: str, args: list[str]) -> None:
+        print(f"[build] {step}: python {' '.join(args)}", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        result = subprocess.run([sys.executable, *args])
+        if result.returncode != 0:
+            raise SystemExit(result.returncode)
+        self.seconds[step] = round(time.perf_counter() - started, 1)
+        print(f"[build] {step} done in {self.seconds[step]:.0f} s", file=sys.stderr, flush=True)
+
+
+def record(stages: Stages, env: str, folder: Path, spec: RecordSpec) -> None:
+    """Record seeds ``spec.seed ..``; a dataset left incomplete is topped up with the rest."""
+    manifest = folder / "manifest.json"
+    done = len(json.loads(manifest.read_text())["episodes"]) if manifest.exists() else 0
+    if done >= spec.episodes:
+        return
+    args = ["-m", "envs.collect", "--env", env, "--episodes", str(spec.episodes - done)]
+    # envs.collect gives episode i the seed --seed + i, also when it appends
+    args += ["--out", str(folder), "--seed", str(spec.seed), "--workers", "2"]
+    args += ["--steps", str(spec.steps), "--policy", spec.policy]
+    args += ["--action-scale", str(spec.action_scale), "--quiet"]
+    stages.run(f"record {spec.name}", args)
+
+
+def route_overrides(extra: list[str]) -> dict[str, list[str]]:
+    routed: dict[str, list[str]] = {"pretrain": [], "train_ac": []}
+    for item in extra:
+        stage, _, override = item.partition(".")
+        if stage not in routed or "=" not in override:
+            raise BuildError(f"unrecognised argument {item!r} (use pretrain.KEY=V or train_ac.KEY=V)")
+        routed[stage].append(override)
+    return routed
+
+
+def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+    recipe = load_recipe(args.env)
+    routed = route_overrides(extra)
+    out = Path(args.out or f"runs/build/{args.env.replace(':', '-')}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    stages = Stages(out)
+    started = time.perf_counter()
+    for spec in recipe.record:
+        if args.episodes is not None:  # a quick trial of the whole pipeline
+            spec.episodes = min(spec.episodes, args.episodes)
+        if args.steps is not None:
+            spec.steps = args.steps
+        record(stages, args.env, out / spec.name, spec)
+    encoder = args.encoder or str(out / "pretrain")
+    if args.encoder is None:
+        videos = ",".join(str(out / name / "episodes") for name in recipe.pretrain_data)
+        pretrain = ["-m", "jepa_world.pretrain", f"data.paths=[{videos}]"]
+        pretrain += [f"out_dir={out / 'pretrain'}", f"seed={args.seed}"]
+        stages.run("pretrain", [*pretrain, *recipe.pretrain, *routed["pretrain"]])
+    data = ",".join(str(out / name) for name in recipe.train_ac_data)
+    train_ac = ["-m", "jepa_world.train_ac", f"encoder.checkpoint={encoder}"]
+    train_ac += [f"data.paths=[{data}]", f"out_dir={out / 'train_ac'}", f"seed={args.seed}"]
+    stages.run("train_ac", [*train_ac, *recipe.train_ac, *routed["train_ac"]])
+    model = out / "train_ac" / "world_model"
+    summary = {
+        "env": args.env,
+        "model": str(model),
+        "seconds": round(time.perf_counter() - started, 1),
+        "stage_seconds": stages.seconds,
+        "command": " ".join(["python -m jepa_world.build", *sys.argv[1:]]),
+    }
+    from envs.dataset_format import write_json_atomic
+
+    write_json_atomic(out / "build.json", summary)
+    print(f"[build] world model in {model} after {summary['seconds']:.0f} s", file=sys.stderr)
+    if args.install:
+        target = Path(str(resources.files("jepa_world"))) / "assets" / recipe.install_as
+        staging = target.with_name(f".tmp-{target.name}")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(model, staging)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        print(f"[build] installed into {target}", file=sys.stderr)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m jepa_world.build", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--env", required=True, help="task name, e.g. reach or gym:Reacher-v5")
+    parser.add_argument("--out", help="build folder (default runs/build/<env>)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--encoder", help="reuse this world model's encoder instead of pretraining one"
+    )
+    parser.add_argument("--install", action="store_true", help="copy into jepa_world/assets")
+    parser.add_argument("--episodes", type=int, help="at most this many episodes per dataset "
+                        "(a quick trial, not the recipe)")
+    parser.add_argument("--steps", type=int, help="actions per recorded episode (a quick trial)")
+    args, extra = parser.parse_known_args(argv)
+    for key in ("episodes", "steps"):
+        value = getattr(args, key)
+        if value is not None and value < 1:
+            print(f"error: --{key} must be positive, got {value}", file=sys.stderr)
+            return 2
+    try:
+        build(args, extra)
+    except BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The evaluation episode loop: tasks stepped in lockstep by one policy, judged by the task.
+
+Episode ``i`` resets with ``eval_seed(seed, i)`` = 1_000_000 + seed * 10_000 + i, disjoint from
+the recording seeds 0, 1, 2, ... of ``envs.collect``. The policy acts until ``budget`` env
+steps are spent; the task's own ``is_success`` at the end of the budget is the headline, success
+at any step is reported beside it, and the task's error metrics (``metric_names``) are read
+from the last step's ``info``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EVAL_SEED_BASE = 1_000_000
+EVAL_SEED_STRIDE = 10_000
+
+
+def eval_seed(seed: int, episode: int) -> int:
+    """Reset seed of evaluation episode ``episode``: disjoint from recording seeds 0, 1, ..."""
+    return EVAL_SEED_BASE + int(seed) * EVAL_SEED_STRIDE + int(episode)
+
+
+@dataclass
+class EpisodeRecord:
+    """What one episode did; ``plan_ms`` holds the replanning latencies of the calls that
+    planned it (shared with the other episodes of its batch), ``metrics`` the task's final
+    error metrics."""
+
+    index: int
+    seed: int
+    success: bool
+    success_any: bool
+    steps: int
+    replans: int
+    final_energy: float | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    plan_ms: list[float] = field(default_factory=list)
+
+    @property
+    def plan_ms_median(self) -> float:
+        return float(np.median(self.plan_ms)) if self.plan_ms else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        record = {
+            "index": self.index,
+            "seed": self.seed,
+            "success": self.success,
+            "success_any": self.success_any,
+            "steps": self.steps,
+            "replans": self.replans,
+            "final_energy": self.final_energy,
+            **{f"final_{name}": value for name, value in self.metrics.items()},
+            "plan_ms": self.plan_ms,
+            "plan_ms_median": self.plan_ms_median,
+        }
+        return record
+
+
+class EpisodeRunner:
+    """Runs batches of episodes of ``tasks`` (one task instance per lockstep slot)."""
+
+    def __init__(
+        self,
+        tasks: list[Any],
+        policy: Any,
+        budget: int,
+        seed: int,
+        goal_protocol: str,
+        video: Callable[[int, list[np.ndarray], np.ndarray], None] | None = None,
+    ) -> None:
+        self.tasks, self.policy, self.budget = tasks, policy, int(budget)
+        self.seed, self.goal_protocol, self.video = int(seed), goal_protocol, video
+        self.metric_names = tuple(tasks[0].metric_names)
+        self.env_s = 0.0
+        self.env_steps = 0
+
+    def run_batch(self, indices: list[int], on_block: Callable[[], None]) -> list[EpisodeRecord]:
+        import time
+
+        tasks = self.tasks[: len(indices)]
+        seeds = [eval_seed(self.seed, i) for i in indices]
+        obs, infos = [], []
+        for task, seed in zip(tasks, seeds, strict=True):
+            o, info = task.reset(seed=seed, options={"goal_protocol": self.goal_protocol})
+            obs.append(o)
+            infos.append(info)
+        goal_pixels = [info["goal_pixels"] for info in infos]
+        frames = [[o["pixels"]] for o in obs] if self.video else None
+        success_any = [False] * len(tasks)
+        self.policy.reset(tasks, obs, infos, seeds)
+        steps = 0
+        while steps < self.budget:
+            block = self.policy.act(tasks, obs, self.budget - steps)
+            started = time.perf_counter()
+            for j in range(block.shape[1]):
+                for e, task in enumerate(tasks):
+                    obs[e], _, _, _, infos[e] = task.step(block[e, j].astype(np.float32))
+                    success_any[e] = success_any[e] or bool(infos[e]["is_success"])
+                    if frames is not None:
+                        frames[e].append(obs[e]["pixels"])
+            self.env_s += time.perf_counter() - started
+            self.env_steps += block.shape[1] * len(tasks)
+            steps += block.shape[1]
+            on_block()
+
+        records = []
+        for e, info in enumerate(infos):
+            extra = self.policy.episode_info(e)
+            records.append(
+                EpisodeRecord(
+                    index=indices[e],
+                    seed=seeds[e],
+                    success=bool(info["is_success"]),
+                    success_any=success_any[e],
+                    steps=steps,
+                    replans=int(extra["replans"]),
+                    final_energy=extra["final_energy"],
+                    metrics={name: float(info[name]) for name in self.metric_names},
+                    plan_ms=list(extra["plan_ms"]),
+                )
+            )
+            if frames is not None:
+                self.video(indices[e], frames[e], goal_pixels[e])
+        return records
+
+
+def video_writer(folder: Path, fps: float, scale: int):
+    """A callback writing one mp4 per episode: the observation beside the goal image."""
+    from envs.video_io import write_mp4
+
+    def write(index: int, frames: list[np.ndarray], goal: np.ndarray) -> None:
+        pairs = np.stack([np.concatenate([frame, goal], axis=1) for frame in frames])
+        pairs = pairs.repeat(scale, axis=1).repeat(scale, axis=2)
+        write_mp4(folder / f"episode_{index:04d}.mp4", pairs, fps=fps, lossless=False)
+
+    return write

@@ -1,0 +1,191 @@
+"""Every registered goal-image task: Gymnasium's checker, determinism, goal images rendered from
+the goal state with the markers hidden, state round trips, success at its edges, the adapter's
+errors, and a user's own task through the registry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envs
+from envs.gymnasium_tasks import (
+    PUSHER_TOLERANCE,
+    GymnasiumTask,
+    PusherTask,
+    ReacherTask,
+    UnsupportedEnvError,
+    make_mujoco_env,
+)
+
+TASKS = ["reach", "gym:Reacher-v5", "gym:Pusher-v5"]
+
+
+@pytest.fixture(params=TASKS)
+def task(request):
+    environment = envs.make_task(request.param)
+    yield environment
+    environment.close()
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_checker_passes_and_observations_are_pixels_and_proprio(name):
+    env = envs.make(name)
+    check_env(env.unwrapped, skip_render_check=False)
+    obs, info = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    assert obs["pixels"].shape == (64, 64, 3) and obs["pixels"].std() > 5
+    assert info["goal_pixels"].shape == (64, 64, 3)
+    for key in ("is_success", "qpos", "qvel", "goal_qpos", *env.unwrapped.metric_names):
+        assert key in info, key
+    env.close()
+
+
+def test_reset_is_deterministic_under_seeds(task):
+    other = envs.make_task(task.spec.id)
+    obs_a, info_a = task.reset(seed=5)
+    obs_b, info_b = other.reset(seed=5)
+    np.testing.assert_array_equal(obs_a["pixels"], obs_b["pixels"])
+    np.testing.assert_array_equal(info_a["goal_pixels"], info_b["goal_pixels"])
+    np.testing.assert_array_equal(info_a["goal_qpos"], info_b["goal_qpos"])
+    action = task.action_space.high * 0.5
+    np.testing.assert_array_equal(task.step(action)[0]["proprio"], other.step(action)[0]["proprio"])
+    _, info_c = task.reset(seed=6)
+    assert not np.array_equal(info_c["qpos"], info_a["qpos"])
+    other.close()
+
+
+def test_goal_image_is_rendered_from_the_goal_state(task):
+    obs, info = task.reset(seed=3)
+    assert not np.array_equal(info["goal_pixels"], obs["pixels"])
+    np.testing.assert_array_equal(task.get_state()[0], info["qpos"])  # rendering left it alone
+    np.testing.assert_array_equal(task.render_state(info["goal_qpos"]), info["goal_pixels"])
+    task.set_state(info["goal_qpos"])
+    np.testing.assert_array_equal(task.render(), info["goal_pixels"])
+
+
+def test_state_round_trip(task):
+    task.reset(seed=1)
+    for _ in range(3):
+        task.step(task.action_space.sample())
+    qpos, qvel = task.get_state()
+    pixels = task.render()
+    task.reset(seed=2)
+    task.set_state(qpos, qvel)
+    got_qpos, got_qvel = task.get_state()
+    np.testing.assert_array_equal(got_qpos, qpos)
+    np.testing.assert_array_equal(got_qvel, qvel)
+    np.testing.assert_array_equal(task.render(), pixels)
+    with pytest.raises(ValueError, match="qpos"):
+        task.set_state(qpos[:-1])
+
+
+def test_state_arrays_cover_the_declared_keys(task):
+    task.reset(seed=0)
+    arrays = task.state_arrays()
+    assert set(arrays) == set(task.state_keys)
+    assert set(task.probe_targets) <= set(task.state_keys)
+
+
+def test_reacher_hides_the_target_and_wraps_angles():
+    task = envs.make_task("gym:Reacher-v5")
+    _, info = task.reset(seed=0)
+    image = task.render()
+    moved = info["qpos"].copy()
+    moved[2:] = [-0.2, 0.2]  # the target ball elsewhere: invisible, so the image is unchanged
+    task.set_state(moved)
+    np.testing.assert_array_equal(task.render(), image)
+    start = [np.pi - 0.01, 0.5, 0.1, -0.1]
+    _, info = task.reset(seed=0, options={"start_qpos": start,
+                                          "goal_qpos": [-np.pi + 0.02, 0.5, 0.1, -0.1]})
+    assert info["joint_error"] == pytest.approx(0.03, abs=1e-9) and info["is_success"]
+    _, info = task.reset(seed=0, options={"start_qpos": [0.0, 0.0, 0.1, -0.1],
+                                          "goal_qpos": [0.0, 0.051, 0.1, -0.1]})
+    assert not info["is_success"]
+    _, info = task.reset(seed=0, options={"start_qpos": [0.0, 0.0, 0.1, -0.1],
+                                          "goal_qpos": [0.049, -0.049, 0.1, -0.1]})
+    assert info["is_success"]
+    # Offset goals: 25 env steps of random torques from a start at rest.
+    _, info = task.reset(seed=4)
+    assert np.abs(info["goal_qpos"][:2] - info["qpos"][:2]).max() > 0.05
+    np.testing.assert_array_equal(info["qvel"], 0.0)
+    task.close()
+
+
+def test_pusher_goal_shows_the_object_at_the_goal_without_marker():
+    task = envs.make_task("gym:Pusher-v5")
+    _, info = task.reset(seed=0)
+    assert task.goal_protocols == ("gym",)
+    goal = info["goal_qpos"]
+    np.testing.assert_array_equal(goal[-4:-2], 0.0)  # the cylinder at Gymnasium's goal
+    assert info["object_distance"] > 0.17  # Gymnasium's start keeps it away from the goal
+    image = task.render()
+    moved = info["qpos"].copy()
+    moved[-2:] = [-0.2, 0.1]  # the goal marker moved: invisible, the image is unchanged
+    task.set_state(moved)
+    np.testing.assert_array_equal(task.render(), image)
+    # Success: the cylinder's centre within the tolerance of the goal position.
+    for offset, success in ((PUSHER_TOLERANCE - 1e-3, True), (PUSHER_TOLERANCE + 1e-3, False)):
+        start = goal.copy()
+        start[-4] = offset
+        _, info = task.reset(seed=0, options={"start_qpos": start, "goal_qpos": goal})
+        assert info["is_success"] == success
+        assert info["object_distance"] == pytest.approx(offset, abs=1e-9)
+    assert np.all(task.oracle_cost(goal, goal) == 0)
+    task.close()
+
+
+def test_adapter_rejects_what_it_cannot_handle():
+    with pytest.raises(UnsupportedEnvError, match="not a Gymnasium MujocoEnv"):
+        make_mujoco_env("CartPole-v1", 64, {}, {})
+    with pytest.raises(UnsupportedEnvError, match="has no env"):
+        make_mujoco_env("NoSuchEnv-v0", 64, {}, {})
+
+    class Hidden(ReacherTask):
+        hidden_bodies = ("no_such_body",)
+
+    with pytest.raises(UnsupportedEnvError, match="no body named 'no_such_body'"):
+        Hidden()
+    with pytest.raises(ValueError, match="goal_protocol"):
+        PusherTask(goal_protocol="uniform")
+
+
+def test_unknown_names_list_the_known_ones():
+    with pytest.raises(envs.UnknownEnvError, match="known: gym:Pusher-v5, gym:Reacher-v5, reach"):
+        envs.make("gym:Walker-v9")
+
+
+class SlowReacher(GymnasiumTask):
+    """A user's own task: Reacher at a longer frame skip, judged on the shoulder only."""
+
+    gym_id = "Reacher-v5"
+    camera_config = ReacherTask.camera_config
+    hidden_bodies = ("target",)
+    metric_names = ("shoulder_error",)
+    metric_units = {"shoulder_error": "rad"}
+
+    def proprio_limits(self):
+        return np.full(4, 500.0, np.float32)
+
+    def sample_uniform_goal(self, start_qpos):
+        goal = start_qpos.copy()
+        goal[0] = self.np_random.uniform(-np.pi, np.pi)
+        return goal
+
+    def proprio(self):
+        return np.concatenate([self.data.qpos[:2], self.data.qvel[:2]])
+
+    def task_metrics(self):
+        error = float(envs.task.joint_error(self.data.qpos[0], self.goal_qpos[0]))
+        return {"shoulder_error": error, "is_success": error < 0.1}
+
+
+def test_a_users_task_plugs_into_the_registry():
+    env_id = envs.register_task("slow-reacher", f"{__name__}:SlowReacher", frame_skip=4)
+    assert envs.resolve_env_id("slow-reacher") == env_id
+    task = envs.make_task("slow-reacher")
+    assert task.frame_skip == 4 and task.dt == pytest.approx(0.04)
+    obs, info = task.reset(seed=0, options={"goal_protocol": "uniform"})
+    assert obs["proprio"].shape == (4,) and "shoulder_error" in info
+    check_env(envs.make("slow-reacher").unwrapped)
+    task.close()
