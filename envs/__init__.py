@@ -10,10 +10,15 @@ short name         Gymnasium id              task
 ``gym:Pusher-v5``  ``jepa_world/Pusher-v5``  Gymnasium's Pusher from pixels
 =================  ========================  ===========================================
 
-``envs.register_task(name, "module:Class")`` adds a user's own task.
+``envs.register_task(name, "module:Class")`` adds a user's own task; modules named in the
+``JEPA_WORLD_TASKS`` environment variable (comma-separated) are imported here, so that the
+command-line tools know the tasks they register.
 """
 
 from __future__ import annotations
+
+import importlib
+import os
 
 from envs._gl import RenderingUnavailableError, configure_headless_gl
 from envs.registry import (
@@ -35,6 +40,17 @@ register_task(
     "gym:Reacher-v5", "envs.gymnasium_tasks:ReacherTask", env_id="jepa_world/Reacher-v5"
 )
 register_task("gym:Pusher-v5", "envs.gymnasium_tasks:PusherTask", env_id="jepa_world/Pusher-v5")
+
+
+def _import_user_tasks() -> None:
+    for module in filter(None, (m.strip() for m in os.environ.get("JEPA_WORLD_TASKS", "").split(","))):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ImportError(f"JEPA_WORLD_TASKS names {module!r}, which cannot be imported: {exc}") from exc
+
+
+_import_user_tasks()
 
 __all__ = [
     "DEFAULT_MAX_EPISODE_STEPS",

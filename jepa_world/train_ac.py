@@ -246,6 +246,12 @@ def _open_datasets(paths) -> list[EpisodeDataset]:
     return datasets
 
 
+def planning_defaults(cfg: DictConfig) -> dict[str, Any]:
+    """The set (non-null) keys of ``model.planning``."""
+    planning = OmegaConf.to_container(cfg.model.get("planning") or {}, resolve=True)
+    return {key: value for key, value in dict(planning).items() if value is not None}
+
+
 def _task_name(env_id: str) -> str:
     """The short name the commands take for a dataset's task (its id if not registered)."""
     import envs
@@ -284,6 +290,7 @@ def build_world_model(cfg: DictConfig, datasets: list[EpisodeDataset]) -> tuple[
         proprio_mean=proprio.mean(0).tolist() if use_proprio else [],
         proprio_std=(proprio.std(0) + 1e-6).tolist() if use_proprio else [],
         env_id=datasets[0].env_id,
+        planning=planning_defaults(cfg),
     )
     try:
         model = WorldModel(config, encoder=encoder)

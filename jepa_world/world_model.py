@@ -46,6 +46,9 @@ class WorldModelConfig:
     image_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     image_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     env_id: str | None = None
+    # Planner settings the model was built to be used with (e.g. {"horizon": 5}); planners.mpc
+    # applies them unless the command line sets the same keys.
+    planning: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorldModelConfig:

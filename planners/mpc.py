@@ -15,6 +15,7 @@ depend on K (only the timings do).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,7 @@ ORACLE_NOTE = (
     "state (an upper bound, not a learned result)"
 )
 RANDOM_NOTE = "random: uniform random actions, no planner (a lower bound)"
+DEFAULT_HORIZON = 3  # action blocks, when neither the command line nor the model sets one
 
 
 # ---------------------------------------------------------------------- configuration
@@ -78,7 +80,7 @@ class MPCConfig:
     device: str = "auto"
     planner: str = "cem"
     warm_start: bool = True
-    horizon: int = 3
+    horizon: int | None = None
     frameskip: int = 5
     energy: str = "l2"
     energy_steps: str = "all"
@@ -118,7 +120,7 @@ def check_config(cfg: MPCConfig) -> None:
     except envs.UnknownEnvError as exc:
         raise UserError(str(exc)) from None
     for key in ("episodes", "num_envs", "budget", "horizon", "frameskip", "image_size"):
-        if getattr(cfg, key) < 1:
+        if getattr(cfg, key) is not None and getattr(cfg, key) < 1:
             raise UserError(f"{key} must be a positive integer, got {getattr(cfg, key)}")
     if cfg.episodes > EVAL_SEED_STRIDE:
         raise UserError(f"at most {EVAL_SEED_STRIDE} episodes per --seed (distinct eval seeds)")
@@ -131,7 +133,7 @@ def check_config(cfg: MPCConfig) -> None:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if cfg.model != "random":
-        planner_settings(cfg)
+        planner_settings(dataclasses.replace(cfg, horizon=cfg.horizon or DEFAULT_HORIZON))
     if cfg.model == "oracle" and cfg.planner == "gradient":
         raise UserError("the MuJoCo oracle is not differentiable: use --planner cem or mppi")
     try:
@@ -272,13 +274,16 @@ def evaluate(
     """
     from tqdm import tqdm
 
-    cfg = typed_config(cfg)
+    cfg = dataclasses.replace(typed_config(cfg))  # a copy: defaults are filled in below
     log = log or (lambda line: tqdm.write(line, file=sys.stdout))
     torch.manual_seed(cfg.seed)
     if cfg.model == "learned" and cfg.checkpoint is None and model is None:
         cfg.checkpoint = default_checkpoint(cfg.env)
     if cfg.model == "learned" and model is None:
         model = load_world_model(cfg.checkpoint, resolve_device(cfg.device))
+    if cfg.horizon is None:
+        planning = getattr(getattr(model, "config", None), "planning", None) or {}
+        cfg.horizon = int(planning.get("horizon", DEFAULT_HORIZON))
     video = None
     if video_dir is not None:
         folder = Path(video_dir)

@@ -11,7 +11,6 @@ from gymnasium.utils.env_checker import check_env
 import envs
 from envs.gymnasium_tasks import (
     PUSHER_TOLERANCE,
-    GymnasiumTask,
     PusherTask,
     ReacherTask,
     UnsupportedEnvError,
@@ -155,37 +154,88 @@ def test_unknown_names_list_the_known_ones():
         envs.make("gym:Walker-v9")
 
 
-class SlowReacher(GymnasiumTask):
-    """A user's own task: Reacher at a longer frame skip, judged on the shoulder only."""
-
-    gym_id = "Reacher-v5"
-    camera_config = ReacherTask.camera_config
-    hidden_bodies = ("target",)
-    metric_names = ("shoulder_error",)
-    metric_units = {"shoulder_error": "rad"}
-
-    def proprio_limits(self):
-        return np.full(4, 500.0, np.float32)
-
-    def sample_uniform_goal(self, start_qpos):
-        goal = start_qpos.copy()
-        goal[0] = self.np_random.uniform(-np.pi, np.pi)
-        return goal
-
-    def proprio(self):
-        return np.concatenate([self.data.qpos[:2], self.data.qvel[:2]])
-
-    def task_metrics(self):
-        error = float(envs.task.joint_error(self.data.qpos[0], self.goal_qpos[0]))
-        return {"shoulder_error": error, "is_success": error < 0.1}
-
-
 def test_a_users_task_plugs_into_the_registry():
-    env_id = envs.register_task("slow-reacher", f"{__name__}:SlowReacher", frame_skip=4)
-    assert envs.resolve_env_id("slow-reacher") == env_id
+    from tests.user_task import SlowReacher
+
+    assert envs.resolve_env_id("slow-reacher") == "jepa_world/slow_reacher-v0"
     task = envs.make_task("slow-reacher")
+    assert isinstance(task, SlowReacher)
     assert task.frame_skip == 4 and task.dt == pytest.approx(0.04)
     obs, info = task.reset(seed=0, options={"goal_protocol": "uniform"})
     assert obs["proprio"].shape == (4,) and "shoulder_error" in info
     check_env(envs.make("slow-reacher").unwrapped)
     task.close()
+
+
+def test_a_users_task_on_the_command_line(tmp_path):
+    """JEPA_WORLD_TASKS makes the commands import the module that registers the task."""
+    import os
+
+    from tests.conftest import assert_one_line_error, run_cli
+
+    environ = {**os.environ, "JEPA_WORLD_TASKS": "tests.user_task"}
+    result = run_cli("-m", "envs.collect", "--env", "slow-reacher", "--episodes", "1",
+                     "--steps", "5", "--out", str(tmp_path / "data"), "--quiet", env=environ)
+    assert result.returncode == 0, result.stderr
+    result = run_cli("-m", "planners.mpc", "--env", "slow-reacher", "--model", "random",
+                     "--episodes", "1", "--goal", "uniform", "--quiet", env=environ)
+    assert result.returncode == 0, result.stderr
+    assert "final shoulder error" in result.stdout
+    result = run_cli("-m", "planners.mpc", "--env", "slow-reacher", "--model", "random")
+    assert_one_line_error(result, "unknown env 'slow-reacher'")
+
+
+# ---------------------------------------------------------------------- end to end, per task
+TINY_BUILD = [
+    "--episodes", "2", "--steps", "12",
+    "pretrain.model=micro", "pretrain.model.predictor.depth=2", "pretrain.data.resolution=32",
+    "pretrain.data.frames_per_clip=4", "pretrain.data.frame_step=2",
+    "pretrain.train.batch_size=4", "pretrain.train.num_workers=0",
+    "pretrain.train.warmup_steps=1", "pretrain.train.steps=2", "pretrain.train.tensorboard=false",
+    "train_ac.model.frameskip=2", "train_ac.train.context=3", "train_ac.train.batch_size=8",
+    "train_ac.train.steps=3", "train_ac.train.warmup_steps=1", "train_ac.train.eval_every=3",
+    "train_ac.train.tensorboard=false", "train_ac.model.predictor.decoder_width=32",
+]
+TINY_PLAN = ["--episodes", "1", "--budget", "4", "--quiet", "horizon=2", "cem.samples=16",
+             "cem.elites=4", "cem.iterations=2"]
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_record_build_and_plan_end_to_end(tmp_path, name):
+    import json
+
+    from tests.conftest import run_cli
+
+    out = tmp_path / "build"
+    result = run_cli("-m", "jepa_world.build", "--env", name, "--out", str(out), *TINY_BUILD,
+                     timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "build.json").read_text())
+    assert set(summary["stage_seconds"]) >= {"pretrain", "train_ac"}
+    model = out / "train_ac" / "world_model"
+    provenance = json.loads((model / "provenance.json").read_text())
+    assert provenance["reproduce"] == f"python -m jepa_world.build --env {name} --install"
+    metrics_file = tmp_path / "metrics.json"
+    result = run_cli("-m", "planners.mpc", "--env", name, "--checkpoint", str(model),
+                     "--json", str(metrics_file), *TINY_PLAN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(metrics_file.read_text())
+    task = envs.make_task(name)
+    for metric in task.metric_names:  # the task's own error metrics, in the JSON and summary
+        assert f"final_{metric}_mean" in metrics
+        assert f"final {metric.replace('_', ' ')}" in result.stdout
+        assert f"final_{metric}" in metrics["records"][0]
+    assert metrics["env"] == task.spec.id and metrics["budget"] == 4
+    task.close()
+
+
+def test_build_refuses_bad_input(tmp_path):
+    from tests.conftest import assert_one_line_error, run_cli
+
+    result = run_cli("-m", "jepa_world.build", "--env", "push", "--out", str(tmp_path))
+    assert_one_line_error(result, "unknown env 'push'", "gym:Reacher-v5")
+    result = run_cli("-m", "jepa_world.build", "--env", "reach", "--out", str(tmp_path),
+                     "pretrain_steps=3")
+    assert_one_line_error(result, "unrecognised argument")
+    result = run_cli("-m", "planners.mpc", "--env", "reach", "--model", "oracle", "--goal", "gym")
+    assert_one_line_error(result, "unknown goal protocol 'gym'", "offset")
