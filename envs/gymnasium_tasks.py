@@ -29,7 +29,14 @@ import gymnasium as gym
 import numpy as np
 
 from envs._gl import import_mujoco
-from envs.task import GoalImageTask, free_camera, hinge_error, joint_error, joint_sincos
+from envs.task import (
+    GoalImageTask,
+    free_camera,
+    hinge_error,
+    joint_error,
+    joint_sincos,
+    two_link_metrics,
+)
 
 __all__ = ["GymnasiumTask", "PusherTask", "ReacherTask", "UnsupportedEnvError"]
 
@@ -180,20 +187,13 @@ class ReacherTask(GymnasiumTask):
         return np.concatenate([np.cos(qpos), np.sin(qpos), qvel])
 
     def on_goal_set(self) -> None:
-        saved = self.get_state()
-        self.set_state(self.goal_qpos)
-        self._goal_tip = self.data.xpos[self._tip, :2].copy()
-        self.set_state(*saved)
+        self._goal_tip = self.body_position(self._tip, self.goal_qpos)
 
     def task_metrics(self) -> dict[str, Any]:
-        errors = joint_error(self.data.qpos[:2], self.goal_qpos[:2])
         tip = self.data.xpos[self._tip, :2]
-        return {
-            "joint_error": float(errors.max()),
-            "joint_errors": errors.astype(np.float32),
-            "fingertip_distance": float(np.linalg.norm(tip - self._goal_tip)),
-            "is_success": bool(np.all(errors <= self.success_threshold)),
-        }
+        return two_link_metrics(
+            self.data.qpos[:2], self.goal_qpos[:2], tip, self._goal_tip, self.success_threshold
+        )
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         return {
@@ -262,10 +262,7 @@ class PusherTask(GymnasiumTask):
         return np.concatenate([self.data.qpos[:n], self.data.qvel[:n]])
 
     def on_goal_set(self) -> None:
-        saved = self.get_state()
-        self.set_state(self.goal_qpos)
-        self._goal_object = self.data.xpos[self._object, :2].copy()
-        self.set_state(*saved)
+        self._goal_object = self.body_position(self._object, self.goal_qpos)
 
     def task_metrics(self) -> dict[str, Any]:
         n = PUSHER_ARM_JOINTS

@@ -14,7 +14,14 @@ from typing import Any
 import numpy as np
 
 from envs._gl import import_mujoco
-from envs.task import GoalImageTask, hinge_error, joint_error, joint_sincos, wrap_angle
+from envs.task import (
+    GoalImageTask,
+    hinge_error,
+    joint_error,
+    joint_sincos,
+    two_link_metrics,
+    wrap_angle,
+)
 
 __all__ = ["ReachEnv", "joint_error", "wrap_angle"]
 
@@ -84,14 +91,10 @@ class ReachEnv(GoalImageTask):
         self._goal_tip = self.fingertip_position(self.goal_qpos)
 
     def task_metrics(self) -> dict[str, Any]:
-        errors = joint_error(self.data.qpos, self.goal_qpos)
         tip = self.data.xpos[self._fingertip, :2]
-        return {
-            "joint_error": float(errors.max()),
-            "joint_errors": errors.astype(np.float32),
-            "fingertip_distance": float(np.linalg.norm(tip - self._goal_tip)),
-            "is_success": bool(np.all(errors <= self.success_threshold)),
-        }
+        return two_link_metrics(
+            self.data.qpos, self.goal_qpos, tip, self._goal_tip, self.success_threshold
+        )
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         return {
@@ -113,10 +116,4 @@ class ReachEnv(GoalImageTask):
 
     def fingertip_position(self, qpos: np.ndarray | None = None) -> np.ndarray:
         """Planar fingertip position (m) for ``qpos`` or the current state."""
-        if qpos is None:
-            return self.data.xpos[self._fingertip, :2].copy()
-        saved = self.get_state()
-        self.set_state(qpos)
-        tip = self.data.xpos[self._fingertip, :2].copy()
-        self.set_state(*saved)
-        return tip
+        return self.body_position(self._fingertip, qpos)

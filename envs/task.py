@@ -49,6 +49,20 @@ def hinge_error(qpos: np.ndarray, goal_qpos: np.ndarray, wrap: np.ndarray) -> np
     return np.abs(np.where(wrap, wrap_angle(diff), diff))
 
 
+def two_link_metrics(
+    qpos: np.ndarray, goal_qpos: np.ndarray, tip: np.ndarray, goal_tip: np.ndarray,
+    threshold: float,
+) -> dict[str, Any]:
+    """Errors and success of a two-link reacher: every joint within ``threshold``, wrapped."""
+    errors = joint_error(qpos, goal_qpos)
+    return {
+        "joint_error": float(errors.max()),
+        "joint_errors": errors.astype(np.float32),
+        "fingertip_distance": float(np.linalg.norm(np.asarray(tip) - goal_tip)),
+        "is_success": bool(np.all(errors <= threshold)),
+    }
+
+
 def joint_sincos(qpos: np.ndarray) -> np.ndarray:
     """(sin, cos) of each joint angle, interleaved: a wrap-safe regression target."""
     qpos = np.asarray(qpos, np.float64)
@@ -182,6 +196,16 @@ class GoalImageTask(gym.Env):
     def get_state(self) -> tuple[np.ndarray, np.ndarray]:
         """Simulator positions and velocities, copies."""
         return self.data.qpos.copy(), self.data.qvel.copy()
+
+    def body_position(self, body: int, qpos: np.ndarray | None = None) -> np.ndarray:
+        """Planar position of ``body`` now, or at ``qpos`` (the current state is restored)."""
+        if qpos is None:
+            return self.data.xpos[body, :2].copy()
+        saved = self.get_state()
+        self.set_state(qpos)
+        position = self.data.xpos[body, :2].copy()
+        self.set_state(*saved)
+        return position
 
     def render_state(self, qpos: np.ndarray) -> np.ndarray:
         """Render the scene at ``qpos`` (at rest) without disturbing the current state."""

@@ -262,3 +262,19 @@ def test_shipped_model_end_to_end(tmp_path):
 
     videos = sorted((tmp_path / "videos").glob("*.mp4"))
     assert len(videos) == 2 and len(decord.VideoReader(str(videos[0]))) > 10
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--env", "gym:Pusher-v5"], "no shipped world model for gym:Pusher-v5"),
+        (["--env", "gym:Reacher-v5", "--checkpoint", "reach"],
+         "trained on jepa_world/Reach-v0, not on jepa_world/Reacher-v5"),
+        (["--env", "gym:Pusher-v5", "--model", "random", "--goal", "offset"],
+         "unknown goal protocol 'offset' for gym:Pusher-v5 (known: gym)"),
+        (["--env", "reach", "horizon=zero"], "bad configuration"),
+    ],
+)
+def test_task_mismatches_are_one_line(args, needle):
+    result = run_cli("-m", "planners.mpc", "--episodes", "1", "--quiet", *args)
+    assert_one_line_error(result, needle)
