@@ -178,14 +178,20 @@ def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     write_json_atomic(out / "build.json", summary)
     print(f"[build] world model in {model} after {summary['seconds']:.0f} s", file=sys.stderr)
     if args.install:
-        target = Path(str(resources.files("jepa_world"))) / "assets" / recipe.install_as
-        staging = target.with_name(f".tmp-{target.name}")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(model, staging)
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
+        target = install(model, recipe.install_as)
         print(f"[build] installed into {target}", file=sys.stderr)
     return summary
+
+
+def install(model: Path, name: str) -> Path:
+    """Copy a world model into the package (jepa_world/assets/NAME), replacing the old one."""
+    target = Path(str(resources.files("jepa_world"))) / "assets" / name
+    staging = target.with_name(f".tmp-{target.name}")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(model, staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:

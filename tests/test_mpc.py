@@ -264,6 +264,18 @@ def test_shipped_model_end_to_end(tmp_path):
     assert len(videos) == 2 and len(decord.VideoReader(str(videos[0]))) > 10
 
 
+def test_reacher_shipped_model_end_to_end(tmp_path):
+    """gym:Reacher-v5 with its shipped model and the model's own planning horizon."""
+    out = tmp_path / "metrics.json"
+    result = run_cli("-m", "planners.mpc", "--env", "gym:Reacher-v5", "--episodes", "1",
+                     "--budget", "10", "--json", str(out), "cem.iterations=2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(out.read_text())
+    assert metrics["checkpoint"] == "gym:Reacher-v5" and metrics["env"] == "jepa_world/Reacher-v5"
+    assert metrics["settings"]["horizon"] == 5 and metrics["settings"]["frameskip"] == 2
+    assert "final_joint_error_mean" in metrics and "final joint error" in result.stdout
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [

@@ -80,7 +80,7 @@ def regression_run(tmp_path_factory, checkpoint, small_dataset):
 def test_regression_compares_pretrained_and_random(regression_run, small_dataset):
     result, metrics, _ = regression_run
     table = result.stdout
-    for needle in ("pretrained", "random", "gap", "mean R^2", "tip_x", "sin_q1"):
+    for needle in ("pretrained", "random", "gap", "mean R^2", "fingertip1", "joint_sincos3"):
         assert needle in table, table
     assert metrics["task"] == "regression" and metrics["metric"] == "mean_r2"
     # The task's default targets, as the dataset records them (no geometry in the probe).
