@@ -18,7 +18,8 @@ reads it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -179,10 +180,6 @@ class GoalImageTask(gym.Env):
         """One action of the ``offset`` protocol's goal rollout (uniform in the action box)."""
         return self.np_random.uniform(self.action_space.low, self.action_space.high)
 
-    def prepare_goal(self, goal_qpos: np.ndarray) -> np.ndarray:
-        """Make a drawn goal consistent (e.g. clip to the joint ranges); identity by default."""
-        return goal_qpos
-
     # ------------------------------------------------------------------ state
     def set_state(self, qpos: np.ndarray, qvel: np.ndarray | None = None) -> None:
         """Put the simulator in a state (used by resets, goal images and the oracle)."""
@@ -197,23 +194,27 @@ class GoalImageTask(gym.Env):
         """Simulator positions and velocities, copies."""
         return self.data.qpos.copy(), self.data.qvel.copy()
 
-    def body_position(self, body: int, qpos: np.ndarray | None = None) -> np.ndarray:
-        """Planar position of ``body`` now, or at ``qpos`` (the current state is restored)."""
-        if qpos is None:
-            return self.data.xpos[body, :2].copy()
+    @contextlib.contextmanager
+    def posed(self, qpos: np.ndarray) -> Iterator[None]:
+        """The simulator at ``qpos`` (at rest) inside the block, the current state after it."""
         saved = self.get_state()
         self.set_state(qpos)
-        position = self.data.xpos[body, :2].copy()
-        self.set_state(*saved)
-        return position
+        try:
+            yield
+        finally:
+            self.set_state(*saved)
+
+    def body_position(self, body: int, qpos: np.ndarray | None = None) -> np.ndarray:
+        """Planar position of ``body`` now, or at ``qpos`` (the current state is kept)."""
+        if qpos is None:
+            return self.data.xpos[body, :2].copy()
+        with self.posed(qpos):
+            return self.data.xpos[body, :2].copy()
 
     def render_state(self, qpos: np.ndarray) -> np.ndarray:
         """Render the scene at ``qpos`` (at rest) without disturbing the current state."""
-        saved = self.get_state()
-        self.set_state(qpos)
-        image = self._render_pixels()
-        self.set_state(*saved)
-        return image
+        with self.posed(qpos):
+            return self._render_pixels()
 
     # ------------------------------------------------------------------ gym API
     def reset(
@@ -241,7 +242,7 @@ class GoalImageTask(gym.Env):
             goal = _as_vector(options["goal_qpos"], self.model.nq, "goal_qpos")
         else:
             goal = self.sample_goal(protocol, start, start_qvel)
-        self.goal_qpos = np.asarray(self.prepare_goal(np.array(goal, np.float64)), np.float64)
+        self.goal_qpos = np.array(goal, np.float64)
         self.goal_pixels = self.render_state(self.goal_qpos)
         self.on_goal_set()
 

@@ -9,6 +9,7 @@ from the last step's ``info``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,8 +81,6 @@ class EpisodeRunner:
         self.env_steps = 0
 
     def run_batch(self, indices: list[int], on_block: Callable[[], None]) -> list[EpisodeRecord]:
-        import time
-
         tasks = self.tasks[: len(indices)]
         seeds = [eval_seed(self.seed, i) for i in indices]
         obs, infos = [], []

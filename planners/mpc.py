@@ -295,6 +295,7 @@ def evaluate(
     tasks = make_tasks(cfg, min(cfg.num_envs, cfg.episodes))
     goal = cfg.goal or tasks[0].goal_protocol
     records: list[EpisodeRecord] = []
+    policy = None
     try:
         policy = make_policy(cfg, tasks, model)
         runner = EpisodeRunner(tasks, policy, cfg.budget, cfg.seed, goal, video)
@@ -314,8 +315,8 @@ def evaluate(
     finally:
         for task in tasks:
             task.close()
-        if cfg.model == "oracle" and "policy" in locals():
-            policy.model.close()
+        if policy is not None and cfg.model != "learned":  # a caller's learned model stays open
+            policy.close()
     return summarize(cfg, records, runner, tasks[0], goal)
 
 
@@ -458,8 +459,9 @@ FLAG_KEYS = ("env", "checkpoint", "model", "episodes", "seed", "planner", "goal"
              "num_envs")
 
 
-def parse(argv: list[str]) -> tuple[argparse.Namespace, MPCConfig]:
-    """Flags plus key=value overrides -> (args, typed config); flags win."""
+def parse(argv: list[str]) -> tuple[argparse.Namespace, DictConfig]:
+    """Flags plus key=value overrides -> (args, composed config); flags win. ``evaluate``
+    types and checks it, once."""
     args, rest = build_parser().parse_known_args(argv)
     for token in rest:
         if token.startswith("-") or "=" not in token:
@@ -469,7 +471,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, MPCConfig]:
         value = getattr(args, key)
         if value is not None:
             cfg[key] = value
-    return args, typed_config(cfg)
+    return args, cfg
 
 
 def main(argv: list[str]) -> int:

@@ -59,6 +59,9 @@ class RandomPolicy:
     def episode_info(self, e: int) -> dict[str, Any]:
         return {"replans": 0, "final_energy": None, "plan_ms": []}
 
+    def close(self) -> None:
+        pass
+
 
 class PlannerPolicy:
     """Receding-horizon planning with a world model: plan ``horizon`` blocks, return the first
@@ -157,6 +160,11 @@ class PlannerPolicy:
             "final_energy": self._energy[e],
             "plan_ms": self._plan_ms[e],
         }
+
+    def close(self) -> None:
+        """Release what the model holds (the oracle's rollout threads)."""
+        if hasattr(self.model, "close"):
+            self.model.close()
 
     def _settings_for(self, steps_left: int) -> PlannerSettings:
         """The settings, with the horizon cut to the blocks that still fit into the budget when
