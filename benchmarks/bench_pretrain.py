@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.results import report  # noqa: E402
 from jepa_world.pretrain import build_loader, train  # noqa: E402
-from jepa_world.training.cli import load_config  # noqa: E402
+from jepa_world.schemas.pretrain import PretrainConfig  # noqa: E402
+from jepa_world.training.cli import load_config, typed_config  # noqa: E402
 from jepa_world.training.runtime import setup_runtime  # noqa: E402
 
 
@@ -47,7 +48,7 @@ def main() -> None:
             "train.tensorboard=false",
             f"train.checkpoint_every={args.steps}",
         ]
-        cfg = load_config("pretrain", overrides)
+        cfg = typed_config(PretrainConfig, load_config("pretrain", overrides))
         summary = train(cfg, setup_runtime("cpu"))
         logs = [json.loads(line) for line in Path(tmp, "run", "log.jsonl").read_text().splitlines()]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

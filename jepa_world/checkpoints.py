@@ -54,7 +54,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from jepa_world.models import VIT_SIZES, MaskedPredictor, VisionTransformer
+from jepa_world.models import VIT_SIZES, EncoderConfig, MaskedPredictor, VisionTransformer
 from jepa_world.training.checkpoint import load_checkpoint
 from jepa_world.training.cli import UserError
 
@@ -484,7 +484,7 @@ def _build_encoder(
         use_rope=use_rope,
     )
     try:
-        return VisionTransformer(**kwargs)
+        return VisionTransformer(EncoderConfig(**kwargs))
     except ValueError as exc:
         raise UserError(f"checkpoint {path}: cannot build the encoder: {exc}") from None
 

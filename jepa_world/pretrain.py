@@ -14,19 +14,25 @@ import os
 import resource
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from jepa_world.data.video import ClipSpec, CorpusError, VideoClipDataset
 from jepa_world.masks import MaskSpec, MultiBlockMaskSampler
-from jepa_world.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
-from jepa_world.training.cli import UserError, load_config, run_command
+from jepa_world.schemas.pretrain import PretrainConfig, VideoData
+from jepa_world.training.checkpoint import (
+    CHECKPOINT,
+    check_same_settings,
+    load_checkpoint,
+    save_checkpoint,
+)
+from jepa_world.training.cli import UserError, load_config, run_command, typed_config
 from jepa_world.training.logger import RunLogger
 from jepa_world.training.optim import make_adamw, set_lr_and_wd
 from jepa_world.training.runtime import (
@@ -112,9 +118,9 @@ def video_probabilities(clips: VideoClipDataset) -> np.ndarray:
     return probs / probs.sum()
 
 
-def ensure_default_corpus(data_cfg: DictConfig, rt: Runtime) -> None:
+def ensure_default_corpus(data_cfg: VideoData, rt: Runtime) -> None:
     """Record the task's videos with envs.collect when the default corpus is absent."""
-    record = data_cfg.get("record")
+    record = data_cfg.record
     paths = list(data_cfg.paths)
     if not record or paths != [f"{record.out}/episodes"] or Path(paths[0]).exists():
         return
@@ -130,25 +136,25 @@ def ensure_default_corpus(data_cfg: DictConfig, rt: Runtime) -> None:
             record.env,
             int(record.episodes),
             record.out,
-            steps=int(record.steps),
-            image_size=int(data_cfg.resolution),
-            seed=int(record.seed),
+            steps=record.steps,
+            image_size=data_cfg.resolution,
+            seed=record.seed,
             workers=min(2, os.cpu_count() or 1),
         )
     rt.barrier()
 
 
-def build_loader(cfg: DictConfig, rt: Runtime, start: int) -> tuple[DataLoader, VideoClipDataset]:
+def build_loader(
+    cfg: PretrainConfig, rt: Runtime, start: int
+) -> tuple[DataLoader, VideoClipDataset]:
     data = cfg.data
-    if data.paths is None or len(data.paths) == 0:
-        raise UserError("data.paths is empty: give data.paths=[DIR_OR_INDEX,...]")
     spec = ClipSpec(
-        frames_per_clip=int(data.frames_per_clip),
-        frame_step=int(data.frame_step),
-        resolution=int(data.resolution),
+        frames_per_clip=data.frames_per_clip,
+        frame_step=data.frame_step,
+        resolution=data.resolution,
         crop_scale=tuple(data.crop_scale),
         crop_aspect=tuple(data.crop_aspect),
-        hflip=bool(data.hflip),
+        hflip=data.hflip,
         train=True,
     )
     try:
@@ -157,14 +163,14 @@ def build_loader(cfg: DictConfig, rt: Runtime, start: int) -> tuple[DataLoader, 
         raise UserError(str(exc)) from None
     sampler = StepBatchSampler(
         video_probabilities(clips),
-        int(cfg.train.batch_size),
+        cfg.train.batch_size,
         start,
-        int(cfg.train.steps),
-        int(cfg.seed),
+        cfg.train.steps,
+        cfg.seed,
         rt.rank,
         rt.world_size,
     )
-    workers = int(cfg.train.num_workers)
+    workers = cfg.train.num_workers
     loader = DataLoader(
         StepClips(clips),
         batch_sampler=sampler,
@@ -176,37 +182,17 @@ def build_loader(cfg: DictConfig, rt: Runtime, start: int) -> tuple[DataLoader, 
 
 
 # ------------------------------------------------------------------------------- training
-def _check_settings(cfg: DictConfig) -> None:
-    train = cfg.train
-    for key in ("steps", "batch_size", "checkpoint_every", "log_every"):
-        if int(train[key]) <= 0:
-            raise UserError(f"train.{key} must be positive, got {train[key]}")
-    if int(train.num_workers) < 0:
-        raise UserError(f"train.num_workers must be >= 0, got {train.num_workers}")
-
-
-def _select(cfg: DictConfig, dotted: str) -> Any:
-    value = OmegaConf.select(cfg, dotted)
-    return OmegaConf.to_container(value) if isinstance(value, DictConfig | list) else value
-
-
-def _resume_state(out_dir: Path, cfg: DictConfig) -> dict | None:
+def _resume_state(out_dir: Path, cfg: PretrainConfig) -> dict | None:
     path = out_dir / CHECKPOINT
     if not path.exists():
         return None
     state = load_checkpoint(path)
-    saved = OmegaConf.create(state["config"])
-    for key in _FIXED_ON_RESUME:
-        if _select(saved, key) != _select(cfg, key):
-            raise UserError(
-                f"{out_dir} holds a run with a different {key}; use another out_dir "
-                "or the same settings to resume"
-            )
+    check_same_settings(state["config"], asdict(cfg), _FIXED_ON_RESUME, out_dir)
     return state
 
 
-def train(cfg: DictConfig, rt: Runtime) -> dict[str, Any]:
-    _check_settings(cfg)
+def train(cfg: PretrainConfig, rt: Runtime) -> dict[str, Any]:
+    """Pretrain as ``cfg`` says (``typed_config(PretrainConfig, composed)`` checked it)."""
     out_dir = Path(cfg.out_dir).expanduser()
     if rt.is_main:
         try:
@@ -215,24 +201,22 @@ def train(cfg: DictConfig, rt: Runtime) -> dict[str, Any]:
             raise UserError(f"cannot create out_dir {out_dir}: {exc.strerror or exc}") from None
     rt.barrier()
     resume = _resume_state(out_dir, cfg)
-    seed_everything(int(cfg.seed) + rt.rank)
+    seed_everything(cfg.seed + rt.rank)
 
-    mask_specs = [
-        MaskSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()})
-        for m in OmegaConf.to_container(cfg.mask)
-    ]
+    mask_specs = [MaskSpec(**asdict(m)) for m in cfg.mask]
+    model_cfg, data_cfg = asdict(cfg.model), asdict(cfg.data)
     try:
-        encoder = build_encoder(cfg.model, cfg.data)
+        encoder = build_encoder(model_cfg, data_cfg)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    predictor = build_predictor(cfg.model, cfg.data, encoder.embed_dim, len(mask_specs))
+    predictor = build_predictor(model_cfg, data_cfg, encoder.embed_dim, len(mask_specs))
     target = make_target_encoder(encoder)
     model = VJEPA(encoder, predictor).to(rt.device)
     target.to(rt.device)
     masks = MultiBlockMaskSampler(encoder.grid_size, mask_specs)
     tc = cfg.train
     optimizer = make_adamw(
-        [model], lr=float(tc.lr), weight_decay=float(tc.weight_decay), betas=tuple(tc.betas)
+        [model], lr=tc.lr, weight_decay=tc.weight_decay, betas=tuple(tc.betas)
     )
 
     step = 0
@@ -247,7 +231,7 @@ def train(cfg: DictConfig, rt: Runtime) -> dict[str, Any]:
                 f"resuming from {out_dir / CHECKPOINT} at step {step}/{tc.steps}", file=sys.stderr
             )
     if rt.is_main:
-        OmegaConf.save(cfg, out_dir / "config.yaml")
+        OmegaConf.save(OmegaConf.structured(cfg), out_dir / "config.yaml")
     ensure_default_corpus(cfg.data, rt)
     loader, clips = build_loader(cfg, rt, step)
 
@@ -256,12 +240,12 @@ def train(cfg: DictConfig, rt: Runtime) -> dict[str, Any]:
         trained = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
         )
-    if bool(tc.compile):
+    if tc.compile:
         trained = torch.compile(trained)
 
-    logger = RunLogger(out_dir, rt.is_main, tensorboard=bool(tc.tensorboard))
-    total = int(tc.steps)
-    stop = min(total, int(tc.stop_at_step)) if tc.stop_at_step is not None else total
+    logger = RunLogger(out_dir, rt.is_main, tensorboard=tc.tensorboard)
+    total = tc.steps
+    stop = min(total, tc.stop_at_step) if tc.stop_at_step is not None else total
     run = _Run(cfg, rt, trained, model, target, optimizer, masks, loader, logger, out_dir)
     saved_rng = None if resume is None else rt.own_rng_state(resume["rng"])
     summary = _loop(run, step, stop, saved_rng)
@@ -274,7 +258,7 @@ def train(cfg: DictConfig, rt: Runtime) -> dict[str, Any]:
 class _Run:
     """What the training loop works on."""
 
-    cfg: DictConfig
+    cfg: PretrainConfig
     rt: Runtime
     trained: torch.nn.Module  # the model as wrapped for training (DDP / compiled)
     model: VJEPA
@@ -288,11 +272,11 @@ class _Run:
 
 def _loop(run: _Run, step: int, stop: int, saved_rng: dict | None) -> dict[str, Any]:
     cfg, rt, model, target, optimizer = run.cfg, run.rt, run.model, run.target, run.optimizer
-    total = int(cfg.train.steps)
     from tqdm import tqdm
 
     tc = cfg.train
-    batch_size = int(tc.batch_size) * rt.world_size
+    total = tc.steps
+    batch_size = tc.batch_size * rt.world_size
     start_step, started = step, time.perf_counter()
     window_loss, window_n, window_t, data_wait = 0.0, 0, time.perf_counter(), 0.0
     first_loss = last_loss = None
@@ -315,22 +299,15 @@ def _loop(run: _Run, step: int, stop: int, saved_rng: dict | None) -> dict[str, 
         for video in batches:
             data_wait += time.perf_counter() - fetch_t
             video = video.to(rt.device, non_blocking=True)
-            lr = warmup_cosine(
-                step,
-                total,
-                int(tc.warmup_steps),
-                float(tc.start_lr),
-                float(tc.lr),
-                float(tc.final_lr),
-            )
-            wd = cosine(step, total, float(tc.weight_decay), float(tc.final_weight_decay))
+            lr = warmup_cosine(step, total, tc.warmup_steps, tc.start_lr, tc.lr, tc.final_lr)
+            wd = cosine(step, total, tc.weight_decay, tc.final_weight_decay)
             set_lr_and_wd(optimizer, lr, wd)
-            generator.manual_seed(int(cfg.seed) * 1_000_003 + step * 1009 + rt.rank)
+            generator.manual_seed(cfg.seed * 1_000_003 + step * 1009 + rt.rank)
             batch_masks = [
                 (c.to(rt.device), t.to(rt.device)) for c, t in run.masks(video.shape[0], generator)
             ]
             model.train()
-            with rt.autocast(bool(tc.bf16)):
+            with rt.autocast(tc.bf16):
                 targets = target_features(target, video)
                 loss = run.trained(video, batch_masks, targets)
             mean_loss = float(rt.all_reduce_mean(loss.detach()))
@@ -338,15 +315,15 @@ def _loop(run: _Run, step: int, stop: int, saved_rng: dict | None) -> dict[str, 
                 raise NonFiniteLossError(f"loss is {mean_loss} at step {step}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float(tc.clip_grad))
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad)
             optimizer.step()
-            ema_update(target, model.encoder, linear(step, total, *map(float, tc.ema)))
+            ema_update(target, model.encoder, linear(step, total, *tc.ema))
             step += 1
             first_loss = mean_loss if first_loss is None else first_loss
             last_loss = mean_loss
             window_loss += mean_loss
             window_n += 1
-            if step % int(tc.log_every) == 0 or step == stop:
+            if step % tc.log_every == 0 or step == stop:
                 elapsed = time.perf_counter() - window_t
                 clips_per_s = window_n * batch_size / max(elapsed, 1e-9)
                 run.logger.log(
@@ -363,7 +340,7 @@ def _loop(run: _Run, step: int, stop: int, saved_rng: dict | None) -> dict[str, 
                 bar.set_postfix(loss=f"{window_loss / window_n:.4f}", clips_s=f"{clips_per_s:.1f}")
                 window_loss, window_n, window_t, data_wait = 0.0, 0, time.perf_counter(), 0.0
             bar.update(1)
-            if step % int(tc.checkpoint_every) == 0 or step == stop:
+            if step % tc.checkpoint_every == 0 or step == stop:
                 _save(run, step, last_loss)
             if step >= stop:
                 break
@@ -393,11 +370,12 @@ def _save(run: _Run, step: int, loss: float) -> None:
                 "encoder": run.model.encoder.state_dict(),
                 "predictor": run.model.predictor.state_dict(),
                 "target_encoder": run.target.state_dict(),
+                "encoder_config": run.model.encoder.config.to_dict(),
                 "opt": run.optimizer.state_dict(),
                 "step": step,
                 "loss": loss,
                 "world_size": rt.world_size,
-                "config": OmegaConf.to_container(run.cfg),
+                "config": asdict(run.cfg),
                 "rng": states,
             },
             run.out_dir / CHECKPOINT,
@@ -423,8 +401,8 @@ def _last_line(exc: BaseException) -> str:
 
 
 def main(argv: list[str]) -> int:
-    cfg = load_config("pretrain", argv)
-    rt = setup_runtime(str(cfg.device))
+    cfg = typed_config(PretrainConfig, load_config("pretrain", argv))
+    rt = setup_runtime(cfg.device)
     try:
         summary = train(cfg, rt)
     except CorpusError as exc:  # raised lazily, possibly inside a DataLoader worker

@@ -20,35 +20,33 @@ Tasks
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 from timm.layers import Mlp, trunc_normal_
 from torch import Tensor, nn
 
+from envs.dataset_format import write_json_atomic
 from jepa_world.data.episodes import DatasetError, EpisodeDataset
 from jepa_world.data.video import ClipSpec, CorpusError, UnreadableVideoWarning, VideoClipDataset
+from jepa_world.encoders import RELEASED_FRAME_STEP, LoadedEncoder, fresh_like, load_encoder
 from jepa_world.models import VisionTransformer
 from jepa_world.models.vit import LN_EPS
-from jepa_world.training.checkpoint import CHECKPOINT, load_checkpoint
-from jepa_world.training.cli import UserError, load_config, run_command
+from jepa_world.schemas.probe import ProbeConfig
+from jepa_world.training.cli import UserError, load_config, run_command, typed_config
 from jepa_world.training.optim import make_adamw, set_lr_and_wd
 from jepa_world.training.runtime import Runtime, resolve_device
 from jepa_world.training.schedules import warmup_cosine
 
-TASKS = ("regression", "classification")
-RELEASED_FRAME_STEP = 4  # V-JEPA's clips: 16 frames taken every 4th frame
 CACHE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -271,79 +269,6 @@ def resolve_targets(names: list[str] | None, datasets: list[EpisodeDataset]) -> 
     return list(names)
 
 
-# ---------------------------------------------------------------------------- the encoder
-@dataclass
-class FrozenEncoder:
-    """The encoder under evaluation and what the report says about it."""
-
-    encoder: VisionTransformer
-    name: str  # size name, or "released"
-    source: str  # the file it came from
-    frame_step: int  # the pretraining clips' frame step (default for clip inputs)
-
-
-def load_frozen_encoder(checkpoint: str, released: bool, key: str) -> FrozenEncoder:
-    """The pretrained encoder of a pretrain run (or released weights), frozen, in eval mode."""
-    path = Path(checkpoint).expanduser()
-    if released:
-        from jepa_world.checkpoints import load_vjepa
-
-        encoder, _ = load_vjepa(path, with_predictor=False)
-        return FrozenEncoder(_freeze(encoder), "released", str(path), RELEASED_FRAME_STEP)
-    file = path / CHECKPOINT if path.is_dir() else path
-    if not file.is_file():
-        raise UserError(
-            f"checkpoint not found: {file} (run `python -m jepa_world.pretrain` first, give "
-            "checkpoint=PATH, or released=true for Meta's weights)"
-        )
-    state = load_checkpoint(file)
-    if not isinstance(state, dict) or "config" not in state or key not in state:
-        raise UserError(
-            f"{file} is not a jepa_world.pretrain checkpoint with '{key}' "
-            "(for released V-JEPA weights add released=true)"
-        )
-    from jepa_world.vjepa import build_encoder
-
-    config = state["config"]
-    try:
-        encoder = build_encoder(config["model"], config["data"])
-        encoder.load_state_dict(state[key])
-    except (KeyError, ValueError, RuntimeError) as exc:
-        first = " ".join(str(exc).split())[:200]
-        raise UserError(f"cannot rebuild the encoder of {file}: {first}") from None
-    frame_step = int(config["data"].get("frame_step", RELEASED_FRAME_STEP))
-    return FrozenEncoder(_freeze(encoder), str(config["model"]["size"]), str(file), frame_step)
-
-
-def random_encoder_like(encoder: VisionTransformer, seed: int) -> VisionTransformer:
-    """An encoder of the same architecture with fresh (seeded) initialisation: the baseline."""
-    mlp_hidden = encoder.blocks[0].mlp.fc1.out_features if len(encoder.blocks) else 0
-    torch.manual_seed(seed)
-    fresh = VisionTransformer(
-        img_size=encoder.img_size,
-        patch_size=encoder.patch_size,
-        num_frames=encoder.num_frames,
-        tubelet_size=encoder.tubelet_size,
-        in_chans=encoder.in_chans,
-        embed_dim=encoder.embed_dim,
-        depth=encoder.depth,
-        num_heads=encoder.num_heads,
-        mlp_ratio=(mlp_hidden + 0.5) / encoder.embed_dim,  # int(D * ratio) == mlp_hidden
-        qkv_bias=bool(len(encoder.blocks) and encoder.blocks[0].attn.qkv.bias is not None),
-        uniform_power=encoder.uniform_power,
-        use_rope=encoder.use_rope,
-        use_pos_embed=encoder.pos_embed is not None,
-    )
-    return _freeze(fresh)
-
-
-def _freeze(encoder: VisionTransformer) -> VisionTransformer:
-    for param in encoder.parameters():
-        param.requires_grad_(False)
-    return encoder.eval()
-
-
-@torch.no_grad()
 def extract_features(
     encoders: dict[str, VisionTransformer],
     inputs: Iterable[Tensor],
@@ -415,14 +340,12 @@ class ClipShape:
     resolution: int
 
 
-def _clip_shape(cfg: DictConfig, frozen: FrozenEncoder, task: str) -> ClipShape:
+def _clip_shape(cfg: ProbeConfig, frozen: LoadedEncoder, task: str) -> ClipShape:
     encoder = frozen.encoder
     default_frames = 1 if task == "regression" else encoder.num_frames
-    frames = int(cfg.data.frames_per_clip or default_frames)
-    step = int(cfg.data.frame_step or frozen.frame_step)
-    res = int(cfg.data.resolution or encoder.img_size)
-    if frames < 1 or step < 1 or res < 1:
-        raise UserError("data.frames_per_clip, data.frame_step and data.resolution must be >= 1")
+    frames = cfg.data.frames_per_clip or default_frames
+    step = cfg.data.frame_step or frozen.frame_step or RELEASED_FRAME_STEP
+    res = cfg.data.resolution or encoder.img_size
     if frames > 1 and frames % encoder.tubelet_size:
         raise UserError(
             f"data.frames_per_clip={frames} is not a multiple of the encoder's tubelet size "
@@ -448,14 +371,6 @@ class RegressionSplit:
     @property
     def size(self) -> int:
         return int(self.targets.shape[0])
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str | Path):
-        return [str(value)]
-    return [str(v) for v in value]
 
 
 def open_datasets(paths: list[str]) -> list[EpisodeDataset]:
@@ -629,46 +544,24 @@ def _classification_inputs(
 
 
 # ---------------------------------------------------------------------------- evaluation
-def _probe_settings(cfg: DictConfig, encoder: VisionTransformer) -> ProbeSettings:
+def _probe_settings(cfg: ProbeConfig, encoder: VisionTransformer) -> ProbeSettings:
     p = cfg.probe
     settings = ProbeSettings(
-        steps=int(p.steps),
-        batch_size=int(p.batch_size),
-        lr=float(p.lr),
-        warmup_steps=int(p.warmup_steps),
-        weight_decay=float(p.weight_decay),
-        num_heads=int(p.num_heads or encoder.num_heads),
-        mlp_ratio=float(p.mlp_ratio),
-        cpu_threads=None if p.cpu_threads is None else int(p.cpu_threads),
+        steps=p.steps,
+        batch_size=p.batch_size,
+        lr=p.lr,
+        warmup_steps=p.warmup_steps,
+        weight_decay=p.weight_decay,
+        num_heads=p.num_heads or encoder.num_heads,
+        mlp_ratio=p.mlp_ratio,
+        cpu_threads=p.cpu_threads,
     )
-    for key in ("steps", "batch_size", "num_heads"):
-        if getattr(settings, key) < 1:
-            raise UserError(f"probe.{key} must be positive, got {getattr(settings, key)}")
-    if int(p.encode_batch_size) < 1:
-        raise UserError(f"probe.encode_batch_size must be positive, got {p.encode_batch_size}")
     if encoder.embed_dim % settings.num_heads:
         raise UserError(
             f"probe.num_heads={settings.num_heads} does not divide the encoder width "
             f"{encoder.embed_dim}"
         )
-    if str(p.cache_dtype) not in CACHE_DTYPES:
-        raise UserError(
-            f"unknown probe.cache_dtype '{p.cache_dtype}' (known: {', '.join(CACHE_DTYPES)})"
-        )
     return settings
-
-
-def _check_task(cfg: DictConfig) -> str:
-    task = str(cfg.task)
-    if task not in TASKS:
-        raise UserError(f"unknown task '{task}' (known: {', '.join(TASKS)})")
-    if task == "classification" and not cfg.data.index_train:
-        raise UserError("task=classification needs data.index_train=INDEX_FILE ('path label')")
-    if task == "regression" and not _as_list(cfg.data.train):
-        raise UserError("task=regression needs data.train=DATASET_DIR (from envs.collect)")
-    if int(cfg.data.frame_stride) < 1:
-        raise UserError(f"data.frame_stride must be >= 1, got {cfg.data.frame_stride}")
-    return task
 
 
 @dataclass
@@ -683,16 +576,15 @@ class ProbeData:
     names: list[str]  # target columns, or class names
 
 
-def _open_regression(cfg: DictConfig) -> tuple[list[EpisodeDataset], list[EpisodeDataset]]:
-    train_sets = open_datasets(_as_list(cfg.data.train))
-    val_sets = open_datasets(_as_list(cfg.data.val))
-    given = None if cfg.targets is None else _as_list(cfg.targets)
-    cfg.targets = resolve_targets(given, train_sets + val_sets)
+def _open_regression(cfg: ProbeConfig) -> tuple[list[EpisodeDataset], list[EpisodeDataset]]:
+    train_sets = open_datasets(cfg.data.train)
+    val_sets = open_datasets(cfg.data.val)
+    cfg.targets = resolve_targets(cfg.targets, train_sets + val_sets)
     return train_sets, val_sets
 
 
 def _regression_data(
-    cfg: DictConfig,
+    cfg: ProbeConfig,
     sources: tuple[list[EpisodeDataset], list[EpisodeDataset]],
     encoders: dict[str, VisionTransformer],
     shape: ClipShape,
@@ -707,9 +599,9 @@ def _regression_data(
         val_pairs = [(d, e) for d in range(n, len(datasets)) for e in range(len(datasets[d]))]
     else:
         train_pairs, val_pairs = split_episodes(
-            [len(d) for d in datasets], float(cfg.data.val_fraction), int(cfg.data.split_seed)
+            [len(d) for d in datasets], cfg.data.val_fraction, cfg.data.split_seed
         )
-    targets, stride = _as_list(cfg.targets), int(cfg.data.frame_stride)
+    targets, stride = cfg.targets, cfg.data.frame_stride
     try:
         train = _regression_split(datasets, train_pairs, targets, shape, stride)
         val = _regression_split(datasets, val_pairs, targets, shape, stride)
@@ -734,15 +626,15 @@ def _regression_data(
     return ProbeData(*features, train.targets, val.targets, info, names)
 
 
-def _open_classification(cfg: DictConfig) -> tuple[LabelledVideos, LabelledVideos]:
+def _open_classification(cfg: ProbeConfig) -> tuple[LabelledVideos, LabelledVideos]:
     train = read_labelled_index(cfg.data.index_train)
     if cfg.data.index_val:
         return train, read_labelled_index(cfg.data.index_val)
-    return _split_index(train, float(cfg.data.val_fraction), int(cfg.data.split_seed))
+    return _split_index(train, cfg.data.val_fraction, cfg.data.split_seed)
 
 
 def _classification_data(
-    cfg: DictConfig,
+    cfg: ProbeConfig,
     sources: tuple[LabelledVideos, LabelledVideos],
     encoders: dict[str, VisionTransformer],
     shape: ClipShape,
@@ -755,7 +647,7 @@ def _classification_data(
     if unseen:
         raise UserError(f"label '{unseen[0]}' of {val.index} never occurs in {train.index}")
     ids = {c: i for i, c in enumerate(classes)}
-    workers = int(cfg.data.num_workers)
+    workers = cfg.data.num_workers
     features = [
         extract_features(
             encoders,
@@ -855,30 +747,33 @@ def _nanmean(values: Tensor) -> float:
     return float(finite.mean()) if finite.numel() else float("nan")
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Run the whole frozen evaluation that ``cfg`` describes; returns the metrics summary."""
-    task = _check_task(cfg)
-    rt = Runtime(resolve_device(str(cfg.device)))
-    seed, progress = int(cfg.seed), bool(cfg.progress)
+def evaluate(cfg: ProbeConfig | Any) -> dict[str, Any]:
+    """Run the whole frozen evaluation that ``cfg`` (the schema, or a composed config checked
+    against it here) describes; returns the metrics summary."""
+    if not isinstance(cfg, ProbeConfig):
+        cfg = typed_config(ProbeConfig, cfg)
+    task = cfg.task
+    rt = Runtime(resolve_device(cfg.device))
+    seed, progress = cfg.seed, cfg.progress
     # Data first: bad paths and index files fail before the encoder is loaded.
     sources = _open_regression(cfg) if task == "regression" else _open_classification(cfg)
-    frozen = load_frozen_encoder(str(cfg.checkpoint), bool(cfg.released), str(cfg.key))
+    frozen = load_encoder(cfg.checkpoint, released=cfg.released, key=cfg.key)
     encoder = frozen.encoder
     settings = _probe_settings(cfg, encoder)
     shape = _clip_shape(cfg, frozen, task)
     encoders = {"pretrained": encoder}
-    if bool(cfg.compare_random):
-        encoders["random"] = random_encoder_like(encoder, seed)
+    if cfg.compare_random:
+        encoders["random"] = fresh_like(encoder, seed)
 
     started = time.perf_counter()
     extract = dict(
         rt=rt,
-        bf16=bool(cfg.bf16),
+        bf16=cfg.bf16,
         progress=progress,
-        cache_dtype=CACHE_DTYPES[str(cfg.probe.cache_dtype)],
+        cache_dtype=CACHE_DTYPES[cfg.probe.cache_dtype],
     )
     build = _regression_data if task == "regression" else _classification_data
-    data = build(cfg, sources, encoders, shape, int(cfg.probe.encode_batch_size), extract)
+    data = build(cfg, sources, encoders, shape, cfg.probe.encode_batch_size, extract)
     feature_seconds = time.perf_counter() - started
     results = {
         name: fit_and_score(data, name, task, settings, seed, rt.device, progress)
@@ -946,16 +841,14 @@ def format_report(summary: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    cfg = load_config("probe", argv)
+    cfg = typed_config(ProbeConfig, load_config("probe", argv))
     summary = evaluate(cfg)
     print(format_report(summary))
     if cfg.json:
-        path = Path(str(cfg.json)).expanduser()
+        path = Path(cfg.json).expanduser()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(
-                json.dumps({**summary, "config": OmegaConf.to_container(cfg)}, indent=2) + "\n"
-            )
+            write_json_atomic(path, {**summary, "config": asdict(cfg)})
         except OSError as exc:
             raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
         print(f"metrics: {path}", file=sys.stderr)

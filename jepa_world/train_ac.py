@@ -14,20 +14,28 @@ import math
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from envs.dataset_format import DatasetError
 from jepa_world.data.episodes import EpisodeDataset
+from jepa_world.encoders import load_encoder
 from jepa_world.models.ac_predictor import ACPredictor
-from jepa_world.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
-from jepa_world.training.cli import UserError, load_config, run_command
+from jepa_world.schemas.train_ac import TrainACConfig
+from jepa_world.training.checkpoint import (
+    CHECKPOINT,
+    check_same_settings,
+    load_checkpoint,
+    save_checkpoint,
+)
+from jepa_world.training.cli import UserError, load_config, run_command, typed_config
 from jepa_world.training.logger import RunLogger
 from jepa_world.training.optim import make_adamw, set_lr_and_wd
 from jepa_world.training.runtime import (
@@ -40,85 +48,10 @@ from jepa_world.training.schedules import warmup_cosine
 from jepa_world.world_model import WorldModel, WorldModelConfig
 
 _FIXED_ON_RESUME = ("encoder", "model", "data", "train.context")
-ENCODER_SOURCE: dict[str, Any] = {}  # what the frozen encoder came from, for provenance
 
 
 class NonFiniteLossError(RuntimeError):
     pass
-
-
-# ----------------------------------------------------------------------------- encoder
-def load_encoder(cfg: DictConfig) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """Frozen encoder, its rebuild spec, and the pretrained predictor's state (or {})."""
-    from jepa_world.vjepa import build_encoder
-
-    path = Path(cfg.encoder.checkpoint).expanduser()
-    if _is_world_model(str(cfg.encoder.checkpoint)):
-        return _world_model_encoder(str(cfg.encoder.checkpoint))
-    if cfg.encoder.released:
-        from jepa_world.checkpoints import load_vjepa
-
-        encoder, predictor = load_vjepa(path)
-        spec = {"size": _size_of(encoder), **_encoder_kwargs(encoder)}
-        return encoder, spec, ({} if predictor is None else predictor.state_dict())
-    file = path / CHECKPOINT if path.is_dir() else path
-    if not file.exists():
-        raise UserError(
-            f"pretrained encoder not found: {file} (run `python -m jepa_world.pretrain` first, "
-            "or set encoder.checkpoint=PATH)"
-        )
-    state = load_checkpoint(file)
-    if cfg.encoder.key not in state or "config" not in state:
-        raise UserError(f"{file} is not a jepa_world.pretrain checkpoint (no {cfg.encoder.key})")
-    pre_cfg = state["config"]
-    encoder = build_encoder(pre_cfg["model"], pre_cfg["data"])
-    encoder.load_state_dict(state[cfg.encoder.key])
-    spec = {"size": pre_cfg["model"]["size"], **_encoder_kwargs(encoder)}
-    ENCODER_SOURCE.update(checkpoint=str(file), step=state.get("step"), loss=state.get("loss"),
-                          pretrain_config=pre_cfg)
-    return encoder, spec, state.get("predictor", {})
-
-
-def _is_world_model(name: str) -> bool:
-    from jepa_world.world_model import CONFIG, SHIPPED, WEIGHTS
-
-    path = Path(name).expanduser()
-    return name in SHIPPED or ((path / CONFIG).is_file() and (path / WEIGHTS).is_file())
-
-
-def _world_model_encoder(name: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """The frozen encoder of an existing world model (e.g. the shipped "reach"), so that a new
-    predictor can be trained on new data or settings without pretraining again."""
-    try:
-        source = WorldModel.load(name)
-    except (FileNotFoundError, ValueError, OSError) as exc:
-        raise UserError(f"cannot load the encoder of world model {name!r}: {exc}") from None
-    ENCODER_SOURCE.update(world_model=name, **source.provenance(name).get("encoder_source", {}))
-    return source.encoder, dict(source.config.encoder), {}
-
-
-def _encoder_kwargs(encoder) -> dict[str, Any]:
-    return {
-        "img_size": encoder.img_size,
-        "patch_size": encoder.patch_size,
-        "num_frames": encoder.num_frames,
-        "tubelet_size": encoder.tubelet_size,
-        "uniform_power": encoder.uniform_power,
-        "use_rope": encoder.use_rope,
-        "embed_dim": encoder.embed_dim,
-        "depth": encoder.depth,
-        "num_heads": encoder.num_heads,
-        "mlp_ratio": encoder.blocks[0].mlp.fc1.out_features / encoder.embed_dim,
-    }
-
-
-def _size_of(encoder) -> str:
-    from jepa_world.models import VIT_SIZES
-
-    for name, spec in VIT_SIZES.items():
-        if spec["embed_dim"] == encoder.embed_dim and spec["depth"] == encoder.depth:
-            return name
-    return "micro"  # every architecture field is also given explicitly in the spec
 
 
 # ------------------------------------------------------------------------------- data
@@ -246,12 +179,6 @@ def _open_datasets(paths) -> list[EpisodeDataset]:
     return datasets
 
 
-def planning_defaults(cfg: DictConfig) -> dict[str, Any]:
-    """The set (non-null) keys of ``model.planning``."""
-    planning = OmegaConf.to_container(cfg.model.get("planning") or {}, resolve=True)
-    return {key: value for key, value in dict(planning).items() if value is not None}
-
-
 def _task_name(env_id: str) -> str:
     """The short name the commands take for a dataset's task (its id if not registered)."""
     import envs
@@ -262,12 +189,17 @@ def _task_name(env_id: str) -> str:
         return env_id
 
 
-def build_world_model(cfg: DictConfig, datasets: list[EpisodeDataset]) -> tuple[WorldModel, dict]:
-    encoder, spec, pretrained_predictor = load_encoder(cfg)
+def build_world_model(
+    cfg: TrainACConfig, datasets: list[EpisodeDataset]
+) -> tuple[WorldModel, dict]:
+    loaded = load_encoder(
+        cfg.encoder.checkpoint, released=cfg.encoder.released, key=cfg.encoder.key
+    )
+    encoder, pretrained_predictor = loaded.encoder, loaded.predictor_state
     proprio = np.concatenate([d.arrays(e)["proprio"] for d in datasets for e in range(len(d))])
     actions = datasets[0].arrays(0)["actions"]
-    use_proprio = bool(cfg.model.use_proprio)
-    pred_cfg = dict(OmegaConf.to_container(cfg.model.predictor))
+    use_proprio = cfg.model.use_proprio
+    pred_cfg = asdict(cfg.model.predictor)
     if cfg.model.init == "pretrained":
         if not pretrained_predictor:
             raise UserError("model.init=pretrained but the encoder checkpoint has no predictor")
@@ -278,19 +210,17 @@ def build_world_model(cfg: DictConfig, datasets: list[EpisodeDataset]) -> tuple[
             depth=len({k.split(".")[1] for k in blocks}),
             num_heads=_predictor_heads(cfg, width),
         )
-    elif cfg.model.init != "scratch":
-        raise UserError(f"model.init must be pretrained or scratch, got {cfg.model.init!r}")
     config = WorldModelConfig(
-        encoder=spec,
+        encoder=encoder.config.to_dict(),
         predictor=pred_cfg,
         action_dim=int(actions.shape[1]),
-        frameskip=int(cfg.model.frameskip),
+        frameskip=cfg.model.frameskip,
         proprio_dim=proprio.shape[1] if use_proprio else 0,
         pool=None if cfg.model.pool is None else list(cfg.model.pool),
         proprio_mean=proprio.mean(0).tolist() if use_proprio else [],
         proprio_std=(proprio.std(0) + 1e-6).tolist() if use_proprio else [],
         env_id=datasets[0].env_id,
-        planning=planning_defaults(cfg),
+        planning=cfg.model.planning.as_dict(),
     )
     try:
         model = WorldModel(config, encoder=encoder)
@@ -299,21 +229,19 @@ def build_world_model(cfg: DictConfig, datasets: list[EpisodeDataset]) -> tuple[
     copied = []
     if cfg.model.init == "pretrained":
         copied = model.predictor.load_from_masked(pretrained_predictor)
-    return model, {"copied_from_pretrained": len(copied)}
+    return model, {"copied_from_pretrained": len(copied), "encoder_source": loaded.provenance}
 
 
-def _predictor_heads(cfg: DictConfig, width: int) -> int:
-    heads = int(cfg.model.predictor.num_heads)
+def _predictor_heads(cfg: TrainACConfig, width: int) -> int:
+    heads = cfg.model.predictor.num_heads
     if width % heads:
         raise UserError(f"model.predictor.num_heads={heads} does not divide the width {width}")
     return heads
 
 
-def train(cfg: DictConfig, rt: Runtime) -> dict[str, Any]:
+def train(cfg: TrainACConfig, rt: Runtime) -> dict[str, Any]:
+    """Train as ``cfg`` says (``typed_config(TrainACConfig, composed)`` checked it)."""
     tc = cfg.train
-    for key in ("steps", "batch_size", "context", "checkpoint_every", "log_every", "eval_every"):
-        if int(tc[key]) <= 0:
-            raise UserError(f"train.{key} must be positive, got {tc[key]}")
     out_dir = Path(cfg.out_dir).expanduser()
     if rt.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -321,20 +249,14 @@ def train(cfg: DictConfig, rt: Runtime) -> dict[str, Any]:
     resume = None
     if (out_dir / CHECKPOINT).exists():
         resume = load_checkpoint(out_dir / CHECKPOINT)
-        saved = OmegaConf.create(resume["config"])
-        for key in _FIXED_ON_RESUME:
-            if OmegaConf.select(saved, key) != OmegaConf.select(cfg, key):
-                raise UserError(
-                    f"{out_dir} holds a run with a different {key}; use another "
-                    "out_dir or the same settings to resume"
-                )
-    seed_everything(int(cfg.seed) + rt.rank)
+        check_same_settings(resume["config"], asdict(cfg), _FIXED_ON_RESUME, out_dir)
+    seed_everything(cfg.seed + rt.rank)
     datasets = _open_datasets(list(cfg.data.paths))
     world_model, init_info = build_world_model(cfg, datasets)
     world_model.to(rt.device)
-    fs, steps = world_model.frameskip, int(tc.context)
-    latents = LatentTrajectories(datasets, world_model, int(tc.encode_batch_size), rt.is_main)
-    train_eps, val_eps = _split(len(latents), float(cfg.data.val_fraction), int(cfg.seed))
+    fs, steps = world_model.frameskip, tc.context
+    latents = LatentTrajectories(datasets, world_model, tc.encode_batch_size, rt.is_main)
+    train_eps, val_eps = _split(len(latents), cfg.data.val_fraction, cfg.seed)
     latents.standardise(world_model, train_eps)
     train_windows = latents.windows(train_eps, steps, fs)
     val_windows = latents.windows(val_eps, steps, fs)
@@ -347,15 +269,15 @@ def train(cfg: DictConfig, rt: Runtime) -> dict[str, Any]:
         param.requires_grad_(True)
     objective = ACObjective(
         predictor,
-        int(tc.rollout_steps),
-        float(tc.rollout_weight),
-        float(tc.proprio_weight),
+        tc.rollout_steps,
+        tc.rollout_weight,
+        tc.proprio_weight,
         world_model.proprio_mean,
         world_model.proprio_std,
-        float(tc.decode_weight),
+        tc.decode_weight,
     ).to(rt.device)
     optimizer = make_adamw(
-        [predictor], lr=float(tc.lr), weight_decay=float(tc.weight_decay), betas=tuple(tc.betas)
+        [predictor], lr=tc.lr, weight_decay=tc.weight_decay, betas=tuple(tc.betas)
     )
     step = 0
     if resume is not None:
@@ -371,16 +293,16 @@ def train(cfg: DictConfig, rt: Runtime) -> dict[str, Any]:
         trained = nn.parallel.DistributedDataParallel(
             objective, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
         )
-    if bool(tc.compile):
+    if tc.compile:
         trained = torch.compile(trained)
     if rt.is_main:
-        OmegaConf.save(cfg, out_dir / "config.yaml")
+        OmegaConf.save(OmegaConf.structured(cfg), out_dir / "config.yaml")
     if resume is not None:
         set_rng_state(rt.own_rng_state(resume["rng"]))
 
-    logger = RunLogger(out_dir, rt.is_main, tensorboard=bool(tc.tensorboard))
-    total = int(tc.steps)
-    stop = min(total, int(tc.stop_at_step)) if tc.stop_at_step is not None else total
+    logger = RunLogger(out_dir, rt.is_main, tensorboard=tc.tensorboard)
+    total = tc.steps
+    stop = min(total, tc.stop_at_step) if tc.stop_at_step is not None else total
     from tqdm import tqdm
 
     bar = tqdm(
@@ -395,20 +317,20 @@ def train(cfg: DictConfig, rt: Runtime) -> dict[str, Any]:
     use_proprio = world_model.proprio_dim > 0
     try:
         while step < stop:
-            rng = np.random.default_rng([int(cfg.seed), step])
-            chosen = rng.integers(0, len(train_windows), int(tc.batch_size) * rt.world_size)
-            mine = chosen[rt.rank * int(tc.batch_size) : (rt.rank + 1) * int(tc.batch_size)]
+            rng = np.random.default_rng([cfg.seed, step])
+            chosen = rng.integers(0, len(train_windows), tc.batch_size * rt.world_size)
+            mine = chosen[rt.rank * tc.batch_size : (rt.rank + 1) * tc.batch_size]
             batch = latents.batch(train_windows[mine], steps, fs, rt.device)
             lr = warmup_cosine(
                 step,
                 total,
-                int(tc.warmup_steps),
-                float(tc.start_lr),
-                float(tc.lr),
-                float(tc.final_lr),
+                tc.warmup_steps,
+                tc.start_lr,
+                tc.lr,
+                tc.final_lr,
             )
-            set_lr_and_wd(optimizer, lr, float(tc.weight_decay))
-            with rt.autocast(bool(tc.bf16)):
+            set_lr_and_wd(optimizer, lr, tc.weight_decay)
+            with rt.autocast(tc.bf16):
                 parts = trained(
                     batch["z"], batch["actions"], batch["proprio"] if use_proprio else None
                 )
@@ -417,22 +339,22 @@ def train(cfg: DictConfig, rt: Runtime) -> dict[str, Any]:
                 raise NonFiniteLossError(f"loss is {loss_value} at step {step}")
             optimizer.zero_grad(set_to_none=True)
             parts["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(predictor.parameters(), float(tc.clip_grad))
+            torch.nn.utils.clip_grad_norm_(predictor.parameters(), tc.clip_grad)
             optimizer.step()
             step += 1
             window.append({k: float(v.detach()) for k, v in parts.items()})
             bar.update(1)
-            if step % int(tc.log_every) == 0 or step == stop:
+            if step % tc.log_every == 0 or step == stop:
                 last = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
                 last["lr"] = lr
-                if step % int(tc.eval_every) == 0 or step == stop:
+                if step % tc.eval_every == 0 or step == stop:
                     last.update(
                         evaluate(objective, latents, val_windows, steps, fs, rt, use_proprio)
                     )
                 logger.log(step, last)
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
                 window = []
-            if step % int(tc.checkpoint_every) == 0 or step == stop:
+            if step % tc.checkpoint_every == 0 or step == stop:
                 _save(out_dir, cfg, rt, predictor, optimizer, step)
     finally:
         bar.close()
@@ -483,7 +405,7 @@ def evaluate(
     }
 
 
-def _save(out_dir: Path, cfg: DictConfig, rt: Runtime, predictor, optimizer, step: int) -> None:
+def _save(out_dir: Path, cfg: TrainACConfig, rt: Runtime, predictor, optimizer, step: int) -> None:
     states = rt.rng_states()
     if rt.is_main:
         save_checkpoint(
@@ -491,7 +413,7 @@ def _save(out_dir: Path, cfg: DictConfig, rt: Runtime, predictor, optimizer, ste
                 "predictor": predictor.state_dict(),
                 "opt": optimizer.state_dict(),
                 "step": step,
-                "config": OmegaConf.to_container(cfg),
+                "config": asdict(cfg),
                 "rng": states,
                 "world_size": rt.world_size,
             },
@@ -500,7 +422,7 @@ def _save(out_dir: Path, cfg: DictConfig, rt: Runtime, predictor, optimizer, ste
     rt.barrier()
 
 
-def _provenance(cfg: DictConfig, datasets: list[EpisodeDataset], summary: dict) -> dict:
+def _provenance(cfg: TrainACConfig, datasets: list[EpisodeDataset], summary: dict) -> dict:
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -513,7 +435,7 @@ def _provenance(cfg: DictConfig, datasets: list[EpisodeDataset], summary: dict) 
         commit = ""
     return {
         "git_commit": commit or "unknown",
-        "training_config": OmegaConf.to_container(cfg),
+        "training_config": asdict(cfg),
         "data": [
             {
                 "path": str(d.root),
@@ -525,7 +447,7 @@ def _provenance(cfg: DictConfig, datasets: list[EpisodeDataset], summary: dict) 
             for d in datasets
         ],
         "metrics": summary["metrics"],
-        "encoder_source": ENCODER_SOURCE,
+        "encoder_source": summary["encoder_source"],
         "reproduce": f"python -m jepa_world.build --env {_task_name(datasets[0].env_id)} --install",
         "init": cfg.model.init,
         "copied_from_pretrained": summary["copied_from_pretrained"],
@@ -533,8 +455,8 @@ def _provenance(cfg: DictConfig, datasets: list[EpisodeDataset], summary: dict) 
 
 
 def main(argv: list[str]) -> int:
-    cfg = load_config("train_ac", argv)
-    rt = setup_runtime(str(cfg.device))
+    cfg = typed_config(TrainACConfig, load_config("train_ac", argv))
+    rt = setup_runtime(cfg.device)
     try:
         summary = train(cfg, rt)
     except NonFiniteLossError as exc:

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jepa_world.models import MaskedPredictor, VisionTransformer, vit_encoder
+from jepa_world.models import EncoderConfig, MaskedPredictor, VisionTransformer
 
 
-def build_encoder(model_cfg: Any, data_cfg: Any) -> VisionTransformer:
-    """The encoder a run's ``model`` and ``data`` settings describe."""
-    return vit_encoder(
+def encoder_config(model_cfg: Any, data_cfg: Any) -> EncoderConfig:
+    """The encoder a pretraining run's ``model`` and ``data`` settings describe."""
+    return EncoderConfig.of_size(
         model_cfg["size"],
         img_size=int(data_cfg["resolution"]),
         patch_size=int(model_cfg["patch_size"]),
@@ -28,6 +28,10 @@ def build_encoder(model_cfg: Any, data_cfg: Any) -> VisionTransformer:
         use_rope=bool(model_cfg["use_rope"]),
         drop_path_rate=float(model_cfg.get("drop_path_rate", 0.0)),
     )
+
+
+def build_encoder(model_cfg: Any, data_cfg: Any) -> VisionTransformer:
+    return VisionTransformer(encoder_config(model_cfg, data_cfg))
 
 
 def build_predictor(

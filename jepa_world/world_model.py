@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jepa_world.models import VisionTransformer, vit_encoder
+from jepa_world.models import EncoderConfig, VisionTransformer
 from jepa_world.models.ac_predictor import ACPredictor
 
 WEIGHTS, CONFIG, PROVENANCE = "weights.safetensors", "config.json", "provenance.json"
@@ -33,7 +33,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 class WorldModelConfig:
     """Everything needed to rebuild a world model (stored as config.json)."""
 
-    encoder: dict[str, Any]  # vit_encoder(size, **rest)
+    encoder: dict[str, Any]  # EncoderConfig.to_dict()
     predictor: dict[str, Any]  # embed_dim, depth, num_heads, mlp_ratio
     action_dim: int
     frameskip: int = 1
@@ -357,5 +357,4 @@ def resolve_model_dir(path_or_name: str | Path) -> Path:
 
 
 def _build_encoder(spec: dict[str, Any]) -> VisionTransformer:
-    spec = dict(spec)
-    return vit_encoder(spec.pop("size"), **spec)
+    return VisionTransformer(EncoderConfig.from_dict(spec))

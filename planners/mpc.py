@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from jepa_world.training.cli import UserError, load_config, run_command
+from jepa_world.training.cli import UserError, load_config, run_command, typed_config
 from jepa_world.training.runtime import resolve_device
 from planners import get_planner
 from planners.base import PlannerSettings, make_settings
@@ -95,20 +95,8 @@ class MPCConfig:
     oracle: OracleConfig = field(default_factory=OracleConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
 
-
-def typed_config(cfg: DictConfig | MPCConfig) -> MPCConfig:
-    """Merge a composed config into the schema and check every value, once (one line each)."""
-    if isinstance(cfg, MPCConfig):
-        typed = cfg
-    else:
-        try:
-            merged = OmegaConf.merge(OmegaConf.structured(MPCConfig), cfg)
-            typed = OmegaConf.to_object(merged)
-        except Exception as exc:  # omegaconf's ValidationError and friends
-            text = " ".join(str(exc).split()).split(" full_key:")[0]
-            raise UserError(f"bad configuration: {text}") from None
-    check_config(typed)
-    return typed
+    def validate(self) -> None:
+        check_config(self)
 
 
 def check_config(cfg: MPCConfig) -> None:
@@ -133,7 +121,10 @@ def check_config(cfg: MPCConfig) -> None:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if cfg.model != "random":
-        planner_settings(dataclasses.replace(cfg, horizon=cfg.horizon or DEFAULT_HORIZON))
+        try:
+            get_planner(cfg.planner)  # its settings are built once, in make_policy
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     if cfg.model == "oracle" and cfg.planner == "gradient":
         raise UserError("the MuJoCo oracle is not differentiable: use --planner cem or mppi")
     try:
@@ -274,7 +265,7 @@ def evaluate(
     """
     from tqdm import tqdm
 
-    cfg = dataclasses.replace(typed_config(cfg))  # a copy: defaults are filled in below
+    cfg = dataclasses.replace(typed_config(MPCConfig, cfg))  # a copy: defaults filled in below
     log = log or (lambda line: tqdm.write(line, file=sys.stdout))
     torch.manual_seed(cfg.seed)
     if cfg.model == "learned" and cfg.checkpoint is None and model is None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from jepa_world.encoders import fresh_like
 from jepa_world.probe import (
     AttentiveProbe,
     ProbeSettings,
@@ -18,7 +19,6 @@ from jepa_world.probe import (
     main,
     predict,
     r2_scores,
-    random_encoder_like,
     split_episodes,
     train_probe,
 )
@@ -162,7 +162,7 @@ def test_classification_from_index_files(index_dir, checkpoint, capsys):
 # ---------------------------------------------------------------------------- bad input
 def test_missing_checkpoint_is_one_line(tmp_path, small_dataset):
     result = probe_cli(f"checkpoint={tmp_path / 'nothing'}", f"data.train={small_dataset}")
-    assert_one_line_error(result, "checkpoint not found", "nothing")
+    assert_one_line_error(result, "pretrained encoder not found", "nothing")
 
 
 def test_unknown_task_is_one_line(checkpoint, capsys):
@@ -272,8 +272,8 @@ def test_random_encoder_has_the_same_architecture():
     from jepa_world.models import vit_encoder
 
     encoder = vit_encoder("micro", img_size=32, patch_size=8, num_frames=4)
-    a, b = random_encoder_like(encoder, seed=5), random_encoder_like(encoder, seed=5)
-    c = random_encoder_like(encoder, seed=6)
+    a, b = fresh_like(encoder, seed=5), fresh_like(encoder, seed=5)
+    c = fresh_like(encoder, seed=6)
     shapes = {k: v.shape for k, v in encoder.state_dict().items()}
     assert {k: v.shape for k, v in a.state_dict().items()} == shapes
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in shapes)

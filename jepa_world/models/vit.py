@@ -7,7 +7,10 @@ Module and parameter names follow the released V-JEPA checkpoints (`patch_embed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -83,7 +86,7 @@ class Block(nn.Module):
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
-        self.mlp = Mlp(dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
+        self.mlp = Mlp(dim, hidden_features=round(dim * mlp_ratio), act_layer=nn.GELU)
 
     def forward(
         self,
@@ -129,6 +132,74 @@ class PatchEmbed3D(nn.Module):
         return x.flatten(2).transpose(1, 2), grid
 
 
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Everything that fixes an encoder's architecture: its only constructor argument.
+
+    Checkpoints and world models store it (``to_dict``) and rebuild the encoder from it, so
+    no code re-derives an architecture from a built model or from weight shapes (released
+    weights, which carry no such record, are the one exception: ``checkpoints.load_vjepa``).
+    """
+
+    img_size: int = 224
+    patch_size: int = 16
+    num_frames: int = 16
+    tubelet_size: int = 2
+    in_chans: int = 3
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    drop_path_rate: float = 0.0
+    uniform_power: bool = True
+    use_rope: bool = False
+    use_pos_embed: bool | None = None  # None: a sin-cos table exactly when RoPE is off
+    size: str | None = None  # the registry preset it started from (a label only)
+
+    @classmethod
+    def of_size(cls, size: str, **overrides: Any) -> EncoderConfig:
+        """A registry preset (``micro`` ... ``giant``) with some fields replaced."""
+        if size not in VIT_SIZES:
+            raise ValueError(f"unknown model size '{size}' (known: {', '.join(VIT_SIZES)})")
+        return cls.from_dict({**VIT_SIZES[size], **overrides, "size": size})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
+        """From ``to_dict`` output; a dict naming a ``size`` fills the missing fields from it."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown encoder config keys {unknown}")
+        size = data.get("size")
+        preset = VIT_SIZES.get(size, {}) if size else {}
+        if size and not preset:
+            raise ValueError(f"unknown model size '{size}' (known: {', '.join(VIT_SIZES)})")
+        return cls(**{**preset, **data})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def has_pos_embed(self) -> bool:
+        return (not self.use_rope) if self.use_pos_embed is None else self.use_pos_embed
+
+    def validate(self) -> None:
+        if self.img_size % self.patch_size:
+            raise ValueError(
+                f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}"
+            )
+        if self.num_frames % self.tubelet_size:
+            raise ValueError(
+                f"num_frames {self.num_frames} is not a multiple of tubelet_size "
+                f"{self.tubelet_size}"
+            )
+        if self.embed_dim % self.num_heads:
+            raise ValueError(
+                f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}"
+            )
+
+
 class VisionTransformer(nn.Module):
     """Video ViT encoder: [B, 3, T, H, W] clip (or [B, 3, H, W] image) -> [B, N, D] tokens.
 
@@ -137,57 +208,44 @@ class VisionTransformer(nn.Module):
     the weights (released checkpoints carry it) but never trained or weight-decayed.
     """
 
-    def __init__(
-        self,
-        img_size: int = 224,
-        patch_size: int = 16,
-        num_frames: int = 16,
-        tubelet_size: int = 2,
-        in_chans: int = 3,
-        embed_dim: int = 768,
-        depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop_path_rate: float = 0.0,
-        uniform_power: bool = True,
-        use_rope: bool = False,
-        use_pos_embed: bool | None = None,
-    ) -> None:
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
-        if img_size % patch_size:
-            raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
-        if num_frames % tubelet_size:
-            raise ValueError(
-                f"num_frames {num_frames} is not a multiple of tubelet_size {tubelet_size}"
-            )
-        if embed_dim % num_heads:
-            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        config.validate()
+        self.config = config
+        img_size, patch_size, embed_dim = config.img_size, config.patch_size, config.embed_dim
+        num_frames, tubelet_size, depth = config.num_frames, config.tubelet_size, config.depth
         self.img_size = img_size
         self.patch_size = patch_size
         self.num_frames = num_frames
         self.tubelet_size = tubelet_size
-        self.in_chans = in_chans
+        self.in_chans = config.in_chans
         self.embed_dim = embed_dim
-        self.num_heads = num_heads
+        self.num_heads = config.num_heads
         self.depth = depth
-        self.use_rope = use_rope
-        self.uniform_power = uniform_power
+        self.use_rope = config.use_rope
+        self.uniform_power = config.uniform_power
         self.grid_size: Grid = (
             num_frames // tubelet_size,
             img_size // patch_size,
             img_size // patch_size,
         )
 
-        self.patch_embed = PatchEmbed3D(patch_size, tubelet_size, in_chans, embed_dim)
-        use_pos_embed = (not use_rope) if use_pos_embed is None else use_pos_embed
-        if use_pos_embed:
-            self.register_buffer("pos_embed", sincos_3d(embed_dim, self.grid_size, uniform_power))
+        self.patch_embed = PatchEmbed3D(patch_size, tubelet_size, config.in_chans, embed_dim)
+        if config.has_pos_embed:
+            self.register_buffer(
+                "pos_embed", sincos_3d(embed_dim, self.grid_size, config.uniform_power)
+            )
         else:
             self.pos_embed = None
-        dpr = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
+        dpr = torch.linspace(0, config.drop_path_rate, depth, device="cpu").tolist()
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, drop_path=dpr[i])
+            Block(
+                embed_dim,
+                config.num_heads,
+                config.mlp_ratio,
+                qkv_bias=config.qkv_bias,
+                drop_path=dpr[i],
+            )
             for i in range(depth)
         )
         self.norm = nn.LayerNorm(embed_dim, eps=LN_EPS)
@@ -248,8 +306,6 @@ class VisionTransformer(nn.Module):
         return self.norm(x)
 
 
-def vit_encoder(size: str, **overrides) -> VisionTransformer:
-    """Build an encoder from the registry; `overrides` replace registry or constructor defaults."""
-    if size not in VIT_SIZES:
-        raise ValueError(f"unknown model size '{size}' (known: {', '.join(VIT_SIZES)})")
-    return VisionTransformer(**{**VIT_SIZES[size], **overrides})
+def vit_encoder(size: str, **overrides: Any) -> VisionTransformer:
+    """An encoder of a registry preset; ``overrides`` replace fields of its config."""
+    return VisionTransformer(EncoderConfig.of_size(size, **overrides))

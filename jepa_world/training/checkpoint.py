@@ -48,3 +48,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(
             f"checkpoint {path} is corrupt or truncated ({type(exc).__name__})"
         ) from None
+
+
+def check_same_settings(saved: dict[str, Any], wanted: dict[str, Any], keys, out_dir: Path) -> None:
+    """Refuse to resume a run whose fixed settings (dotted ``keys``) the new config changes."""
+    for key in keys:
+        if _select(saved, key) != _select(wanted, key):
+            raise UserError(
+                f"{out_dir} holds a run with a different {key}; use another out_dir "
+                "or the same settings to resume"
+            )
+
+
+def _select(config: dict[str, Any], dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -18,6 +19,9 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 class UserError(Exception):
     """Bad input from the user (paths, names, shapes, settings): reported in one line."""
+
+
+T = TypeVar("T")
 
 
 def _register_resolvers() -> None:
@@ -43,6 +47,40 @@ def load_config(name: str, overrides: list[str]) -> DictConfig:
         raise UserError(f"bad configuration: {_one_line(exc)}") from None
     OmegaConf.resolve(cfg)
     return cfg
+
+
+def typed_config(schema: type[T], cfg: Any) -> T:
+    """``cfg`` (a composed config, a dict or already a ``schema``) as the command's typed
+    schema (a dataclass), its values checked once by the schema's ``validate()``; wrong types,
+    unknown keys and bad values end in one line."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(cfg, schema):
+        typed = cfg
+    else:
+        try:
+            typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), cfg))
+        except OmegaConfBaseException as exc:
+            text = " ".join(str(exc).split()).split(" full_key:")[0]
+            key = getattr(exc, "full_key", None)
+            raise UserError(f"bad configuration: {f'{key}: ' if key else ''}{text}") from None
+    validate = getattr(typed, "validate", None)
+    if validate is not None:
+        validate()
+    return typed
+
+
+def check_positive(section: Any, prefix: str, *names: str) -> None:
+    """One line for the first of ``names`` (attributes of ``section``) that is not > 0."""
+    for name in names:
+        value = getattr(section, name)
+        if value is not None and value <= 0:
+            raise UserError(f"{prefix}{name} must be positive, got {value}")
+
+
+def check_device(device: str) -> None:
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise UserError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
 
 
 def _config_dir() -> Path:

@@ -1,0 +1,99 @@
+"""The schema of ``python -m jepa_world.probe`` (configs/probe.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jepa_world.training.cli import UserError, check_device, check_positive
+
+TASKS = ("regression", "classification")
+CACHE_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def as_list(value: Any) -> list[str]:
+    """A path (or target name) or a list of them, as a list of strings."""
+    if value is None:
+        return []
+    if isinstance(value, str | Path):
+        return [str(value)]
+    return [str(v) for v in value]
+
+
+@dataclass
+class ProbeInputs:
+    train: Any = "data/reach"  # one dataset folder or a list (normalised to a list)
+    val: Any = None
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    frame_stride: int = 1
+    index_train: str | None = None
+    index_val: str | None = None
+    frames_per_clip: int | None = None
+    frame_step: int | None = None
+    resolution: int | None = None
+    num_workers: int = 2
+
+
+@dataclass
+class ProbeTraining:
+    steps: int = 1000
+    batch_size: int = 128
+    lr: float = 1.0e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    num_heads: int | None = None
+    mlp_ratio: float = 4.0
+    cpu_threads: int | None = 1
+    encode_batch_size: int = 64
+    cache_dtype: str = "float32"
+
+
+@dataclass
+class ProbeConfig:
+    checkpoint: str = "runs/pretrain"
+    released: bool = False
+    key: str = "target_encoder"
+    task: str = "regression"
+    data: ProbeInputs = field(default_factory=ProbeInputs)
+    targets: Any = None  # a name or a list of names (normalised to a list), null = defaults
+    probe: ProbeTraining = field(default_factory=ProbeTraining)
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = True
+    compare_random: bool = True
+    progress: bool = True
+    json: str | None = None
+
+    def validate(self) -> None:
+        data, probe = self.data, self.probe
+        data.train, data.val = as_list(data.train), as_list(data.val)
+        self.targets = None if self.targets is None else as_list(self.targets)
+        if self.task not in TASKS:
+            raise UserError(f"unknown task '{self.task}' (known: {', '.join(TASKS)})")
+        if self.task == "classification" and not data.index_train:
+            raise UserError("task=classification needs data.index_train=INDEX_FILE ('path label')")
+        if self.task == "regression" and not data.train:
+            raise UserError("task=regression needs data.train=DATASET_DIR (from envs.collect)")
+        if data.frame_stride < 1:
+            raise UserError(f"data.frame_stride must be >= 1, got {data.frame_stride}")
+        for name in ("frames_per_clip", "frame_step", "resolution"):
+            value = getattr(data, name)
+            if value is not None and value < 1:
+                raise UserError(
+                    "data.frames_per_clip, data.frame_step and data.resolution must be >= 1"
+                )
+        if not 0.0 < data.val_fraction < 1.0:
+            raise UserError(f"data.val_fraction must be in (0, 1), got {data.val_fraction}")
+        if data.num_workers < 0:
+            raise UserError(f"data.num_workers must be >= 0, got {data.num_workers}")
+        check_positive(
+            probe, "probe.", "steps", "batch_size", "num_heads", "encode_batch_size", "lr",
+            "mlp_ratio", "cpu_threads",
+        )
+        if probe.cache_dtype not in CACHE_DTYPES:
+            raise UserError(
+                f"unknown probe.cache_dtype '{probe.cache_dtype}' (known: {', '.join(CACHE_DTYPES)})"
+            )
+        check_device(self.device)

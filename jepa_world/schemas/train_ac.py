@@ -1,0 +1,127 @@
+"""The schema of ``python -m jepa_world.train_ac`` (configs/train_ac.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from jepa_world.training.cli import UserError, check_device, check_positive
+
+INITS = ("scratch", "pretrained")
+
+
+@dataclass
+class EncoderSource:
+    checkpoint: str = "runs/pretrain"
+    released: bool = False
+    key: str = "target_encoder"
+
+
+@dataclass
+class TrajectoryData:
+    paths: list[str] = field(default_factory=lambda: ["data/reach"])
+    val_fraction: float = 0.1
+
+
+@dataclass
+class ACPredictorShape:
+    embed_dim: int = 96
+    depth: int = 4
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    decoder_width: int = 384
+    decoder_depth: int = 3
+    decoder_frequencies: int = 64
+    decoder_scale: float = 0.5
+
+
+@dataclass
+class PlanningDefaults:
+    """Planner settings stored in the world model's config and applied by planners.mpc."""
+
+    horizon: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The keys that are set."""
+        return {key: value for key, value in vars(self).items() if value is not None}
+
+
+@dataclass
+class WorldModelChoice:
+    pool: list[int] | None = field(default_factory=lambda: [2, 2])
+    frameskip: int = 5
+    use_proprio: bool = True
+    init: str = "scratch"
+    planning: PlanningDefaults = field(default_factory=PlanningDefaults)
+    predictor: ACPredictorShape = field(default_factory=ACPredictorShape)
+
+
+@dataclass
+class ACSchedule:
+    steps: int = 8000
+    batch_size: int = 64
+    context: int = 4
+    rollout_steps: int = 2
+    rollout_weight: float = 1.0
+    proprio_weight: float = 0.1
+    decode_weight: float = 1.0
+    start_lr: float = 1.0e-4
+    lr: float = 6.0e-4
+    final_lr: float = 1.0e-6
+    warmup_steps: int = 200
+    weight_decay: float = 0.04
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    clip_grad: float = 1.0
+    bf16: bool = True
+    compile: bool = False
+    checkpoint_every: int = 500
+    log_every: int = 25
+    eval_every: int = 500
+    stop_at_step: int | None = None
+    tensorboard: bool = True
+    encode_batch_size: int = 256
+
+
+@dataclass
+class TrainACConfig:
+    out_dir: str = "runs/train_ac"
+    seed: int = 0
+    device: str = "auto"
+    encoder: EncoderSource = field(default_factory=EncoderSource)
+    data: TrajectoryData = field(default_factory=TrajectoryData)
+    model: WorldModelChoice = field(default_factory=WorldModelChoice)
+    train: ACSchedule = field(default_factory=ACSchedule)
+
+    def validate(self) -> None:
+        train, model = self.train, self.model
+        check_positive(
+            train, "train.", "steps", "batch_size", "context", "checkpoint_every", "log_every",
+            "eval_every", "encode_batch_size", "stop_at_step", "lr", "clip_grad",
+        )
+        for name in ("rollout_steps", "warmup_steps"):
+            if getattr(train, name) < 0:
+                raise UserError(f"train.{name} must be >= 0, got {getattr(train, name)}")
+        for name in ("rollout_weight", "proprio_weight", "decode_weight"):
+            if getattr(train, name) < 0:
+                raise UserError(f"train.{name} must be >= 0, got {getattr(train, name)}")
+        if len(train.betas) != 2 or not all(0.0 <= v < 1.0 for v in train.betas):
+            raise UserError(f"train.betas must be two numbers in [0, 1), got {train.betas}")
+        if not self.data.paths:
+            raise UserError("data.paths is empty: give data.paths=[DATASET_DIR,...]")
+        if not 0.0 <= self.data.val_fraction < 1.0:
+            raise UserError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}")
+        check_positive(model, "model.", "frameskip")
+        if model.pool is not None and (len(model.pool) != 2 or min(model.pool) < 1):
+            raise UserError(f"model.pool must be [h, w] with h, w >= 1 or null, got {model.pool}")
+        if model.init not in INITS:
+            raise UserError(f"model.init must be pretrained or scratch, got {model.init!r}")
+        check_positive(model.planning, "model.planning.", "horizon")
+        check_positive(
+            model.predictor, "model.predictor.", "embed_dim", "depth", "num_heads", "mlp_ratio"
+        )
+        if model.init == "scratch" and model.predictor.embed_dim % model.predictor.num_heads:
+            raise UserError(
+                f"model.predictor.num_heads={model.predictor.num_heads} does not divide "
+                f"model.predictor.embed_dim={model.predictor.embed_dim}"
+            )
+        check_device(self.device)

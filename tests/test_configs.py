@@ -1,0 +1,124 @@
+"""Typed command schemas and the one encoder loader: what a user's bad input and every kind of
+encoder source turn into."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from jepa_world.encoders import fresh_like, load_encoder
+from jepa_world.models import EncoderConfig, VisionTransformer, vit_encoder
+from jepa_world.schemas.pretrain import PretrainConfig
+from jepa_world.schemas.probe import ProbeConfig
+from jepa_world.schemas.train_ac import TrainACConfig
+from jepa_world.training.checkpoint import save_checkpoint
+from jepa_world.training.cli import UserError, load_config, typed_config
+from jepa_world.world_model import WorldModel
+from planners.mpc import MPCConfig
+
+SCHEMAS = {
+    "pretrain": PretrainConfig,
+    "train_ac": TrainACConfig,
+    "probe": ProbeConfig,
+    "mpc": MPCConfig,
+}
+
+
+def typed(name: str, *overrides: str):
+    return typed_config(SCHEMAS[name], load_config(name, list(overrides)))
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMAS))
+def test_shipped_defaults_fit_their_schema(name):
+    cfg = typed(name)
+    assert isinstance(cfg, SCHEMAS[name])
+
+
+def test_values_arrive_typed():
+    cfg = typed("pretrain", "train.steps=7", "train.lr=1e-3", "train.bf16=false")
+    assert cfg.train.steps == 7 and isinstance(cfg.train.steps, int)
+    assert cfg.train.lr == pytest.approx(1e-3) and cfg.train.bf16 is False
+    assert cfg.mask and cfg.mask[0].num_blocks == 8
+    ac = typed("train_ac", "model.planning.horizon=5", "model.pool=null")
+    assert ac.model.planning.as_dict() == {"horizon": 5} and ac.model.pool is None
+    probe = typed("probe", "data.train=some/dir", "targets=fingertip")
+    assert probe.data.train == ["some/dir"] and probe.targets == ["fingertip"]
+
+
+@pytest.mark.parametrize(
+    ("name", "override", "needle"),
+    [
+        ("pretrain", "train.steps=many", "train.steps"),
+        ("pretrain", "train.steps=0", "train.steps must be positive"),
+        ("pretrain", "train.betas=[0.9]", "train.betas"),
+        ("pretrain", "+train.bogus=1", "bogus"),
+        ("pretrain", "data.crop_scale=[0.9,0.1]", "data.crop_scale"),
+        ("pretrain", "device=tpu", "device must be"),
+        ("train_ac", "model.init=copied", "model.init must be pretrained or scratch"),
+        ("train_ac", "model.pool=[3]", "model.pool"),
+        ("train_ac", "data.val_fraction=1.5", "data.val_fraction"),
+        ("train_ac", "model.predictor.num_heads=5", "does not divide"),
+        ("train_ac", "train.context=0", "train.context must be positive"),
+        ("probe", "task=segmentation", "unknown task"),
+        ("probe", "probe.cache_dtype=int8", "probe.cache_dtype"),
+        ("probe", "probe.steps=0", "probe.steps must be positive"),
+        ("mpc", "budget=0", "budget must be a positive integer"),
+        ("mpc", "planner=simplex", "unknown planner"),
+    ],
+)
+def test_bad_values_are_one_line(name, override, needle):
+    with pytest.raises(UserError) as info:
+        typed(name, override)
+    message = str(info.value)
+    assert "\n" not in message and needle in message, message
+
+
+def test_encoder_config_round_trips_and_fills_presets():
+    config = EncoderConfig.of_size("micro", img_size=32, num_frames=4)
+    assert config.embed_dim == 96 and config.size == "micro"
+    assert EncoderConfig.from_dict(config.to_dict()) == config
+    legacy = {"size": "micro", "img_size": 32, "num_frames": 4}  # world models before configs
+    assert EncoderConfig.from_dict(legacy) == config
+    with pytest.raises(ValueError, match="unknown encoder config keys"):
+        EncoderConfig.from_dict({**config.to_dict(), "heads": 3})
+    with pytest.raises(ValueError, match="not divisible"):
+        VisionTransformer(dataclasses.replace(config, num_heads=5))
+
+
+def test_giant_preset_keeps_its_mlp_width():
+    config = EncoderConfig.of_size("giant")
+    block = VisionTransformer(dataclasses.replace(config, depth=1, img_size=32, num_frames=2))
+    assert block.blocks[0].mlp.fc1.out_features == 6144
+
+
+def test_one_loader_for_world_models_and_pretrain_runs(tmp_path):
+    shipped = load_encoder("reach")
+    model = WorldModel.load("reach")
+    assert shipped.kind == "world_model" and shipped.config == model.encoder.config
+    assert not any(p.requires_grad for p in shipped.encoder.parameters())
+
+    saved = tmp_path / "saved"
+    model.save(saved)
+    from_dir = load_encoder(str(saved))
+    for key, value in model.encoder.state_dict().items():
+        assert torch.equal(from_dir.encoder.state_dict()[key], value), key
+
+    encoder = vit_encoder("micro", img_size=32, num_frames=4)
+    run = tmp_path / "run"
+    run.mkdir()
+    config = {"model": {"size": "micro"}, "data": {"frame_step": 3}}
+    save_checkpoint(
+        {"target_encoder": encoder.state_dict(), "encoder_config": encoder.config.to_dict(),
+         "config": config, "step": 5},
+        run / "checkpoint.pt",
+    )
+    loaded = load_encoder(str(run))
+    assert loaded.kind == "pretrain" and loaded.frame_step == 3 and loaded.config == encoder.config
+    assert loaded.provenance["step"] == 5
+    fresh = fresh_like(loaded.encoder, seed=0)
+    assert fresh.config == loaded.config
+
+    with pytest.raises(UserError, match="pretrained encoder not found"):
+        load_encoder(str(tmp_path / "nothing"))
