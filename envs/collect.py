@@ -18,6 +18,7 @@ import platform
 import shutil
 import sys
 import time
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -43,7 +44,7 @@ from envs.dataset_format import (
     scan_orphan_episodes,
     write_json_atomic,
 )
-from envs.exploration import POLICIES, ExplorationPolicy
+from envs.exploration import make_exploration_policy
 from envs.video_io import write_mp4
 
 
@@ -93,7 +94,7 @@ def rollout(job: EpisodeJob) -> dict[str, np.ndarray]:
     env = _worker_env(config)
     rng = np.random.default_rng(job.seed)
     low, high = env.action_space.low, env.action_space.high
-    policy = ExplorationPolicy(config.policy, len(low), config.smoothing, config.action_scale)
+    policy = make_exploration_policy(env, config.policy, config.smoothing, config.action_scale)
     policy.reset(rng)
     obs, _ = env.reset(seed=job.seed, options={"goal_protocol": _recording_protocol(env)})
     frames, proprio, states = [obs["pixels"]], [obs["proprio"]], [env.state_arrays()]
@@ -121,6 +122,7 @@ def rollout(job: EpisodeJob) -> dict[str, np.ndarray]:
 def record_episode(job: EpisodeJob) -> dict[str, Any]:
     """Roll out and write one episode; the folder appears only once it is complete."""
     data = rollout(job)
+    stats = _worker_env(job.config).episode_stats(data)
     name = episode_name(job.index)
     episodes = Path(job.root) / EPISODES_DIR
     tmp = episodes / f"{TMP_PREFIX}{name}-{os.getpid()}"
@@ -139,6 +141,7 @@ def record_episode(job: EpisodeJob) -> dict[str, Any]:
         "seed": job.seed,
         "length": int(len(data["actions"])),
         "policy": job.config.policy,
+        "stats": stats,
         "fps": fps,
         "files": {f: (tmp / f).stat().st_size for f in (FRAMES_FILE, ARRAYS_FILE)},
     }
@@ -257,7 +260,8 @@ def collect(
     if workers <= 0:
         raise CollectError(f"--workers must be positive, got {workers}")
     config = CollectConfig(resolve_env_id(env), image_size, steps, policy, smoothing, action_scale)
-    ExplorationPolicy(policy, 2, smoothing, action_scale)  # validates the policy settings early
+    with closing(make_task(config.env_id, image_size=image_size)) as task:
+        make_exploration_policy(task, policy, smoothing, action_scale)  # checks them early
     root = Path(out).expanduser().resolve()
     if root.exists() and not root.is_dir():
         raise CollectError(f"cannot write to output folder {root}: it is a file")
@@ -289,7 +293,7 @@ def collect(
 def _run_jobs(root, manifest, jobs, workers, progress) -> dict[str, Any]:
     from tqdm import tqdm
 
-    frames, started = 0, time.perf_counter()
+    frames, started, stats = 0, time.perf_counter(), []
     bar = tqdm(total=len(jobs), desc="recording", unit="ep", disable=not progress)
     pool = None
     try:
@@ -305,6 +309,7 @@ def _run_jobs(root, manifest, jobs, workers, progress) -> dict[str, Any]:
             manifest["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             write_json_atomic(root / MANIFEST, manifest)
             frames += meta["length"] + 1
+            stats.append(meta.get("stats") or {})
             bar.update(1)
             bar.set_postfix(frames_per_s=f"{frames / (time.perf_counter() - started):.0f}")
     finally:
@@ -321,6 +326,10 @@ def _run_jobs(root, manifest, jobs, workers, progress) -> dict[str, Any]:
         "seconds": elapsed,
         "frames_per_s": frames / max(elapsed, 1e-9),
         "total_episodes": len(manifest["episodes"]),
+        "stats": {
+            key: float(np.mean([s[key] for s in stats if key in s]))
+            for key in sorted({key for s in stats for key in s})
+        },
     }
 
 
@@ -333,7 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="dataset folder (created or appended to)")
     parser.add_argument("--steps", type=int, default=100, help="actions per episode")
     parser.add_argument("--image-size", type=int, default=64, help="square frame size in pixels")
-    parser.add_argument("--policy", choices=POLICIES, default="noisy", help="exploration policy")
+    parser.add_argument(
+        "--policy", default="noisy",
+        help="exploration policy: random, noisy or one of the task's own (gym:Pusher-v5: push)",
+    )
     parser.add_argument("--smoothing", type=float, default=0.8, help="noisy policy: AR(1) factor")
     parser.add_argument("--action-scale", type=float, default=1.0, help="scale of actions")
     parser.add_argument(
@@ -372,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary['seconds']:.1f} s ({summary['frames_per_s']:.0f} frames/s); "
         f"{summary['out']} now holds {summary['total_episodes']} episodes"
     )
+    for key, value in summary["stats"].items():
+        print(f"{key.replace('_', ' ')}: {value:.3f} (mean over the episodes recorded now)")
     return 0
 
 

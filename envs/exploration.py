@@ -7,6 +7,8 @@ what the ``offset`` goal protocol uses) covers the action box but moves the arm 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 POLICIES = ("random", "noisy")
@@ -42,3 +44,14 @@ class ExplorationPolicy:
             action = np.clip(action, -1.0, 1.0)
         self._previous = action
         return action.astype(np.float32)
+
+
+def make_exploration_policy(task: Any, kind: str, smoothing: float, scale: float) -> Any:
+    """A generic policy (``POLICIES``) or one of the task's own ``recording_policies``."""
+    if kind in POLICIES:
+        return ExplorationPolicy(kind, int(task.action_space.shape[0]), smoothing, scale)
+    own = tuple(getattr(task, "recording_policies", ()))
+    if kind in own:
+        ExplorationPolicy("noisy", 1, smoothing, scale)  # the same checks of the settings
+        return task.make_recording_policy(kind, smoothing, scale)
+    raise ValueError(f"unknown policy {kind!r} (known: {', '.join(POLICIES + own)})")

@@ -210,6 +210,7 @@ class ReacherTask(GymnasiumTask):
 PUSHER_ARM_JOINTS = 7
 PUSHER_TOLERANCE = 0.05  # m: the cylinder's radius (see PusherTask)
 PUSHER_GOAL = np.zeros(2)  # Gymnasium's Pusher-v5 goal_pos
+OBJECT_MOVED = 0.01  # m: a recorded episode in which the cylinder moved farther than this
 
 
 class PusherTask(GymnasiumTask):
@@ -235,6 +236,7 @@ class PusherTask(GymnasiumTask):
     metric_units = {"object_distance": "m", "arm_joint_error": "rad"}
     state_keys = ("qpos", "qvel", "object", "fingertip")
     probe_targets = ("object", "fingertip")
+    recording_policies = ("push",)  # envs/pusher_recording.py: pushes through the cylinder
 
     def __init__(self, *args: Any, success_threshold: float = PUSHER_TOLERANCE, **kw: Any):
         self.success_threshold = float(success_threshold)
@@ -280,6 +282,18 @@ class PusherTask(GymnasiumTask):
             "object": self.data.xpos[self._object, :2].copy(),
             "fingertip": self.data.xpos[self._tip, :3].copy(),
         }
+
+    def make_recording_policy(self, name: str, smoothing: float, scale: float) -> Any:
+        if name != "push":
+            return super().make_recording_policy(name, smoothing, scale)
+        from envs.pusher_recording import PusherContactPolicy
+
+        return PusherContactPolicy(self, smoothing, scale)
+
+    def episode_stats(self, arrays: dict[str, np.ndarray]) -> dict[str, float]:
+        """Whether the cylinder moved (more than 1 cm from where it started) and how far."""
+        shift = np.linalg.norm(arrays["object"] - arrays["object"][0], axis=-1).max()
+        return {"object_moved": float(shift > OBJECT_MOVED), "object_shift_max": float(shift)}
 
     def oracle_cost(self, qpos: np.ndarray, goal_qpos: np.ndarray) -> np.ndarray:
         """The cylinder's planar offset from its goal position (slide joints are offsets)."""

@@ -77,8 +77,10 @@ class GoalImageTask(gym.Env):
     camera name or a ``mujoco.MjvCamera``) before calling :meth:`_setup`, and implement the
     hooks below. Class attributes describe the task to the commands: ``metric_names`` (info keys
     of its error metrics, the headline first), ``metric_units``, ``state_keys`` (arrays a
-    dataset records besides actions / proprio / rewards) and ``probe_targets`` (default
-    frozen-probe targets, a subset of ``state_keys``).
+    dataset records besides actions / proprio / rewards), ``probe_targets`` (default
+    frozen-probe targets, a subset of ``state_keys``) and ``recording_policies`` (the task's
+    own exploration policies for ``envs.collect --policy``, built by
+    :meth:`make_recording_policy`).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 50}
@@ -87,6 +89,7 @@ class GoalImageTask(gym.Env):
     metric_units: ClassVar[dict[str, str]] = {}
     state_keys: ClassVar[tuple[str, ...]] = ("qpos", "qvel")
     probe_targets: ClassVar[tuple[str, ...]] = ("qpos",)
+    recording_policies: ClassVar[tuple[str, ...]] = ()
 
     # ------------------------------------------------------------------ construction
     def _setup(
@@ -166,6 +169,15 @@ class GoalImageTask(gym.Env):
     def task_metrics(self) -> dict[str, Any]:
         """``is_success`` and the task's error metrics for the current state vs the goal."""
         raise NotImplementedError
+
+    def make_recording_policy(self, name: str, smoothing: float, scale: float) -> Any:
+        """One of ``recording_policies``: ``reset(rng)``, then ``policy(rng)`` -> an action in
+        [-1, 1]^A each step (the collector maps it onto the action box)."""
+        raise ValueError(f"{type(self).__name__} has no recording policy {name!r}")
+
+    def episode_stats(self, arrays: dict[str, np.ndarray]) -> dict[str, float]:
+        """Per-episode numbers the dataset summary averages (e.g. how often an object moved)."""
+        return {}
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """The arrays of ``state_keys`` for the current state (what a dataset records)."""

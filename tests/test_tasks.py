@@ -9,6 +9,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
+from envs.collect import collect
 from envs.gymnasium_tasks import (
     PUSHER_TOLERANCE,
     PusherTask,
@@ -16,6 +17,8 @@ from envs.gymnasium_tasks import (
     UnsupportedEnvError,
     make_mujoco_env,
 )
+from jepa_world.data.episodes import EpisodeDataset
+from tests.conftest import assert_one_line_error, run_cli
 
 TASKS = ["reach", "gym:Reacher-v5", "gym:Pusher-v5"]
 
@@ -132,6 +135,27 @@ def test_pusher_goal_shows_the_object_at_the_goal_without_marker():
         assert info["object_distance"] == pytest.approx(offset, abs=1e-9)
     assert np.all(task.oracle_cost(goal, goal) == 0)
     task.close()
+
+
+def test_pusher_push_policy_moves_the_cylinder_where_noise_does_not(tmp_path):
+    shifts = {}
+    for policy in ("push", "noisy"):
+        summary = collect("gym:Pusher-v5", 3, tmp_path / policy, steps=100, policy=policy,
+                          action_scale=0.3 if policy == "push" else 1.0, progress=False)
+        shifts[policy] = summary["stats"]
+    assert shifts["push"]["object_moved"] >= 0.5, shifts
+    assert shifts["push"]["object_shift_max"] > 10 * shifts["noisy"]["object_shift_max"], shifts
+    manifest = EpisodeDataset(tmp_path / "push").manifest
+    assert all("object_moved" in e["stats"] for e in manifest["episodes"])
+
+
+def test_unknown_recording_policy_lists_the_tasks_own(tmp_path):
+    result = run_cli("-m", "envs.collect", "--env", "gym:Pusher-v5", "--episodes", "1",
+                     "--out", str(tmp_path / "d"), "--policy", "sweep")
+    assert_one_line_error(result, "unknown policy 'sweep'", "random, noisy, push")
+    result = run_cli("-m", "envs.collect", "--env", "reach", "--episodes", "1",
+                     "--out", str(tmp_path / "r"), "--policy", "push")
+    assert_one_line_error(result, "unknown policy 'push'", "(known: random, noisy)")
 
 
 def test_adapter_rejects_what_it_cannot_handle():
