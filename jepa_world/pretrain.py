@@ -36,6 +36,7 @@ from jepa_world.training.cli import UserError, load_config, run_command, typed_c
 from jepa_world.training.logger import RunLogger
 from jepa_world.training.optim import make_adamw, set_lr_and_wd
 from jepa_world.training.runtime import (
+    NonFiniteLossError,
     Runtime,
     seed_everything,
     set_rng_state,
@@ -53,10 +54,6 @@ from jepa_world.vjepa import (
 
 # Settings that change what the weights mean: a resumed run must not change them.
 _FIXED_ON_RESUME = ("model", "mask", "data.resolution", "data.frames_per_clip", "data.frame_step")
-
-
-class NonFiniteLossError(RuntimeError):
-    pass
 
 
 # ------------------------------------------------------------------------------------ data

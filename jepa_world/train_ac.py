@@ -39,6 +39,7 @@ from jepa_world.training.cli import UserError, load_config, run_command, typed_c
 from jepa_world.training.logger import RunLogger
 from jepa_world.training.optim import make_adamw, set_lr_and_wd
 from jepa_world.training.runtime import (
+    NonFiniteLossError,
     Runtime,
     seed_everything,
     set_rng_state,
@@ -48,10 +49,6 @@ from jepa_world.training.schedules import warmup_cosine
 from jepa_world.world_model import WorldModel, WorldModelConfig
 
 _FIXED_ON_RESUME = ("encoder", "model", "data", "train.context")
-
-
-class NonFiniteLossError(RuntimeError):
-    pass
 
 
 # ------------------------------------------------------------------------------- data

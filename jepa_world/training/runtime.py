@@ -12,6 +12,10 @@ import torch
 import torch.distributed as dist
 
 
+class NonFiniteLossError(RuntimeError):
+    """A NaN or infinite loss: training stops and the last good checkpoint is kept."""
+
+
 @dataclass
 class Runtime:
     device: torch.device
