@@ -14,6 +14,13 @@ import numpy as np
 POLICIES = ("random", "noisy")
 
 
+def check_settings(smoothing: float, scale: float) -> None:
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    if not 0.0 < scale <= 1.0:
+        raise ValueError(f"action scale must be in (0, 1], got {scale}")
+
+
 class ExplorationPolicy:
     """Stateful action generator; ``reset`` at the start of every episode."""
 
@@ -22,10 +29,7 @@ class ExplorationPolicy:
     ) -> None:
         if kind not in POLICIES:
             raise ValueError(f"unknown policy {kind!r} (known: {', '.join(POLICIES)})")
-        if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
-        if not 0.0 < scale <= 1.0:
-            raise ValueError(f"action scale must be in (0, 1], got {scale}")
+        check_settings(smoothing, scale)
         self.kind, self.action_dim = kind, action_dim
         self.smoothing, self.scale = smoothing, scale
         self._previous = np.zeros(action_dim)
@@ -52,6 +56,6 @@ def make_exploration_policy(task: Any, kind: str, smoothing: float, scale: float
         return ExplorationPolicy(kind, int(task.action_space.shape[0]), smoothing, scale)
     own = tuple(getattr(task, "recording_policies", ()))
     if kind in own:
-        ExplorationPolicy("noisy", 1, smoothing, scale)  # the same checks of the settings
+        check_settings(smoothing, scale)
         return task.make_recording_policy(kind, smoothing, scale)
     raise ValueError(f"unknown policy {kind!r} (known: {', '.join(POLICIES + own)})")

@@ -98,13 +98,11 @@ def _world_model(name: str) -> LoadedEncoder:
     except (FileNotFoundError, ValueError, OSError) as exc:
         raise UserError(f"cannot load the encoder of world model {name!r}: {exc}") from None
     origin = dict(model.provenance(name).get("encoder_source", {}))
-    pretrain_config = origin.get("pretrain_config") or {}
-    frame_step = pretrain_config.get("data", {}).get("frame_step")
     return LoadedEncoder(
         freeze(model.encoder),
         "world_model",
         name,
-        None if frame_step is None else int(frame_step),
+        _frame_step(origin.get("pretrain_config") or {}),
         {},
         {"world_model": name, **origin},
     )
@@ -131,12 +129,11 @@ def _pretrain_run(path: Path, key: str) -> LoadedEncoder:
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         first = " ".join(str(exc).split())[:200]
         raise UserError(f"cannot rebuild the encoder of {file}: {first}") from None
-    frame_step = run_config.get("data", {}).get("frame_step")
     return LoadedEncoder(
         freeze(encoder),
         "pretrain",
         str(file),
-        None if frame_step is None else int(frame_step),
+        _frame_step(run_config),
         dict(state.get("predictor", {})),
         {
             "checkpoint": str(file),
@@ -154,3 +151,9 @@ def _pretrain_encoder_config(state: dict[str, Any]) -> EncoderConfig:
     from jepa_world.vjepa import encoder_config
 
     return encoder_config(state["config"]["model"], state["config"]["data"])
+
+
+def _frame_step(pretrain_config: dict[str, Any]) -> int | None:
+    """The frame step of a pretraining run's clips, if its config says."""
+    step = pretrain_config.get("data", {}).get("frame_step")
+    return None if step is None else int(step)

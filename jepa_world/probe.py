@@ -41,13 +41,14 @@ from jepa_world.data.video import ClipSpec, CorpusError, UnreadableVideoWarning,
 from jepa_world.encoders import RELEASED_FRAME_STEP, LoadedEncoder, fresh_like, load_encoder
 from jepa_world.models import VisionTransformer
 from jepa_world.models.vit import LN_EPS
+from jepa_world.schemas.probe import CACHE_DTYPES as CACHE_DTYPE_NAMES
 from jepa_world.schemas.probe import ProbeConfig
 from jepa_world.training.cli import UserError, load_config, run_command, typed_config
 from jepa_world.training.optim import make_adamw, set_lr_and_wd
 from jepa_world.training.runtime import Runtime, resolve_device
 from jepa_world.training.schedules import warmup_cosine
 
-CACHE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+CACHE_DTYPES = {name: getattr(torch, name) for name in CACHE_DTYPE_NAMES}
 
 
 # ------------------------------------------------------------------------------ the probe

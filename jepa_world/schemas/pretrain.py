@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from jepa_world.models import VIT_SIZES
-from jepa_world.training.cli import UserError, check_device, check_positive
+from jepa_world.training.cli import (
+    UserError,
+    check_device,
+    check_non_negative,
+    check_positive,
+)
 
 
 @dataclass
@@ -101,10 +106,7 @@ class PretrainConfig:
         train, data, model = self.train, self.data, self.model
         check_positive(train, "train.", "steps", "batch_size", "checkpoint_every", "log_every")
         check_positive(train, "train.", "stop_at_step", "lr", "clip_grad")
-        if train.num_workers < 0:
-            raise UserError(f"train.num_workers must be >= 0, got {train.num_workers}")
-        if train.warmup_steps < 0:
-            raise UserError(f"train.warmup_steps must be >= 0, got {train.warmup_steps}")
+        check_non_negative(train, "train.", "num_workers", "warmup_steps")
         for name in ("betas", "ema"):
             pair = getattr(train, name)
             if len(pair) != 2 or not all(0.0 <= v <= 1.0 for v in pair):

@@ -6,7 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jepa_world.training.cli import UserError, check_device, check_positive
+from jepa_world.training.cli import (
+    UserError,
+    check_device,
+    check_non_negative,
+    check_positive,
+)
 
 TASKS = ("regression", "classification")
 CACHE_DTYPES = ("float32", "float16", "bfloat16")
@@ -86,8 +91,7 @@ class ProbeConfig:
                 )
         if not 0.0 < data.val_fraction < 1.0:
             raise UserError(f"data.val_fraction must be in (0, 1), got {data.val_fraction}")
-        if data.num_workers < 0:
-            raise UserError(f"data.num_workers must be >= 0, got {data.num_workers}")
+        check_non_negative(data, "data.", "num_workers")
         check_positive(
             probe, "probe.", "steps", "batch_size", "num_heads", "encode_batch_size", "lr",
             "mlp_ratio", "cpu_threads",

@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from jepa_world.training.cli import UserError, check_device, check_positive
+from jepa_world.training.cli import (
+    UserError,
+    check_device,
+    check_non_negative,
+    check_positive,
+)
 
 INITS = ("scratch", "pretrained")
 
@@ -98,12 +103,10 @@ class TrainACConfig:
             train, "train.", "steps", "batch_size", "context", "checkpoint_every", "log_every",
             "eval_every", "encode_batch_size", "stop_at_step", "lr", "clip_grad",
         )
-        for name in ("rollout_steps", "warmup_steps"):
-            if getattr(train, name) < 0:
-                raise UserError(f"train.{name} must be >= 0, got {getattr(train, name)}")
-        for name in ("rollout_weight", "proprio_weight", "decode_weight"):
-            if getattr(train, name) < 0:
-                raise UserError(f"train.{name} must be >= 0, got {getattr(train, name)}")
+        check_non_negative(
+            train, "train.", "rollout_steps", "warmup_steps", "rollout_weight", "proprio_weight",
+            "decode_weight",
+        )
         if len(train.betas) != 2 or not all(0.0 <= v < 1.0 for v in train.betas):
             raise UserError(f"train.betas must be two numbers in [0, 1), got {train.betas}")
         if not self.data.paths:

@@ -78,6 +78,14 @@ def check_positive(section: Any, prefix: str, *names: str) -> None:
             raise UserError(f"{prefix}{name} must be positive, got {value}")
 
 
+def check_non_negative(section: Any, prefix: str, *names: str) -> None:
+    """One line for the first of ``names`` (attributes of ``section``) that is < 0."""
+    for name in names:
+        value = getattr(section, name)
+        if value is not None and value < 0:
+            raise UserError(f"{prefix}{name} must be >= 0, got {value}")
+
+
 def check_device(device: str) -> None:
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise UserError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
