@@ -6,6 +6,7 @@
 short name         Gymnasium id              task
 =================  ========================  ===========================================
 ``reach``          ``jepa_world/Reach-v0``   damped two-link arm (envs/reach.py)
+``push``           ``jepa_world/Push-v0``    Push-T: slide a T-shaped block (envs/push.py)
 ``gym:Reacher-v5`` ``jepa_world/Reacher-v5`` Gymnasium's torque-driven Reacher from pixels
 ``gym:Pusher-v5``  ``jepa_world/Pusher-v5``  Gymnasium's Pusher from pixels
 =================  ========================  ===========================================
@@ -36,6 +37,7 @@ from envs.registry import (
 configure_headless_gl()
 
 register_task("reach", "envs.reach:ReachEnv", env_id="jepa_world/Reach-v0")
+register_task("push", "envs.push:PushEnv", env_id="jepa_world/Push-v0")
 register_task(
     "gym:Reacher-v5", "envs.gymnasium_tasks:ReacherTask", env_id="jepa_world/Reacher-v5"
 )

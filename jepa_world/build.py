@@ -13,7 +13,14 @@ commands, exactly as a user would type them:
   3. python -m jepa_world.train_ac encoder.checkpoint=OUT/pretrain data.paths=[...] \\
          out_dir=OUT/train_ac
 
-and leave the world model in OUT/train_ac/world_model. Every stage resumes: rerun the same
+and leave the world model in OUT/train_ac/world_model. A last stage checks that the model's
+latent carries the task's state (its default probe targets, e.g. the T's pose on push):
+
+  4. python -m jepa_world.probe checkpoint=OUT/train_ac/world_model pool=<its latent grid> \
+         data.train=[...] json=OUT/probe.json
+
+R^2 per target for the encoder and for a randomly initialised one of the same size goes into
+the build summary. Every stage resumes: rerun the same
 command after an interruption (datasets are topped up to their recipe's size, the trainers
 resume from their last checkpoint). ``--install`` copies the model into the package
 (jepa_world/assets/<install_as>), which is what ``WorldModel.load(NAME)`` and
@@ -61,6 +68,7 @@ class Recipe:
     train_ac_data: list[str]
     pretrain: list[str] = field(default_factory=list)
     train_ac: list[str] = field(default_factory=list)
+    probe: list[str] = field(default_factory=lambda: ["data.frame_stride=5"])
 
 
 def recipe_file(env: str) -> Path:
@@ -133,11 +141,13 @@ def record(stages: Stages, env: str, folder: Path, spec: RecordSpec) -> None:
 
 
 def route_overrides(extra: list[str]) -> dict[str, list[str]]:
-    routed: dict[str, list[str]] = {"pretrain": [], "train_ac": []}
+    routed: dict[str, list[str]] = {"pretrain": [], "train_ac": [], "probe": []}
     for item in extra:
         stage, _, override = item.partition(".")
         if stage not in routed or "=" not in override:
-            raise BuildError(f"unrecognised argument {item!r} (use pretrain.KEY=V or train_ac.KEY=V)")
+            raise BuildError(
+                f"unrecognised argument {item!r} (use pretrain.KEY=V, train_ac.KEY=V or probe.KEY=V)"
+            )
         routed[stage].append(override)
     return routed
 
@@ -166,21 +176,44 @@ def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     train_ac += [f"data.paths=[{data}]", f"out_dir={out / 'train_ac'}", f"seed={args.seed}"]
     stages.run("train_ac", [*train_ac, *recipe.train_ac, *routed["train_ac"]])
     model = out / "train_ac" / "world_model"
+    probe = probe_model(stages, model, data, out / "probe.json", args.seed,
+                        [*recipe.probe, *routed["probe"]])
     summary = {
         "env": args.env,
         "model": str(model),
         "seconds": round(time.perf_counter() - started, 1),
         "stage_seconds": stages.seconds,
+        "probe": probe,
         "command": " ".join(["python -m jepa_world.build", *sys.argv[1:]]),
     }
     from envs.dataset_format import write_json_atomic
 
     write_json_atomic(out / "build.json", summary)
     print(f"[build] world model in {model} after {summary['seconds']:.0f} s", file=sys.stderr)
+    for encoder_kind, scores in probe["r2"].items():
+        listed = ", ".join(f"{name} {value:.3f}" for name, value in scores.items())
+        print(f"[build] probe R^2 of the latent, {encoder_kind} encoder: {listed}", file=sys.stderr)
     if args.install:
         target = install(model, recipe.install_as)
         print(f"[build] installed into {target}", file=sys.stderr)
     return summary
+
+
+def probe_model(
+    stages: Stages, model: Path, data: str, report: Path, seed: int, overrides: list[str]
+) -> dict[str, Any]:
+    """Frozen-probe R^2 of the task's default targets from the model's own latent grid."""
+    pool = json.loads((model / "config.json").read_text()).get("pool")
+    args = ["-m", "jepa_world.probe", f"checkpoint={model}", f"data.train=[{data}]"]
+    args += [f"pool=[{pool[0]},{pool[1]}]" if pool else "pool=null", f"json={report}"]
+    args += [f"seed={seed}", "progress=false"]
+    stages.run("probe", [*args, *overrides])
+    results = json.loads(report.read_text())["results"]
+    return {
+        "pool": pool,
+        "r2": {kind: result["r2"] for kind, result in results.items()},
+        "mean_r2": {kind: result["mean_r2"] for kind, result in results.items()},
+    }
 
 
 def install(model: Path, name: str) -> Path:

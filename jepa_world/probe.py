@@ -278,8 +278,11 @@ def extract_features(
     bf16: bool = True,
     cache_dtype: torch.dtype = torch.float32,
     progress: bool = False,
+    pool: tuple[int, int] | None = None,
 ) -> dict[str, Tensor]:
-    """Tokens [N, K, D] of every encoder for every input batch, decoded once for all encoders."""
+    """Tokens [N, K, D] of every encoder for every input batch, decoded once for all encoders;
+    with ``pool``, each frame's layer-normed tokens averaged to that grid (as a world model's
+    latent is)."""
     from tqdm import tqdm
 
     parts: dict[str, list[Tensor]] = {name: [] for name in encoders}
@@ -298,12 +301,29 @@ def extract_features(
             for name, encoder in encoders.items():
                 with rt.autocast(bf16):
                     tokens = encoder(x)
+                if pool is not None:
+                    tokens = pool_tokens(tokens, encoder, x.shape[-1], pool)
                 parts[name].append(tokens.to("cpu", cache_dtype))
             bar.update(x.shape[0])
     return {name: torch.cat(chunks) for name, chunks in parts.items()}
 
 
 # --------------------------------------------------------------------------------- inputs
+def pool_tokens(
+    tokens: Tensor, encoder: VisionTransformer, resolution: int, pool: tuple[int, int]
+) -> Tensor:
+    """Layer-norm tokens [B, t*gh*gw, D] and average each time slot's grid to ``pool``."""
+    side = resolution // encoder.config.patch_size
+    batch, count, dim = tokens.shape
+    if count % (side * side) or side % pool[0] or side % pool[1]:
+        raise UserError(f"pool {list(pool)} does not divide the {side}x{side} token grid")
+    slots = count // (side * side)
+    grid = F.layer_norm(tokens.float(), (dim,), eps=LN_EPS)
+    grid = grid.reshape(batch * slots, side, side, dim).permute(0, 3, 1, 2)
+    grid = F.adaptive_avg_pool2d(grid, pool)
+    return grid.permute(0, 2, 3, 1).reshape(batch, slots * pool[0] * pool[1], dim)
+
+
 def prepare_frames(frames: np.ndarray | Tensor, resolution: int) -> Tensor:
     """uint8 frames [..., H, W, 3] -> normalised float [..., 3, R, R] as the encoder saw them.
 
@@ -772,6 +792,7 @@ def evaluate(cfg: ProbeConfig | Any) -> dict[str, Any]:
         bf16=cfg.bf16,
         progress=progress,
         cache_dtype=CACHE_DTYPES[cfg.probe.cache_dtype],
+        pool=tuple(cfg.pool) if cfg.pool else None,
     )
     build = _regression_data if task == "regression" else _classification_data
     data = build(cfg, sources, encoders, shape, cfg.probe.encode_batch_size, extract)
@@ -797,6 +818,7 @@ def evaluate(cfg: ProbeConfig | Any) -> dict[str, Any]:
             "frames_per_sample": shape.frames,
             "frame_step": shape.frame_step,
             "resolution": shape.resolution,
+            "pool": cfg.pool,
         },
         "probe": dict(settings.__dict__),
         "seed": seed,

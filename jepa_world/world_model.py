@@ -25,7 +25,7 @@ from jepa_world.models.ac_predictor import ACPredictor
 
 WEIGHTS, CONFIG, PROVENANCE = "weights.safetensors", "config.json", "provenance.json"
 # task name -> folder under jepa_world/assets/ (what python -m jepa_world.build --install fills)
-SHIPPED = {"reach": "reach", "gym:Reacher-v5": "gym-reacher-v5"}
+SHIPPED = {"reach": "reach", "push": "push", "gym:Reacher-v5": "gym-reacher-v5"}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 

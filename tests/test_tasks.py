@@ -20,7 +20,7 @@ from envs.gymnasium_tasks import (
 from jepa_world.data.episodes import EpisodeDataset
 from tests.conftest import assert_one_line_error, run_cli
 
-TASKS = ["reach", "gym:Reacher-v5", "gym:Pusher-v5"]
+TASKS = ["reach", "push", "gym:Reacher-v5", "gym:Pusher-v5"]
 
 
 @pytest.fixture(params=TASKS)
@@ -219,6 +219,7 @@ TINY_BUILD = [
     "train_ac.model.frameskip=2", "train_ac.train.context=3", "train_ac.train.batch_size=8",
     "train_ac.train.steps=3", "train_ac.train.warmup_steps=1", "train_ac.train.eval_every=3",
     "train_ac.train.tensorboard=false", "train_ac.model.predictor.decoder_width=32",
+    "probe.probe.steps=3", "probe.probe.batch_size=8", "probe.data.val_fraction=0.5",
 ]
 TINY_PLAN = ["--episodes", "1", "--budget", "4", "--quiet", "horizon=2", "cem.samples=16",
              "cem.elites=4", "cem.iterations=2"]
@@ -235,7 +236,11 @@ def test_record_build_and_plan_end_to_end(tmp_path, name):
                      timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "build.json").read_text())
-    assert set(summary["stage_seconds"]) >= {"pretrain", "train_ac"}
+    assert set(summary["stage_seconds"]) >= {"pretrain", "train_ac", "probe"}
+    task = envs.make_task(name)
+    for kind in ("pretrained", "random"):  # the latent's probe R^2 of the task's own targets
+        scores = summary["probe"]["r2"][kind]
+        assert scores and all(n.rstrip("0123456789") in task.probe_targets for n in scores), scores
     model = out / "train_ac" / "world_model"
     provenance = json.loads((model / "provenance.json").read_text())
     assert provenance["reproduce"] == f"python -m jepa_world.build --env {name} --install"
@@ -244,7 +249,6 @@ def test_record_build_and_plan_end_to_end(tmp_path, name):
                      "--json", str(metrics_file), *TINY_PLAN)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads(metrics_file.read_text())
-    task = envs.make_task(name)
     for metric in task.metric_names:  # the task's own error metrics, in the JSON and summary
         assert f"final_{metric}_mean" in metrics
         assert f"final {metric.replace('_', ' ')}" in result.stdout
@@ -256,8 +260,8 @@ def test_record_build_and_plan_end_to_end(tmp_path, name):
 def test_build_refuses_bad_input(tmp_path):
     from tests.conftest import assert_one_line_error, run_cli
 
-    result = run_cli("-m", "jepa_world.build", "--env", "push", "--out", str(tmp_path))
-    assert_one_line_error(result, "unknown env 'push'", "gym:Reacher-v5")
+    result = run_cli("-m", "jepa_world.build", "--env", "pushy", "--out", str(tmp_path))
+    assert_one_line_error(result, "unknown env 'pushy'", "gym:Reacher-v5")
     result = run_cli("-m", "jepa_world.build", "--env", "reach", "--out", str(tmp_path),
                      "pretrain_steps=3")
     assert_one_line_error(result, "unrecognised argument")

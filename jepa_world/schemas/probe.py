@@ -68,6 +68,8 @@ class ProbeConfig:
     device: str = "auto"
     bf16: bool = True
     compare_random: bool = True
+    pool: Any = None  # [h, w]: average-pool each frame's tokens to this grid (a world model's
+    # latent grid) before the probe; null = every token
     progress: bool = True
     json: str | None = None
 
@@ -101,3 +103,7 @@ class ProbeConfig:
                 f"unknown probe.cache_dtype '{probe.cache_dtype}' (known: {', '.join(CACHE_DTYPES)})"
             )
         check_device(self.device)
+        if self.pool is not None:
+            self.pool = [int(v) for v in self.pool]
+            if len(self.pool) != 2 or min(self.pool) < 1:
+                raise UserError(f"pool must be [h, w] with h, w >= 1 or null, got {self.pool}")
