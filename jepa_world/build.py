@@ -25,7 +25,9 @@ command after an interruption (datasets are topped up to their recipe's size, th
 resume from their last checkpoint). ``--install`` copies the model into the package
 (jepa_world/assets/<install_as>), which is what ``WorldModel.load(NAME)`` and
 ``planners.mpc --env NAME`` read. ``--encoder MODEL`` skips pretraining and trains the
-predictor on the frozen encoder of an existing world model. Stage durations are printed and
+predictor on the frozen encoder of an existing world model. ``--random-encoder`` builds the
+control that says what pretraining buys: the same recipe with the encoder left at its random
+initialisation (pretrain ``train.steps=0``), in OUT = runs/build/<env>-random by default. Stage durations are printed and
 written to OUT/build.json.
 """
 
@@ -155,7 +157,13 @@ def route_overrides(extra: list[str]) -> dict[str, list[str]]:
 def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     recipe = load_recipe(args.env)
     routed = route_overrides(extra)
-    out = Path(args.out or f"runs/build/{args.env.replace(':', '-')}").resolve()
+    if args.random_encoder:
+        if args.encoder or args.install:
+            raise BuildError("--random-encoder builds a control: it takes neither --encoder "
+                             "nor --install")
+        routed["pretrain"] += ["train.steps=0", "train.warmup_steps=0"]
+    suffix = "-random" if args.random_encoder else ""
+    out = Path(args.out or f"runs/build/{args.env.replace(':', '-')}{suffix}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     stages = Stages(out)
     started = time.perf_counter()
@@ -183,6 +191,7 @@ def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         "model": str(model),
         "seconds": round(time.perf_counter() - started, 1),
         "stage_seconds": stages.seconds,
+        "encoder": "random (untrained)" if args.random_encoder else (args.encoder or "pretrained"),
         "probe": probe,
         "command": " ".join(["python -m jepa_world.build", *sys.argv[1:]]),
     }
@@ -192,7 +201,8 @@ def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     print(f"[build] world model in {model} after {summary['seconds']:.0f} s", file=sys.stderr)
     for encoder_kind, scores in probe["r2"].items():
         listed = ", ".join(f"{name} {value:.3f}" for name, value in scores.items())
-        print(f"[build] probe R^2 of the latent, {encoder_kind} encoder: {listed}", file=sys.stderr)
+        print(f"[build] probe R^2 of the latent, {encoder_kind} encoder: {listed}",
+              file=sys.stderr)
     if args.install:
         target = install(model, recipe.install_as)
         print(f"[build] installed into {target}", file=sys.stderr)
@@ -209,6 +219,8 @@ def probe_model(
     args += [f"seed={seed}", "progress=false"]
     stages.run("probe", [*args, *overrides])
     results = json.loads(report.read_text())["results"]
+    # "model": the world model's own encoder; "random": a fresh one of the same architecture
+    results = {"random" if kind == "random" else "model": r for kind, r in results.items()}
     return {
         "pool": pool,
         "r2": {kind: result["r2"] for kind, result in results.items()},
@@ -237,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--encoder", help="reuse this world model's encoder instead of pretraining one"
     )
+    parser.add_argument("--random-encoder", action="store_true",
+                        help="the control: the same recipe on an untrained encoder")
     parser.add_argument("--install", action="store_true", help="copy into jepa_world/assets")
     parser.add_argument("--episodes", type=int, help="at most this many episodes per dataset "
                         "(a quick trial, not the recipe)")

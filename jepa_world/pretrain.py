@@ -275,6 +275,8 @@ def _loop(run: _Run, step: int, stop: int, saved_rng: dict | None) -> dict[str, 
     total = tc.steps
     batch_size = tc.batch_size * rt.world_size
     start_step, started = step, time.perf_counter()
+    if step >= stop and not (run.out_dir / CHECKPOINT).exists():
+        _save(run, step, None)  # train.steps=0: the initialised model, as a control
     window_loss, window_n, window_t, data_wait = 0.0, 0, time.perf_counter(), 0.0
     first_loss = last_loss = None
     bar = tqdm(
@@ -293,7 +295,7 @@ def _loop(run: _Run, step: int, stop: int, saved_rng: dict | None) -> dict[str, 
     target.eval()  # the target encoder never drops paths: its features are the regression target
     try:
         fetch_t = time.perf_counter()
-        for video in batches:
+        for video in batches if step < stop else ():
             data_wait += time.perf_counter() - fetch_t
             video = video.to(rt.device, non_blocking=True)
             lr = warmup_cosine(step, total, tc.warmup_steps, tc.start_lr, tc.lr, tc.final_lr)
@@ -358,7 +360,7 @@ def _loop(run: _Run, step: int, stop: int, saved_rng: dict | None) -> dict[str, 
     }
 
 
-def _save(run: _Run, step: int, loss: float) -> None:
+def _save(run: _Run, step: int, loss: float | None) -> None:
     rt = run.rt
     states = rt.rng_states()
     if rt.is_main:

@@ -51,7 +51,7 @@ def test_values_arrive_typed():
     ("name", "override", "needle"),
     [
         ("pretrain", "train.steps=many", "train.steps"),
-        ("pretrain", "train.steps=0", "train.steps must be positive"),
+        ("pretrain", "train.steps=-1", "train.steps must be >= 0"),
         ("pretrain", "train.betas=[0.9]", "train.betas"),
         ("pretrain", "+train.bogus=1", "bogus"),
         ("pretrain", "data.crop_scale=[0.9,0.1]", "data.crop_scale"),

@@ -131,7 +131,7 @@ def test_all_broken_corpus(tmp_path):
     [
         ("data.paths=[/nonexistent/videos]", "/nonexistent/videos"),
         ("model=colossal", "model"),
-        ("train.steps=0", "train.steps must be positive"),
+        ("train.steps=-1", "train.steps must be >= 0"),
     ],
 )
 def test_bad_input_one_line(tmp_path, corpus, override, needle):

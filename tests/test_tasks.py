@@ -238,7 +238,7 @@ def test_record_build_and_plan_end_to_end(tmp_path, name):
     summary = json.loads((out / "build.json").read_text())
     assert set(summary["stage_seconds"]) >= {"pretrain", "train_ac", "probe"}
     task = envs.make_task(name)
-    for kind in ("pretrained", "random"):  # the latent's probe R^2 of the task's own targets
+    for kind in ("model", "random"):  # the latent's probe R^2 of the task's own targets
         scores = summary["probe"]["r2"][kind]
         assert scores and all(n.rstrip("0123456789") in task.probe_targets for n in scores), scores
     model = out / "train_ac" / "world_model"
@@ -255,6 +255,24 @@ def test_record_build_and_plan_end_to_end(tmp_path, name):
         assert f"final_{metric}" in metrics["records"][0]
     assert metrics["env"] == task.spec.id and metrics["budget"] == 4
     task.close()
+
+
+def test_random_encoder_control_build(tmp_path):
+    import json
+
+    import torch
+
+    out = tmp_path / "control"
+    result = run_cli("-m", "jepa_world.build", "--env", "push", "--out", str(out),
+                     "--random-encoder", *TINY_BUILD, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "build.json").read_text())
+    assert summary["encoder"] == "random (untrained)"
+    state = torch.load(out / "pretrain" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 0 and state["config"]["train"]["steps"] == 0
+    assert (out / "train_ac" / "world_model" / "weights.safetensors").is_file()
+    result = run_cli("-m", "jepa_world.build", "--env", "push", "--random-encoder", "--install")
+    assert_one_line_error(result, "--random-encoder builds a control")
 
 
 def test_build_refuses_bad_input(tmp_path):

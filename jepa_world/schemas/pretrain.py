@@ -104,9 +104,10 @@ class PretrainConfig:
 
     def validate(self) -> None:
         train, data, model = self.train, self.data, self.model
-        check_positive(train, "train.", "steps", "batch_size", "checkpoint_every", "log_every")
+        # steps=0 saves the initialised model untrained: the random-encoder control
+        check_positive(train, "train.", "batch_size", "checkpoint_every", "log_every")
         check_positive(train, "train.", "stop_at_step", "lr", "clip_grad")
-        check_non_negative(train, "train.", "num_workers", "warmup_steps")
+        check_non_negative(train, "train.", "steps", "num_workers", "warmup_steps")
         for name in ("betas", "ema"):
             pair = getattr(train, name)
             if len(pair) != 2 or not all(0.0 <= v <= 1.0 for v in pair):
