@@ -149,7 +149,7 @@ def test_cli_prints_summary(tmp_path):
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["--env", "push", "--episodes", "2"], "unknown env 'push'"),
+        (["--env", "pushy", "--episodes", "2"], "unknown env 'pushy'"),
         (["--env", "reach", "--episodes", "0"], "--episodes must be positive"),
         (["--env", "reach", "--episodes", "-3"], "--episodes must be positive"),
         (["--env", "reach", "--episodes", "1", "--image-size", "1000"], "image_size"),

@@ -148,8 +148,8 @@ def test_bad_reset_options_and_actions(env):
 
 
 def test_unknown_env_name():
-    with pytest.raises(envs.UnknownEnvError, match="unknown env 'push'"):
-        envs.make("push")
+    with pytest.raises(envs.UnknownEnvError, match="unknown env 'pushy'"):
+        envs.make("pushy")
 
 
 @pytest.mark.parametrize("vector_cls", ["sync", "async"])

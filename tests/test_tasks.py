@@ -174,7 +174,7 @@ def test_adapter_rejects_what_it_cannot_handle():
 
 
 def test_unknown_names_list_the_known_ones():
-    with pytest.raises(envs.UnknownEnvError, match="known: gym:Pusher-v5, gym:Reacher-v5, reach"):
+    with pytest.raises(envs.UnknownEnvError, match="known: gym:Pusher-v5, gym:Reacher-v5, push, reach"):
         envs.make("gym:Walker-v9")
 
 
