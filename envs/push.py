@@ -13,12 +13,10 @@ planner's sampling distribution centred on zero is a sensible prior on every tas
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
 import numpy as np
 
-from envs._gl import import_mujoco
 from envs.task import GoalImageTask, wrap_angle
 
 BAR_LENGTH = 0.12  # m, Push-T's 120 units
@@ -104,12 +102,7 @@ class PushEnv(GoalImageTask):
         goal_offset_steps: int = 25,
         frame_skip: int = 5,
     ) -> None:
-        mujoco = import_mujoco()
-        xml = resources.files("envs").joinpath("assets/push.xml").read_text()
-        self.model = mujoco.MjModel.from_xml_string(xml)
-        self.data = mujoco.MjData(self.model)
-        self.frame_skip = int(frame_skip)
-        self.camera = "top"
+        self._load_asset("push.xml", frame_skip, camera="top")
         self._goal_pose = np.zeros(3)
         self._setup(image_size, render_mode, goal_protocol, goal_offset_steps, PROPRIO_LIMITS)
 

@@ -8,12 +8,10 @@ configuration (no target marker is drawn).
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
 import numpy as np
 
-from envs._gl import import_mujoco
 from envs.task import (
     GoalImageTask,
     hinge_error,
@@ -56,12 +54,7 @@ class ReachEnv(GoalImageTask):
         frame_skip: int = 2,
         success_threshold: float = 0.05,
     ) -> None:
-        mujoco = import_mujoco()
-        xml = resources.files("envs").joinpath("assets/reach.xml").read_text()
-        self.model = mujoco.MjModel.from_xml_string(xml)
-        self.data = mujoco.MjData(self.model)
-        self.frame_skip = int(frame_skip)
-        self.camera = "top"
+        self._load_asset("reach.xml", frame_skip, camera="top")
         self.success_threshold = float(success_threshold)
         self._fingertip = self.model.body("fingertip").id
         self._goal_tip = np.zeros(2)
