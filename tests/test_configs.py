@@ -47,6 +47,24 @@ def test_values_arrive_typed():
     assert probe.data.train == ["some/dir"] and probe.targets == ["fingertip"]
 
 
+def test_small_objects_mask_hides_whole_frames_over_half_the_clip():
+    """The preset keeps the short-range blocks and swaps the long-range ones for a whole-frame
+    block over half the time steps, so the masked frames' content is visible at other times."""
+    from jepa_world.masks import MaskSpec, MultiBlockMaskSampler
+
+    cfg = typed("pretrain", "mask=small_objects")
+    specs = [MaskSpec(**dataclasses.asdict(m)) for m in cfg.mask]
+    assert [s.num_blocks for s in specs] == [8, 1]
+    grid = (4, 8, 8)
+    sampler = MultiBlockMaskSampler(grid, specs)
+    _, (context, target) = sampler(3, torch.Generator().manual_seed(0))
+    frame = grid[1] * grid[2]
+    for ctx, tgt in zip(context.tolist(), target.tolist(), strict=True):
+        assert len(tgt) == 2 * frame and len(ctx) == 2 * frame
+        masked_steps = {i // frame for i in tgt}
+        assert len(masked_steps) == 2 and masked_steps.isdisjoint({i // frame for i in ctx})
+
+
 @pytest.mark.parametrize(
     ("name", "override", "needle"),
     [
