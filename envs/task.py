@@ -93,15 +93,14 @@ class GoalImageTask(gym.Env):
     recording_policies: ClassVar[tuple[str, ...]] = ()
 
     # ------------------------------------------------------------------ construction
-    def _load_asset(self, filename: str, frame_skip: int, camera: str) -> Any:
-        """Build ``model`` / ``data`` from an XML file in envs/assets; returns ``mujoco``."""
+    def _load_asset(self, filename: str, frame_skip: int, camera: str) -> None:
+        """Build ``model`` / ``data`` from an XML file in envs/assets."""
         mujoco = import_mujoco()
         xml = resources.files("envs").joinpath("assets", filename).read_text()
         self.model = mujoco.MjModel.from_xml_string(xml)
         self.data = mujoco.MjData(self.model)
         self.frame_skip = int(frame_skip)
         self.camera = camera
-        return mujoco
 
     def _setup(
         self,
