@@ -50,6 +50,7 @@ ORACLE_NOTE = (
 )
 RANDOM_NOTE = "random: uniform random actions, no planner (a lower bound)"
 DEFAULT_HORIZON = 3  # action blocks, when neither the command line nor the model sets one
+DEFAULT_ENERGY_STEPS = "all"  # likewise
 
 
 # ---------------------------------------------------------------------- configuration
@@ -83,7 +84,7 @@ class MPCConfig:
     horizon: int | None = None
     frameskip: int = 5
     energy: str = "l2"
-    energy_steps: str = "all"
+    energy_steps: str | None = None
     step_weights: list[float] | None = None
     shrink_horizon: bool = False
     repeat_in_block: bool = True
@@ -147,7 +148,7 @@ def planner_settings(
         common = {
             "horizon": cfg.horizon,
             "metric": cfg.energy,
-            "energy_steps": cfg.energy_steps,
+            "energy_steps": cfg.energy_steps or DEFAULT_ENERGY_STEPS,
             "step_weights": None if cfg.step_weights is None else list(cfg.step_weights),
             "repeat_in_block": cfg.repeat_in_block,
             "action_low": action_box[0],
@@ -272,9 +273,11 @@ def evaluate(
         cfg.checkpoint = default_checkpoint(cfg.env)
     if cfg.model == "learned" and model is None:
         model = load_world_model(cfg.checkpoint, resolve_device(cfg.device))
+    planning = getattr(getattr(model, "config", None), "planning", None) or {}
     if cfg.horizon is None:
-        planning = getattr(getattr(model, "config", None), "planning", None) or {}
         cfg.horizon = int(planning.get("horizon", DEFAULT_HORIZON))
+    if cfg.energy_steps is None:
+        cfg.energy_steps = str(planning.get("energy_steps", DEFAULT_ENERGY_STEPS))
     video = None
     if video_dir is not None:
         folder = Path(video_dir)

@@ -43,6 +43,8 @@ def test_values_arrive_typed():
     assert cfg.mask and cfg.mask[0].num_blocks == 8
     ac = typed("train_ac", "model.planning.horizon=5", "model.pool=null")
     assert ac.model.planning.as_dict() == {"horizon": 5} and ac.model.pool is None
+    ac = typed("train_ac", "model.planning.energy_steps=final")
+    assert ac.model.planning.as_dict() == {"energy_steps": "final"}
     probe = typed("probe", "data.train=some/dir", "targets=fingertip")
     assert probe.data.train == ["some/dir"] and probe.targets == ["fingertip"]
 
@@ -79,6 +81,7 @@ def test_small_objects_mask_hides_whole_frames_over_half_the_clip():
         ("train_ac", "data.val_fraction=1.5", "data.val_fraction"),
         ("train_ac", "model.predictor.num_heads=5", "does not divide"),
         ("train_ac", "train.context=0", "train.context must be positive"),
+        ("train_ac", "model.planning.energy_steps=last", "model.planning.energy_steps"),
         ("probe", "task=segmentation", "unknown task"),
         ("probe", "probe.cache_dtype=int8", "probe.cache_dtype"),
         ("probe", "probe.steps=0", "probe.steps must be positive"),

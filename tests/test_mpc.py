@@ -273,6 +273,7 @@ def test_reacher_shipped_model_end_to_end(tmp_path):
     metrics = json.loads(out.read_text())
     assert metrics["checkpoint"] == "gym:Reacher-v5" and metrics["env"] == "jepa_world/Reacher-v5"
     assert metrics["settings"]["horizon"] == 5 and metrics["settings"]["frameskip"] == 2
+    assert metrics["settings"]["energy_steps"] == "all"  # neither the command nor the model set it
     assert "final_joint_error_mean" in metrics and "final joint error" in result.stdout
 
 

@@ -13,6 +13,7 @@ from jepa_world.training.cli import (
 )
 
 INITS = ("scratch", "pretrained")
+ENERGY_STEPS = ("all", "final")  # planners.base.ENERGY_STEPS, without importing the planners
 
 
 @dataclass
@@ -45,6 +46,7 @@ class PlanningDefaults:
     """Planner settings stored in the world model's config and applied by planners.mpc."""
 
     horizon: int | None = None
+    energy_steps: str | None = None  # all | final; None = the planner's own default
 
     def as_dict(self) -> dict[str, Any]:
         """The keys that are set."""
@@ -119,6 +121,11 @@ class TrainACConfig:
         if model.init not in INITS:
             raise UserError(f"model.init must be pretrained or scratch, got {model.init!r}")
         check_positive(model.planning, "model.planning.", "horizon")
+        if model.planning.energy_steps not in (None, *ENERGY_STEPS):
+            raise UserError(
+                "model.planning.energy_steps must be all, final or null, "
+                f"got {model.planning.energy_steps!r}"
+            )
         check_positive(
             model.predictor, "model.predictor.", "embed_dim", "depth", "num_heads", "mlp_ratio"
         )
