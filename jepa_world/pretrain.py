@@ -18,12 +18,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 
-from jepa_world.data.video import ClipSpec, CorpusError, VideoClipDataset
+from jepa_world.data.video import ClipSpec, CorpusError, VideoClipDataset, make_step_loader
 from jepa_world.masks import MaskSpec, MultiBlockMaskSampler
 from jepa_world.schemas.pretrain import PretrainConfig, VideoData
 from jepa_world.training.checkpoint import (
@@ -57,64 +56,6 @@ _FIXED_ON_RESUME = ("model", "mask", "data.resolution", "data.frames_per_clip", 
 
 
 # ------------------------------------------------------------------------------------ data
-class StepBatchSampler(Sampler[list[int]]):
-    """The batch of step ``s`` depends only on (seed, s, rank).
-
-    Videos are drawn with replacement, sources mixed by their weights. Each index is tagged with
-    its step (``step * N + video``) so the clip's random crop is also a function of the step:
-    resuming at any step reproduces exactly the batches an uninterrupted run would have seen,
-    whatever the number of DataLoader workers.
-    """
-
-    def __init__(
-        self,
-        probs: np.ndarray,
-        batch_size: int,
-        start: int,
-        stop: int,
-        seed: int,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        self.probs, self.batch_size = probs, batch_size
-        self.start, self.stop, self.seed = start, stop, seed
-        self.rank, self.world_size = rank, world_size
-
-    def __len__(self) -> int:
-        return max(0, self.stop - self.start)
-
-    def __iter__(self):
-        n = len(self.probs)
-        for step in range(self.start, self.stop):
-            rng = np.random.default_rng([self.seed, step])
-            chosen = rng.choice(n, size=self.batch_size * self.world_size, p=self.probs)
-            mine = chosen[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
-            yield [step * n + int(i) for i in mine]
-
-
-class StepClips(Dataset):
-    """Decodes the step-tagged indices of ``StepBatchSampler``."""
-
-    def __init__(self, clips: VideoClipDataset) -> None:
-        self.clips = clips
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, tagged: int) -> torch.Tensor:
-        step, index = divmod(int(tagged), len(self.clips))
-        return self.clips.get(index, epoch=step)["video"]
-
-
-def video_probabilities(clips: VideoClipDataset) -> np.ndarray:
-    """Per-video sampling probability: each source's weight spread evenly over its videos."""
-    probs = np.zeros(len(clips))
-    for (lo, hi), weight in zip(clips.source_ranges, clips.source_weights, strict=True):
-        if hi > lo:
-            probs[lo:hi] = weight / (hi - lo)
-    return probs / probs.sum()
-
-
 def ensure_default_corpus(data_cfg: VideoData, rt: Runtime) -> None:
     """Record the task's videos with envs.collect when the default corpus is absent."""
     record = data_cfg.record
@@ -158,22 +99,16 @@ def build_loader(
         clips = VideoClipDataset(list(data.paths), spec, weights=data.weights, seed=cfg.seed)
     except (CorpusError, ValueError) as exc:
         raise UserError(str(exc)) from None
-    sampler = StepBatchSampler(
-        video_probabilities(clips),
+    loader = make_step_loader(
+        clips,
         cfg.train.batch_size,
         start,
         cfg.train.steps,
         cfg.seed,
-        rt.rank,
-        rt.world_size,
-    )
-    workers = cfg.train.num_workers
-    loader = DataLoader(
-        StepClips(clips),
-        batch_sampler=sampler,
-        num_workers=workers,
+        rank=rt.rank,
+        world_size=rt.world_size,
+        num_workers=cfg.train.num_workers,
         pin_memory=rt.device.type == "cuda",
-        prefetch_factor=4 if workers else None,
     )
     return loader, clips
 

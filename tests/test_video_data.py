@@ -14,11 +14,12 @@ from jepa_world.data import video as video_mod
 from jepa_world.data.video import (
     ClipSpec,
     CorpusError,
+    StepBatchSampler,
     UnreadableVideoWarning,
     VideoClipDataset,
-    WeightedClipSampler,
     discover_videos,
-    make_clip_loader,
+    make_step_loader,
+    video_probabilities,
 )
 
 RAW = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}  # output = pixel / 255
@@ -156,8 +157,7 @@ def test_frame_step_respected(tmp_path: Path) -> None:
     spec = ClipSpec(frames_per_clip=5, frame_step=2, resolution=16, **RAW)
     ds = VideoClipDataset([path], spec)
     for epoch in range(3):
-        ds.set_epoch(epoch)
-        levels = ds[0]["video"].mean(dim=(0, 2, 3)) * 255
+        levels = ds.get(0, epoch)["video"].mean(dim=(0, 2, 3)) * 255
         assert torch.allclose(levels.diff(), torch.full((4,), 16.0), atol=4)
 
 
@@ -175,8 +175,7 @@ def test_eval_mode_is_deterministic_center_crop(good_mp4: Path) -> None:
     spec = ClipSpec(frames_per_clip=4, frame_step=2, resolution=32, train=False)
     ds = VideoClipDataset([good_mp4], spec)
     first = ds[0]["video"]
-    ds.set_epoch(5)
-    assert torch.equal(first, ds[0]["video"])
+    assert torch.equal(first, ds.get(0, epoch=5)["video"])
 
 
 def test_same_crop_for_all_frames_and_epoch_changes_it(good_mp4: Path) -> None:
@@ -184,9 +183,8 @@ def test_same_crop_for_all_frames_and_epoch_changes_it(good_mp4: Path) -> None:
     ds = VideoClipDataset([good_mp4], spec, seed=3)
     clips = []
     for epoch in range(4):
-        ds.set_epoch(epoch)
-        clip = ds[0]["video"]
-        assert torch.equal(clip, ds[0]["video"])  # repeatable within an epoch
+        clip = ds.get(0, epoch)["video"]
+        assert torch.equal(clip, ds.get(0, epoch)["video"])  # repeatable within an epoch
         # red/green (space) are identical over time: one crop and flip for the whole clip
         assert (clip[:2] - clip[:2, :1]).abs().max() < 0.05
         clips.append(clip)
@@ -226,39 +224,25 @@ def test_failed_small_decode_falls_back_to_full_size(tmp_path: Path, monkeypatch
 # ----------------------------------------------------------------------------- loader
 
 
-def _batches(loader, n: int) -> list[dict]:
-    out = []
-    for i, batch in enumerate(loader):
-        if i == n:
-            break
-        out.append(batch)
-    return out
-
-
-def test_loader_deterministic_across_worker_counts(corpus: Path) -> None:
+def test_step_loader_is_deterministic_across_workers_and_resumes_exactly(corpus: Path) -> None:
     spec = ClipSpec(frames_per_clip=4, frame_step=2, resolution=32)
-    results = {}
-    for workers in (0, 2):
-        loader, _, sampler = make_clip_loader([corpus], spec, batch_size=2, num_workers=workers)
-        per_epoch = []
-        for epoch in (0, 1):
-            sampler.set_epoch(epoch)
-            per_epoch.append(_batches(loader, 3))
-        results[workers] = per_epoch
-    for epoch in (0, 1):
-        for b0, b2 in zip(results[0][epoch], results[2][epoch], strict=True):
-            assert b0["video"].shape == (2, 3, 4, 32, 32)
-            assert torch.equal(b0["index"], b2["index"])
-            assert torch.equal(b0["video"], b2["video"])
-    assert not torch.equal(results[0][0][0]["video"], results[0][1][0]["video"])
+    clips = VideoClipDataset([corpus], spec)
+    runs = {w: list(make_step_loader(clips, 2, 0, 4, seed=5, num_workers=w)) for w in (0, 2)}
+    for b0, b2 in zip(runs[0], runs[2], strict=True):
+        assert b0.shape == (2, 3, 4, 32, 32)
+        assert torch.equal(b0, b2)
+    assert len(runs[0]) == 4
+    assert not torch.equal(runs[0][0], runs[0][1])  # each step draws new videos or crops
+    resumed = list(make_step_loader(clips, 2, 2, 4, seed=5))
+    assert all(torch.equal(a, b) for a, b in zip(resumed, runs[0][2:], strict=True))
 
 
-def test_loader_drops_last_partial_batch(corpus: Path) -> None:
-    spec = ClipSpec(frames_per_clip=2, frame_step=1, resolution=16)
-    loader, dataset, sampler = make_clip_loader([corpus], spec, batch_size=4)
-    assert len(dataset) == 6 and len(sampler) == 6 and len(loader) == 1
-    (batch,) = list(loader)
-    assert batch["video"].shape == (4, 3, 2, 16, 16) and batch["index"].shape == (4,)
+def test_step_loader_rejects_bad_shapes(corpus: Path) -> None:
+    clips = VideoClipDataset([corpus], ClipSpec(frames_per_clip=2, frame_step=1, resolution=16))
+    with pytest.raises(ValueError, match="batch_size"):
+        make_step_loader(clips, 0, 0, 1, seed=0)
+    with pytest.raises(ValueError, match="rank"):
+        make_step_loader(clips, 2, 0, 1, seed=0, rank=2, world_size=2)
 
 
 # ----------------------------------------------------------------------------- sampler
@@ -276,42 +260,46 @@ def _placeholder_sources(root: Path, sizes: list[int]) -> list[Path]:
     return sources
 
 
+def _draws(sampler: StepBatchSampler) -> np.ndarray:
+    """Video ids of every batch, the step tag removed."""
+    n = len(sampler.probs)
+    return np.array([i % n for batch in sampler for i in batch])
+
+
 def test_weighted_mixing_proportions(tmp_path: Path) -> None:
     sources = _placeholder_sources(tmp_path, [5, 20])
     ds = VideoClipDataset(sources, ClipSpec(), weights=[3.0, 1.0])
-    sampler = WeightedClipSampler(ds, num_samples_per_epoch=4000, seed=1)
-    draws = np.array(list(sampler))
-    assert len(draws) == 4000
+    sampler = StepBatchSampler(video_probabilities(ds), batch_size=100, start=0, stop=40, seed=1)
+    draws = _draws(sampler)
+    assert len(draws) == 4000 and len(sampler) == 40
     from_first = (draws < 5).mean()
-    assert abs(from_first - 0.75) < 0.02
+    assert abs(from_first - 0.75) < 0.03
     counts = np.bincount(draws, minlength=25)
-    assert counts[:5].min() >= 0.9 * 600 and counts[5:].min() >= 0.9 * 50  # uniform in a source
-    assert np.array_equal(draws, np.array(list(sampler)))  # same epoch, same draw
-    sampler.set_epoch(1)
-    assert ds.epoch == 1
-    assert not np.array_equal(draws, np.array(list(sampler)))
+    assert counts[:5].min() >= 0.8 * 600 and counts[5:].min() >= 0.6 * 50  # uniform in a source
+    assert np.array_equal(draws, _draws(sampler))  # same steps, same draw
+    later = StepBatchSampler(video_probabilities(ds), batch_size=100, start=40, stop=80, seed=1)
+    assert not np.array_equal(draws, _draws(later))
 
 
-def test_default_sampler_is_a_permutation(tmp_path: Path) -> None:
+def test_unweighted_sources_draw_every_video_alike(tmp_path: Path) -> None:
     ds = VideoClipDataset(_placeholder_sources(tmp_path, [4, 7]), ClipSpec())
-    draws = list(WeightedClipSampler(ds, seed=0))
-    assert sorted(draws) == list(range(11))
+    probs = video_probabilities(ds)
+    assert np.allclose(probs, 1 / 11)
 
 
-def test_distributed_shards_are_disjoint_and_equal(tmp_path: Path) -> None:
+def test_step_tags_carry_the_step(tmp_path: Path) -> None:
+    ds = VideoClipDataset(_placeholder_sources(tmp_path, [3]), ClipSpec())
+    batches = list(StepBatchSampler(video_probabilities(ds), 2, start=5, stop=7, seed=0))
+    assert [sorted({i // 3 for i in batch}) for batch in batches] == [[5], [6]]
+
+
+def test_distributed_ranks_split_one_global_draw(tmp_path: Path) -> None:
     ds = VideoClipDataset(_placeholder_sources(tmp_path, [6, 6]), ClipSpec())
-    shards = [list(WeightedClipSampler(ds, rank=r, world_size=3, seed=7)) for r in range(3)]
-    assert [len(s) for s in shards] == [4, 4, 4]
-    assert sorted(sum(shards, [])) == list(range(12))
-    # weighted, with replacement: shards still partition one global draw
-    samplers = [
-        WeightedClipSampler(ds, num_samples_per_epoch=100, rank=r, world_size=4, seed=7)
-        for r in range(4)
-    ]
-    assert {len(s) for s in samplers} == {25}
-    full = samplers[0].global_indices()
-    for r, s in enumerate(samplers):
-        assert list(s) == full[r::4].tolist()
+    probs = video_probabilities(ds)
+    ranks = [list(StepBatchSampler(probs, 4, 0, 3, seed=7, rank=r, world_size=3)) for r in range(3)]
+    whole = list(StepBatchSampler(probs, 12, 0, 3, seed=7))
+    for step in range(3):
+        assert sum((ranks[r][step] for r in range(3)), []) == whole[step]
 
 
 # ----------------------------------------------------------------------------- broken files

@@ -13,9 +13,10 @@ Design choices worth knowing:
   number of distinct files is tried before `CorpusError` is raised, so a corpus with nothing
   readable fails loudly instead of looping forever.
 - All randomness of an item comes from an RNG seeded by (seed, epoch, index, attempt), so a clip
-  does not depend on the DataLoader worker count or order. The epoch, the bad-file flags and the
-  cached frame sizes live in shared-memory tensors so that persistent workers see `set_epoch`
-  and share what they learn about files.
+  does not depend on the DataLoader worker count or order. Pretraining draws its batches with
+  `StepBatchSampler`, whose indices carry the step as the epoch, so a resumed run sees exactly
+  the clips of an uninterrupted one. The bad-file flags and the cached frame sizes live in
+  shared-memory tensors so that workers share what they learn about files.
 - When the output resolution is much smaller than the source, frames are decoded small by decord
   (one resize inside ffmpeg) at a size chosen so that even the smallest possible crop keeps at
   least `resolution` pixels per side; the crop box is computed in source pixels, so the crop
@@ -46,10 +47,12 @@ __all__ = [
     "CorpusError",
     "UnreadableVideoWarning",
     "VideoClipDataset",
-    "WeightedClipSampler",
-    "collate_clips",
+    "StepBatchSampler",
+    "StepClips",
     "discover_videos",
-    "make_clip_loader",
+    "make_step_loader",
+    "parse_index",
+    "video_probabilities",
 ]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
@@ -105,21 +108,28 @@ def discover_videos(source: str | Path) -> list[Path]:
     return [path]
 
 
-def _read_index(index: Path) -> list[Path]:
-    """Parse a V-JEPA index file: one `path label` per line, space separated."""
+def parse_index(index: Path) -> Iterator[tuple[int, Path, str | None]]:
+    """The entries of a V-JEPA index file: (line number, path, label or None) per line.
+
+    One `path label` per line, space separated; blank and `#` lines are skipped. The label is
+    the last field, so paths may contain spaces when a label follows; a line with a single
+    field is a path without label. Relative paths resolve against the index file's folder. No
+    per-line stat: index files can be huge.
+    """
     base = index.parent
-    videos = []
     with index.open(encoding="utf-8") as fh:
-        for raw in fh:
+        for number, raw in enumerate(fh, start=1):
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
-            # The label is the last field, so paths may contain spaces; a line with a single
-            # field is a path without label. No per-line stat: index files can be huge.
             parts = line.rsplit(maxsplit=1)
-            p = Path(parts[0]).expanduser()
-            videos.append(p if p.is_absolute() else base / p)
-    return videos
+            path = Path(parts[0]).expanduser()
+            label = parts[1] if len(parts) == 2 else None
+            yield number, path if path.is_absolute() else base / path, label
+
+
+def _read_index(index: Path) -> list[Path]:
+    return [path for _, path, _ in parse_index(index)]
 
 
 # ----------------------------------------------------------------------------- clip spec
@@ -308,25 +318,14 @@ class VideoClipDataset(Dataset):
             np.arange(len(self.source_ranges)), [hi - lo for lo, hi in self.source_ranges]
         )
 
-        # Shared across DataLoader workers (fork or spawn): epoch, file status, source frame size.
+        # Shared across DataLoader workers (fork or spawn): file status, source frame size.
         n = len(self.paths)
-        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self._status = torch.zeros(n, dtype=torch.uint8).share_memory_()
         self._dims = torch.zeros(n, 2, dtype=torch.int32).share_memory_()
         self._reasons: dict[int, str] = {}  # this process only; for summary()
         std = torch.tensor(spec.std).view(1, 3, 1, 1)
         self._scale = 1.0 / (255.0 * std)
         self._shift = torch.tensor(spec.mean).view(1, 3, 1, 1) / std
-
-    # -- epoch -----------------------------------------------------------------------------
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose random clips are drawn; visible to persistent workers."""
-        self._epoch[0] = int(epoch)
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch[0])
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -368,11 +367,11 @@ class VideoClipDataset(Dataset):
     # -- items -----------------------------------------------------------------------------
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.get(index, self.epoch)
+        return self.get(index, epoch=0)
 
     def get(self, index: int, epoch: int) -> dict[str, Any]:
-        """Item ``index`` as drawn in ``epoch``; trainers that tag indices with their step use
-        this to stay exact on resume without touching the shared epoch."""
+        """Item ``index`` as drawn in ``epoch`` (pretraining passes its step: see
+        ``StepClips``)."""
         index = int(index)
         n = len(self)
         if not 0 <= index < n:
@@ -534,120 +533,91 @@ class VideoClipDataset(Dataset):
 # ----------------------------------------------------------------------------- sampler
 
 
-class WeightedClipSampler(Sampler[int]):
-    """Epoch-sized sampler that mixes sources by weight and shards across distributed ranks.
+class StepBatchSampler(Sampler[list[int]]):
+    """The batch of step ``s`` depends only on (seed, s, rank).
 
-    Each epoch draws `num_samples_per_epoch` indices (default: one per video) for all ranks
-    together, deterministically from (seed, epoch): the count per source follows the weights
-    (unbiased systematic rounding), videos within a source are drawn as cycled permutations (so
-    uniform, without repeats until the source is exhausted), and the result is shuffled. Rank r
-    takes positions r, r + world_size, ...; every rank gets the same number of samples.
-    `set_epoch` also sets the dataset's epoch so clips change with the sample order.
+    Videos are drawn with replacement, sources mixed by their weights. Each index is tagged with
+    its step (``step * N + video``) so the clip's random crop is also a function of the step:
+    resuming at any step reproduces exactly the batches an uninterrupted run would have seen,
+    whatever the number of DataLoader workers.
     """
 
     def __init__(
         self,
-        dataset: VideoClipDataset,
-        num_samples_per_epoch: int | None = None,
+        probs: np.ndarray,
+        batch_size: int,
+        start: int,
+        stop: int,
+        seed: int,
         rank: int = 0,
         world_size: int = 1,
-        seed: int = 0,
     ) -> None:
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(
-                f"need 0 <= rank < world_size, got rank={rank} world_size={world_size}"
-            )
-        total = len(dataset) if num_samples_per_epoch is None else int(num_samples_per_epoch)
-        if total < 1:
-            raise ValueError(f"num_samples_per_epoch must be >= 1, got {num_samples_per_epoch}")
-        self.dataset = dataset
-        self.rank, self.world_size, self.seed = rank, world_size, int(seed)
-        self.num_samples = math.ceil(total / world_size)  # per rank
-        self.total_size = self.num_samples * world_size
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Reshuffle for `epoch` (and make the dataset draw that epoch's clips)."""
-        self.epoch = int(epoch)
-        self.dataset.set_epoch(epoch)
-
-    def global_indices(self) -> np.ndarray:
-        """The whole epoch's draw for all ranks (same on every rank)."""
-        rng = np.random.default_rng([self.seed & 0xFFFFFFFFFFFFFFFF, self.epoch, 0x5A3D1E])
-        weights = np.asarray(self.dataset.source_weights, dtype=np.float64)
-        expected = np.cumsum(self.total_size * weights / weights.sum())
-        cuts = np.floor(expected + rng.random()).astype(np.int64)
-        counts = np.diff(np.concatenate([[0], cuts]))
-        counts[-1] += self.total_size - counts.sum()  # guard float round-off
-        parts = []
-        for (lo, hi), count in zip(self.dataset.source_ranges, counts, strict=True):
-            size = hi - lo
-            if count <= 0 or size == 0:
-                continue
-            perms = [rng.permutation(size) for _ in range(math.ceil(count / size))]
-            parts.append(lo + np.concatenate(perms)[:count])
-        drawn = np.concatenate(parts)
-        rng.shuffle(drawn)
-        return drawn
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.global_indices()[self.rank :: self.world_size].tolist())
+        self.probs, self.batch_size = probs, batch_size
+        self.start, self.stop, self.seed = start, stop, seed
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
-        return self.num_samples
+        return max(0, self.stop - self.start)
+
+    def __iter__(self):
+        n = len(self.probs)
+        for step in range(self.start, self.stop):
+            rng = np.random.default_rng([self.seed, step])
+            chosen = rng.choice(n, size=self.batch_size * self.world_size, p=self.probs)
+            mine = chosen[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+            yield [step * n + int(i) for i in mine]
+
+
+class StepClips(Dataset):
+    """Decodes the step-tagged indices of ``StepBatchSampler``."""
+
+    def __init__(self, clips: VideoClipDataset) -> None:
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, tagged: int) -> torch.Tensor:
+        step, index = divmod(int(tagged), len(self.clips))
+        return self.clips.get(index, epoch=step)["video"]
+
+
+def video_probabilities(clips: VideoClipDataset) -> np.ndarray:
+    """Per-video sampling probability: each source's weight spread evenly over its videos."""
+    probs = np.zeros(len(clips))
+    for (lo, hi), weight in zip(clips.source_ranges, clips.source_weights, strict=True):
+        if hi > lo:
+            probs[lo:hi] = weight / (hi - lo)
+    return probs / probs.sum()
 
 
 # ----------------------------------------------------------------------------- loader
 
 
-def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack items into dict(video=[B,3,T,H,W], index=[B], path=list[str])."""
-    return {
-        "video": torch.stack([it["video"] for it in items]),
-        "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
-        "path": [it["path"] for it in items],
-    }
-
-
-def make_clip_loader(
-    sources: Sequence[str | Path],
-    spec: ClipSpec,
+def make_step_loader(
+    clips: VideoClipDataset,
     batch_size: int,
-    weights: Sequence[float] | None = None,
-    num_workers: int = 0,
-    seed: int = 0,
+    start: int,
+    stop: int,
+    seed: int,
     rank: int = 0,
     world_size: int = 1,
-    samples_per_epoch: int | None = None,
-) -> tuple[DataLoader, VideoClipDataset, WeightedClipSampler]:
-    """Dataset + sampler + DataLoader wired for pretraining; call sampler.set_epoch each epoch.
-
-    Batches are full (drop_last) so step shapes stay constant; workers persist across epochs
-    because reopening them per epoch costs more than an epoch of a small corpus.
-    """
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """The pretraining loader: batches of steps ``start .. stop - 1`` of one ``StepBatchSampler``
+    (each a [B, 3, T, H, W] tensor), decoded by ``num_workers`` processes."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    dataset = VideoClipDataset(sources, spec, weights=weights, seed=seed)
-    sampler = WeightedClipSampler(
-        dataset,
-        num_samples_per_epoch=samples_per_epoch,
-        rank=rank,
-        world_size=world_size,
-        seed=seed,
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank} world_size={world_size}")
+    sampler = StepBatchSampler(
+        video_probabilities(clips), batch_size, start, stop, seed, rank, world_size
     )
-    if len(sampler) < batch_size:
-        raise CorpusError(
-            f"{len(sampler)} samples per rank per epoch is less than batch_size {batch_size}; "
-            "raise samples_per_epoch or lower batch_size"
-        )
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
+    return DataLoader(
+        StepClips(clips),
+        batch_sampler=sampler,
         num_workers=num_workers,
-        collate_fn=collate_clips,
-        pin_memory=torch.cuda.is_available(),
-        drop_last=True,
-        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if num_workers else None,
     )
-    return loader, dataset, sampler

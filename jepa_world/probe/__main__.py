@@ -1,0 +1,6 @@
+"""Entry point of ``python -m jepa_world.probe``."""
+
+from jepa_world.probe.command import main
+from jepa_world.training.cli import run_command
+
+run_command(main)
