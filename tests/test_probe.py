@@ -16,12 +16,15 @@ from jepa_world.probe import (
     AttentiveProbe,
     ProbeSettings,
     evaluate,
+    format_report,
     main,
     predict,
     r2_scores,
     split_episodes,
+    target_values,
     train_probe,
 )
+from jepa_world.probe.low_shot import low_shot_subset
 from jepa_world.training.cli import UserError, load_config, run_command
 from tests.conftest import assert_error_line, assert_one_line_error, run_cli
 
@@ -159,6 +162,56 @@ def test_classification_from_index_files(index_dir, checkpoint, capsys):
         assert 0.0 <= res["accuracy"] <= 1.0 and 0.0 <= res["train_accuracy"] <= 1.0
 
 
+def test_low_shot_inverse_dynamics_and_a_compared_encoder(checkpoint, small_dataset):
+    """Low-shot mode: fractions of the training episodes, several subsets each, the same val
+    samples; motion targets (qvel, the action between frames) from 2-frame clips; a third
+    encoder (here the same run under another name) in the same table."""
+    args = [f"checkpoint={checkpoint}", f"data.train={small_dataset}", "data.frames_per_clip=2",
+            "data.frame_step=1", "targets=[qvel,action]", "low_shot.fractions=[0.34,0.67,1]",
+            "low_shot.splits=2", f"+compare.again={checkpoint}", *TINY_PROBE]
+    metrics = evaluate(load_config("probe", args))
+    assert metrics["targets"] == ["qvel0", "qvel1", "action0", "action1"]
+    assert set(metrics["results"]) == {"pretrained", "random", "again"}
+    low = metrics["low_shot"]
+    assert set(low) == {"pretrained", "random", "again"}
+    per_episode = 20  # frames 1..20 of each episode end a 2-frame clip
+    assert metrics["data"]["train_samples"] == 3 * per_episode
+    for name, fractions in low.items():
+        assert list(fractions) == ["0.34", "0.67", "1"]
+        # 1 and 2 of the 3 training episodes, whole; all of them once at 100 %
+        assert fractions["0.34"]["train_samples"] == [per_episode, per_episode]
+        assert fractions["0.67"]["train_samples"] == [2 * per_episode] * 2
+        assert fractions["1"]["splits"] == 1
+        assert fractions["1"]["mean"] == pytest.approx(metrics["results"][name]["mean_r2"])
+        for entry in fractions.values():
+            assert math.isfinite(entry["mean"]) and entry["std"] >= 0
+            assert set(entry["targets"]) == set(metrics["targets"])
+    # The same encoder under two names gives the same numbers: the subsets depend on the seed
+    assert low["again"]["0.34"] == low["pretrained"]["0.34"]
+    assert "low-shot" in format_report(metrics) and "action1 rmse 34%" in format_report(metrics)
+
+
+def test_low_shot_subsets_are_whole_episodes_and_reproducible():
+    groups = np.repeat(np.arange(20), 5)  # 20 episodes of 5 labelled frames
+    for fraction, episodes in ((0.05, 1), (0.1, 2), (0.5, 10), (1.0, 20)):
+        chosen = low_shot_subset(groups, fraction, seed=0, split=0)
+        assert len(np.unique(groups[chosen])) == episodes
+        assert len(chosen) == 5 * episodes  # every frame of a chosen episode
+        assert np.array_equal(chosen, low_shot_subset(groups, fraction, seed=0, split=0))
+    splits = [set(low_shot_subset(groups, 0.1, seed=0, split=s)) for s in range(3)]
+    assert len({frozenset(s) for s in splits}) > 1  # the splits differ
+    by_seed = {frozenset(low_shot_subset(groups, 0.1, seed=k, split=0)) for k in range(4)}
+    assert len(by_seed) > 1  # and so does the seed
+
+
+def test_action_target_is_the_mean_action_between_frames():
+    actions = np.arange(12, dtype=np.float32).reshape(6, 2)  # 6 steps, 7 frames
+    values = target_values("action", {"actions": actions}, frame_step=2)
+    assert values.shape == (7, 2) and np.isnan(values[:2]).all()
+    assert np.allclose(values[2], actions[0:2].mean(0))
+    assert np.allclose(values[6], actions[4:6].mean(0))
+
+
 # ---------------------------------------------------------------------------- bad input
 def test_missing_checkpoint_is_one_line(tmp_path, small_dataset):
     result = probe_cli(f"checkpoint={tmp_path / 'nothing'}", f"data.train={small_dataset}")
@@ -191,6 +244,11 @@ def test_more_bad_input(index_dir, checkpoint, small_dataset):
     fails(f"data.train={index_dir / 'nowhere'}", match="not found")
     fails(f"data.train={small_dataset}", "data.frames_per_clip=3", match="tubelet")
     fails(f"data.train={small_dataset}", "probe.num_heads=5", match="does not divide")
+    fails(f"data.train={small_dataset}", "low_shot.fractions=[0.1,0]", match=r"\(0, 1\], got 0")
+    fails(f"data.train={small_dataset}", "low_shot.fractions=[1.5]", match=r"\(0, 1\], got 1.5")
+    fails(f"data.train={small_dataset}", "low_shot.splits=0", match="low_shot.splits")
+    fails(f"data.train={small_dataset}", f"+compare.random={small_dataset}", match="compare.random")
+    fails(f"data.train={small_dataset}", "targets=[action]", match="data.frames_per_clip=2")
     # An unreadable video is an error, never silently replaced by another (mislabelled) one.
     junk = index_dir / "junk.mp4"
     junk.write_bytes(np.random.default_rng(0).bytes(4096))

@@ -159,7 +159,8 @@ def classification_data(
         "classes": classes,
         "chance": float(counts.max() / counts.sum()),  # always guessing the commonest class
     }
-    return ProbeData(*features, y_train, y_val, info, classes)
+    groups = np.arange(len(train.paths))  # every video is its own unit of labelling
+    return ProbeData(*features, y_train, y_val, info, classes, groups)
 
 
 def split_index(

@@ -14,8 +14,9 @@ from envs.dataset_format import write_json_atomic
 from jepa_world.encoders import fresh_like, load_encoder
 from jepa_world.models import VisionTransformer
 from jepa_world.probe.classification import classification_data, open_classification
-from jepa_world.probe.features import clip_shape
+from jepa_world.probe.features import ClipShape, clip_shape
 from jepa_world.probe.fitting import ProbeSettings, fit_and_score
+from jepa_world.probe.low_shot import low_shot
 from jepa_world.probe.regression import open_regression, regression_data
 from jepa_world.schemas.probe import CACHE_DTYPES as CACHE_DTYPE_NAMES
 from jepa_world.schemas.probe import ProbeConfig
@@ -45,6 +46,23 @@ def probe_settings(cfg: ProbeConfig, encoder: VisionTransformer) -> ProbeSetting
     return settings
 
 
+def compared_encoders(cfg: ProbeConfig, shape: ClipShape) -> dict[str, VisionTransformer]:
+    """The encoders of ``compare`` (e.g. a pixel-reconstruction run), fed the same inputs."""
+    encoders = {}
+    for name, path in cfg.compare.items():
+        encoder = load_encoder(path, key=cfg.key).encoder
+        if shape.resolution % encoder.patch_size or (
+            shape.frames > 1 and shape.frames % encoder.tubelet_size
+        ):
+            raise UserError(
+                f"compare.{name}: its encoder (patch {encoder.patch_size}, tubelet "
+                f"{encoder.tubelet_size}) cannot read {shape.frames}-frame inputs at "
+                f"{shape.resolution} px"
+            )
+        encoders[name] = encoder
+    return encoders
+
+
 def evaluate(cfg: ProbeConfig | Any) -> dict[str, Any]:
     """Run the whole frozen evaluation that ``cfg`` (the schema, or a composed config checked
     against it here) describes; returns the metrics summary."""
@@ -57,11 +75,12 @@ def evaluate(cfg: ProbeConfig | Any) -> dict[str, Any]:
     sources = open_regression(cfg) if task == "regression" else open_classification(cfg)
     frozen = load_encoder(cfg.checkpoint, released=cfg.released, key=cfg.key)
     encoder = frozen.encoder
-    settings = probe_settings(cfg, encoder)
     shape = clip_shape(cfg, frozen, task)
     encoders = {"pretrained": encoder}
     if cfg.compare_random:
         encoders["random"] = fresh_like(encoder, seed)
+    encoders.update(compared_encoders(cfg, shape))
+    settings = {name: probe_settings(cfg, enc) for name, enc in encoders.items()}
 
     started = time.perf_counter()
     extract = dict(
@@ -75,9 +94,26 @@ def evaluate(cfg: ProbeConfig | Any) -> dict[str, Any]:
     data = build(cfg, sources, encoders, shape, cfg.probe.encode_batch_size, extract)
     feature_seconds = time.perf_counter() - started
     results = {
-        name: fit_and_score(data, name, task, settings, seed, rt.device, progress)
+        name: fit_and_score(data, name, task, settings[name], seed, rt.device, progress)
         for name in encoders
     }
+    low = None
+    if cfg.low_shot.fractions:
+        low = {
+            name: low_shot(
+                data,
+                name,
+                task,
+                settings[name],
+                [*cfg.low_shot.fractions],
+                cfg.low_shot.splits,
+                seed,
+                rt.device,
+                progress,
+                full=results[name],
+            )
+            for name in encoders
+        }
 
     metric = "mean_r2" if task == "regression" else "accuracy"
     gap = None
@@ -97,10 +133,12 @@ def evaluate(cfg: ProbeConfig | Any) -> dict[str, Any]:
             "resolution": shape.resolution,
             "pool": cfg.pool,
         },
-        "probe": dict(settings.__dict__),
+        "compared": dict(cfg.compare),
+        "probe": dict(settings["pretrained"].__dict__),
         "seed": seed,
         "data": data.info,
         "results": results,
+        "low_shot": low,
         "gap": gap,
         "feature_seconds": feature_seconds,
     }
@@ -136,7 +174,35 @@ def format_report(summary: dict[str, Any]) -> str:
             lines.append(
                 f"{target:<18}" + "".join(f"{r['r2'][target]:>12.3f}" for r in results.values())
             )
+    if summary.get("low_shot"):
+        lines += ["", *format_low_shot(summary)]
     return "\n".join(lines)
+
+
+def format_low_shot(summary: dict[str, Any]) -> list[str]:
+    """Mean +- std over the subsets, per fraction of the labels: the metric, then per target
+    (regression: R^2 and RMSE in the target's units)."""
+    low = summary["low_shot"]
+    names = list(low)
+    fractions = list(low[names[0]])
+    metric = "mean R^2" if summary["task"] == "regression" else "top-1"
+    cell = "{mean:>7.3f} +-{std:.3f}"
+    lines = [
+        f"low-shot: {metric} (val), mean +- std over the subsets of the labelled episodes",
+        f"{'labels':<22}" + "".join(f"{n:>17}" for n in names),
+    ]
+    for f in fractions:
+        lines.append(
+            f"{f'{float(f):.0%}':<22}" + "".join(f"{cell.format(**low[n][f]):>17}" for n in names)
+        )
+    if summary["task"] == "regression":
+        for stat in ("r2", "rmse"):
+            for target in summary["targets"]:
+                for f in fractions:
+                    row = f"{target} {stat} {float(f):.0%}"
+                    values = [cell.format(**low[n][f]["targets"][target][stat]) for n in names]
+                    lines.append(f"{row:<22}" + "".join(f"{v:>17}" for v in values))
+    return lines
 
 
 def main(argv: list[str]) -> int:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -146,6 +147,18 @@ class ProbeData:
     y_val: Tensor
     info: dict[str, Any]  # what the report and the JSON say about the data
     names: list[str]  # target columns, or class names
+    train_groups: np.ndarray | None = None  # per training sample: its episode (or video)
+
+    def subset(self, indices: np.ndarray) -> ProbeData:
+        """The same data with only these training samples (validation unchanged)."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        groups = None if self.train_groups is None else self.train_groups[indices]
+        return replace(
+            self,
+            train={name: tokens[idx] for name, tokens in self.train.items()},
+            y_train=self.y_train[idx],
+            train_groups=groups,
+        )
 
 
 def fit_and_score(
@@ -184,9 +197,11 @@ def fit_and_score(
     pred_train = predict(probe, data.train[name], device=device)
     if task == "regression":
         r2_val = r2_scores(data.y_val, pred_val * std + mean)
+        rmse_val = ((data.y_val.double() - (pred_val * std + mean).double()) ** 2).mean(0).sqrt()
         result = {
             "mean_r2": _nanmean(r2_val),
             "r2": {n: float(v) for n, v in zip(data.names, r2_val, strict=True)},
+            "rmse": {n: float(v) for n, v in zip(data.names, rmse_val, strict=True)},
             "train_mean_r2": _nanmean(r2_scores(data.y_train, pred_train * std + mean)),
         }
     else:

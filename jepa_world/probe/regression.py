@@ -14,7 +14,12 @@ from jepa_world.data.episodes import DatasetError, EpisodeDataset
 from jepa_world.models import VisionTransformer
 from jepa_world.probe.features import ClipShape, extract_features, prepare_frames
 from jepa_world.probe.fitting import ProbeData
-from jepa_world.probe.targets import resolve_targets, target_names, target_values
+from jepa_world.probe.targets import (
+    CLIP_TARGETS,
+    resolve_targets,
+    target_names,
+    target_values,
+)
 from jepa_world.schemas.probe import ProbeConfig
 from jepa_world.training.cli import UserError
 
@@ -66,13 +71,20 @@ def _regression_split(
     shape: ClipShape,
     stride: int,
 ) -> RegressionSplit:
+    clip_targets = [t for t in targets if t in CLIP_TARGETS]
+    if clip_targets and shape.frames < 2:
+        raise UserError(
+            f"target '{clip_targets[0]}' is read from the motion in a clip: give "
+            "data.frames_per_clip=2 (or more)"
+        )
     first = (shape.frames - 1) * shape.frame_step  # a clip ends at its labelled frame
     frames, values = [], []
     for d, e in pairs:
         arrays = datasets[d].arrays(e)
         idx = np.arange(first, int(datasets[d].lengths[e]) + 1, stride)
         frames.append(idx)
-        values.append(np.concatenate([target_values(t, arrays)[idx] for t in targets], axis=1))
+        columns = [target_values(t, arrays, shape.frame_step)[idx] for t in targets]
+        values.append(np.concatenate(columns, axis=1))
     if not sum(len(f) for f in frames):
         raise UserError(
             f"no frame can end a clip of {shape.frames} frames every {shape.frame_step} steps"
@@ -148,4 +160,5 @@ def regression_data(
         "val_episodes": [f"{datasets[d].root}:{e}" for d, e in val_pairs],
     }
     names = [n for t in targets for n in target_names(t, arrays)]
-    return ProbeData(*features, train.targets, val.targets, info, names)
+    groups = np.repeat(np.arange(len(train.frames)), [len(f) for f in train.frames])
+    return ProbeData(*features, train.targets, val.targets, info, names, groups)

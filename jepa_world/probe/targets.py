@@ -1,4 +1,4 @@
-"""What a regression probe predicts: per-frame arrays a dataset recorded."""
+"""What a regression probe predicts: per-frame arrays a dataset recorded, or clip targets."""
 
 from __future__ import annotations
 
@@ -7,14 +7,29 @@ import numpy as np
 from jepa_world.data.episodes import EpisodeDataset
 from jepa_world.training.cli import UserError
 
+# Targets computed from a clip rather than read at one frame. ``action`` is inverse dynamics:
+# the mean action taken between the clip's last two frames.
+CLIP_TARGETS = ("action",)
+
 
 def frame_arrays(data: EpisodeDataset) -> list[str]:
-    """Per-frame arrays a dataset can be probed on: proprio and the task's state arrays."""
-    return ["proprio", *data.state_keys]
+    """What a dataset can be probed on: proprio, the task's state arrays, the clip targets."""
+    return ["proprio", *data.state_keys, *CLIP_TARGETS]
 
 
-def target_values(name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """One target group as [T+1, k] (state arrays of any shape are flattened per frame)."""
+def target_values(name: str, arrays: dict[str, np.ndarray], frame_step: int = 1) -> np.ndarray:
+    """One target group as [T+1, k] (state arrays of any shape are flattened per frame).
+
+    Row t of ``action`` averages the ``frame_step`` actions that led from frame t - frame_step
+    to frame t; rows before ``frame_step`` have no such actions and are NaN.
+    """
+    if name == "action":
+        actions = np.asarray(arrays["actions"], np.float64)
+        steps, dim = actions.shape
+        values = np.full((steps + 1, dim), np.nan)
+        sums = np.concatenate([np.zeros((1, dim)), np.cumsum(actions, axis=0)])
+        values[frame_step:] = (sums[frame_step:] - sums[:-frame_step]) / frame_step
+        return values
     values = np.asarray(arrays[name])
     return values.reshape(len(values), -1)
 

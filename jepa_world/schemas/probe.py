@@ -15,6 +15,7 @@ from jepa_world.training.cli import (
 
 TASKS = ("regression", "classification")
 CACHE_DTYPES = ("float32", "float16", "bfloat16")
+RESERVED_NAMES = ("pretrained", "random")
 
 
 def as_list(value: Any) -> list[str]:
@@ -56,6 +57,12 @@ class ProbeTraining:
 
 
 @dataclass
+class LowShot:
+    fractions: Any = None  # fractions of the labelled training episodes, e.g. [0.05, 0.1, 0.5]
+    splits: int = 3  # random subsets per fraction below 1
+
+
+@dataclass
 class ProbeConfig:
     checkpoint: str = "runs/pretrain"
     released: bool = False
@@ -68,6 +75,8 @@ class ProbeConfig:
     device: str = "auto"
     bf16: bool = True
     compare_random: bool = True
+    compare: Any = None  # {name: checkpoint}: more pretrain runs probed in the same table
+    low_shot: LowShot = field(default_factory=LowShot)
     pool: Any = None  # [h, w]: average-pool each frame's tokens to this grid (a world model's
     # latent grid) before the probe; null = every token
     progress: bool = True
@@ -103,7 +112,34 @@ class ProbeConfig:
                 f"unknown probe.cache_dtype '{probe.cache_dtype}' (known: {', '.join(CACHE_DTYPES)})"
             )
         check_device(self.device)
+        self._validate_comparisons()
         if self.pool is not None:
             self.pool = [int(v) for v in self.pool]
             if len(self.pool) != 2 or min(self.pool) < 1:
                 raise UserError(f"pool must be [h, w] with h, w >= 1 or null, got {self.pool}")
+
+    def _validate_comparisons(self) -> None:
+        low = self.low_shot
+        if low.fractions is not None:
+            values = low.fractions if isinstance(low.fractions, list | tuple) else [low.fractions]
+            try:
+                fractions = sorted({float(v) for v in values})
+            except (TypeError, ValueError):
+                raise UserError(f"low_shot.fractions must be numbers, got {values}") from None
+            bad = [f for f in fractions if not 0.0 < f <= 1.0]
+            if bad or not fractions:
+                raise UserError(
+                    f"low_shot.fractions must lie in (0, 1], got {bad[0] if bad else 'none'}"
+                )
+            low.fractions = fractions
+        check_positive(low, "low_shot.", "splits")
+        compare = dict(self.compare or {})
+        for name, path in compare.items():
+            if name in RESERVED_NAMES or not str(name).isidentifier():
+                raise UserError(
+                    f"compare.{name}: name an encoder with a word other than "
+                    f"{' / '.join(RESERVED_NAMES)}"
+                )
+            if not path:
+                raise UserError(f"compare.{name} needs a checkpoint path")
+        self.compare = {str(k): str(v) for k, v in compare.items()}
