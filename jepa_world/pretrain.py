@@ -48,11 +48,12 @@ from jepa_world.vjepa import (
     build_predictor,
     ema_update,
     make_target_encoder,
+    pixel_targets,
     target_features,
 )
 
 # Settings that change what the weights mean: a resumed run must not change them.
-_FIXED_ON_RESUME = ("model", "mask", "data.resolution", "data.frames_per_clip", "data.frame_step")
+_FIXED_ON_RESUME = ("objective", "model", "mask", "data.resolution", "data.frames_per_clip", "data.frame_step")
 
 
 # ------------------------------------------------------------------------------------ data
@@ -119,6 +120,7 @@ def _resume_state(out_dir: Path, cfg: PretrainConfig) -> dict | None:
     if not path.exists():
         return None
     state = load_checkpoint(path)
+    state["config"].setdefault("objective", "features")  # runs from before the pixel baseline
     check_same_settings(state["config"], asdict(cfg), _FIXED_ON_RESUME, out_dir)
     return state
 
@@ -141,9 +143,11 @@ def train(cfg: PretrainConfig, rt: Runtime) -> dict[str, Any]:
         encoder = build_encoder(model_cfg, data_cfg)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    predictor = build_predictor(model_cfg, data_cfg, encoder.embed_dim, len(mask_specs))
+    predictor = build_predictor(
+        model_cfg, data_cfg, encoder.embed_dim, len(mask_specs), cfg.objective
+    )
     target = make_target_encoder(encoder)
-    model = VJEPA(encoder, predictor).to(rt.device)
+    model = VJEPA(encoder, predictor, cfg.objective).to(rt.device)
     target.to(rt.device)
     masks = MultiBlockMaskSampler(encoder.grid_size, mask_specs)
     tc = cfg.train
@@ -228,6 +232,8 @@ def _loop(run: _Run, step: int, stop: int, saved_rng: dict | None) -> dict[str, 
         # Restored last, once everything that draws random numbers while starting up is done.
         set_rng_state(saved_rng)
     target.eval()  # the target encoder never drops paths: its features are the regression target
+    pixels = cfg.objective == "pixels"
+    patch = (model.encoder.patch_size, model.encoder.tubelet_size)
     try:
         fetch_t = time.perf_counter()
         for video in batches if step < stop else ():
@@ -242,7 +248,10 @@ def _loop(run: _Run, step: int, stop: int, saved_rng: dict | None) -> dict[str, 
             ]
             model.train()
             with rt.autocast(tc.bf16):
-                targets = target_features(target, video)
+                if pixels:
+                    targets = pixel_targets(video, *patch)
+                else:
+                    targets = target_features(target, video)
                 loss = run.trained(video, batch_masks, targets)
             mean_loss = float(rt.all_reduce_mean(loss.detach()))
             if not math.isfinite(mean_loss):
@@ -251,7 +260,8 @@ def _loop(run: _Run, step: int, stop: int, saved_rng: dict | None) -> dict[str, 
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad)
             optimizer.step()
-            ema_update(target, model.encoder, linear(step, total, *tc.ema))
+            if not pixels:
+                ema_update(target, model.encoder, linear(step, total, *tc.ema))
             step += 1
             first_loss = mean_loss if first_loss is None else first_loss
             last_loss = mean_loss
@@ -303,7 +313,10 @@ def _save(run: _Run, step: int, loss: float | None) -> None:
             {
                 "encoder": run.model.encoder.state_dict(),
                 "predictor": run.model.predictor.state_dict(),
-                "target_encoder": run.target.state_dict(),
+                # pixels: no target encoder; the encoder is what downstream code loads
+                "target_encoder": (
+                    run.model.encoder if run.cfg.objective == "pixels" else run.target
+                ).state_dict(),
                 "encoder_config": run.model.encoder.config.to_dict(),
                 "opt": run.optimizer.state_dict(),
                 "step": step,
@@ -356,7 +369,7 @@ def main(argv: list[str]) -> int:
     if rt.is_main:
         data = summary["data"]
         print(
-            f"pretrain: step {summary['step']}/{summary['total_steps']} "
+            f"pretrain ({cfg.objective}): step {summary['step']}/{summary['total_steps']} "
             f"({summary['steps_run']} this run, {summary['seconds']:.1f} s, "
             f"{summary['clips_per_s']:.1f} clips/s on {summary['world_size']} process(es)); "
             f"loss {_fmt(summary['first_loss'])} -> {_fmt(summary['last_loss'])}; "

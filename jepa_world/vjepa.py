@@ -1,5 +1,9 @@
 """V-JEPA pretraining objective: predict the EMA target encoder's features of masked regions.
 
+``objective="pixels"`` is the generative baseline at equal architecture: the same encoder,
+masks and predictor, the predictor reading out the masked patches' pixels (normalised per
+patch, as VideoMAE does) under an MSE loss, with no target encoder.
+
 Kept apart from the training loop so that other code (probes, the world model, tests) can build
 the same encoder/predictor pair from a run's config.
 """
@@ -34,8 +38,17 @@ def build_encoder(model_cfg: Any, data_cfg: Any) -> VisionTransformer:
     return VisionTransformer(encoder_config(model_cfg, data_cfg))
 
 
+OBJECTIVES = ("features", "pixels")
+
+
+def patch_values(model_cfg: Any) -> int:
+    """Pixel values of one token: a tubelet of patches of 3 channels."""
+    patch, tubelet = int(model_cfg["patch_size"]), int(model_cfg["tubelet_size"])
+    return 3 * tubelet * patch * patch
+
+
 def build_predictor(
-    model_cfg: Any, data_cfg: Any, embed_dim: int, num_masks: int
+    model_cfg: Any, data_cfg: Any, embed_dim: int, num_masks: int, objective: str = "features"
 ) -> MaskedPredictor:
     pred = model_cfg["predictor"]
     return MaskedPredictor(
@@ -50,19 +63,27 @@ def build_predictor(
         num_mask_tokens=num_masks,
         uniform_power=bool(model_cfg["uniform_power"]),
         use_rope=bool(model_cfg["use_rope"]),
+        out_dim=patch_values(model_cfg) if objective == "pixels" else None,
     )
 
 
 class VJEPA(nn.Module):
     """Context encoder + predictor (the trained part); the target encoder is an EMA copy."""
 
-    def __init__(self, encoder: VisionTransformer, predictor: MaskedPredictor) -> None:
+    def __init__(
+        self, encoder: VisionTransformer, predictor: MaskedPredictor, objective: str = "features"
+    ) -> None:
         super().__init__()
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {objective!r} (known: {', '.join(OBJECTIVES)})")
         self.encoder = encoder
         self.predictor = predictor
+        self.objective = objective
 
     def forward(self, video: Tensor, masks: list[tuple[Tensor, Tensor]], targets: Tensor) -> Tensor:
-        """L1 between predictions and layer-normed target features, averaged over mask types."""
+        """Loss on the masked tokens, averaged over mask types: L1 to layer-normed target
+        features (V-JEPA), or MSE to per-patch normalised pixels (``pixel_targets``)."""
+        loss_fn = F.l1_loss if self.objective == "features" else F.mse_loss
         losses = []
         for mask_index, (context_idx, target_idx) in enumerate(masks):
             context = self.encoder(video, masks=context_idx)
@@ -70,7 +91,7 @@ class VJEPA(nn.Module):
             target = torch.gather(
                 targets, 1, target_idx.unsqueeze(-1).expand(-1, -1, targets.shape[-1])
             )
-            losses.append(F.l1_loss(prediction.float(), target.float()))
+            losses.append(loss_fn(prediction.float(), target.float()))
         return torch.stack(losses).mean()
 
 
@@ -86,6 +107,20 @@ def target_features(target_encoder: VisionTransformer, video: Tensor) -> Tensor:
     """Layer norm without affine of the target encoder's output on the full clip."""
     features = target_encoder(video)
     return F.layer_norm(features, (features.shape[-1],))
+
+
+@torch.no_grad()
+def pixel_targets(video: Tensor, patch_size: int, tubelet_size: int, eps: float = 1e-6) -> Tensor:
+    """[B, 3, T, H, W] clips -> [B, N, tubelet * patch * patch * 3] per-token pixels in the
+    encoder's token order (time, row, column), each token normalised to zero mean and unit
+    variance (VideoMAE's target: it stops the loss from rewarding blurry average colours)."""
+    b, c, t, h, w = video.shape
+    p, u = patch_size, tubelet_size
+    x = video.float().reshape(b, c, t // u, u, h // p, p, w // p, p)
+    x = x.permute(0, 2, 4, 6, 3, 5, 7, 1).reshape(b, (t // u) * (h // p) * (w // p), -1)
+    mean = x.mean(-1, keepdim=True)
+    var = x.var(-1, unbiased=False, keepdim=True)
+    return (x - mean) / (var + eps).sqrt()
 
 
 @torch.no_grad()

@@ -57,7 +57,7 @@ def test_a_few_steps_lower_the_loss(tmp_path, corpus):
     values = losses(tmp_path / "run")
     assert len(values) == 25
     assert sum(values[-5:]) / 5 < 0.8 * sum(values[:5]) / 5
-    assert "pretrain: step 25/25" in result.stdout and "0 skipped" in result.stdout
+    assert "pretrain (features): step 25/25" in result.stdout and "0 skipped" in result.stdout
     for name in ("checkpoint.pt", "config.yaml", "log.csv"):
         assert (tmp_path / "run" / name).exists()
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
@@ -83,6 +83,45 @@ def test_resume_is_bit_exact(tmp_path, corpus):
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert losses(straight) == losses(split)
+
+
+def test_pixel_objective_learns_and_resumes_exactly(tmp_path, corpus):
+    """The generative baseline: same ViT and masks, masked patches' pixels as targets."""
+    common = ("objective=pixels", "train.steps=20", "train.checkpoint_every=10",
+              "train.lr=2e-3", "train.start_lr=2e-3")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    result = pretrain(straight, corpus, *common)
+    assert result.returncode == 0, result.stderr
+    assert "pretrain (pixels): step 20/20" in result.stdout
+    values = losses(straight)
+    assert sum(values[-5:]) / 5 < 0.8 * sum(values[:5]) / 5
+    state = torch.load(straight / "checkpoint.pt", weights_only=True)
+    # The predictor reads out 2 frames x 8 x 8 pixels x 3 channels per token; the saved
+    # "target_encoder" (what the probe and train_ac load) is the trained encoder itself.
+    assert state["predictor"]["predictor_proj.weight"].shape[0] == 2 * 8 * 8 * 3
+    for key, value in state["encoder"].items():
+        assert torch.equal(value, state["target_encoder"][key]), key
+    assert pretrain(split, corpus, *common, "train.stop_at_step=10").returncode == 0
+    second = pretrain(split, corpus, *common)
+    assert second.returncode == 0 and "at step 10/20" in second.stderr
+    a, b = weights(straight), weights(split)
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert losses(straight) == losses(split)
+    refused = pretrain(split, corpus, "objective=features", "train.steps=30")
+    assert_one_line_error(refused, "objective")
+
+
+def test_pixel_targets_follow_the_token_order():
+    from jepa_world.vjepa import pixel_targets
+
+    video = torch.zeros(1, 3, 4, 16, 16)
+    video[0, :, 2:4, 8:16, 0:8] = torch.arange(2 * 8 * 8).reshape(2, 8, 8).float()
+    targets = pixel_targets(video, patch_size=8, tubelet_size=2)
+    assert targets.shape == (1, 2 * 2 * 2, 2 * 8 * 8 * 3)
+    # token (t=1, row=1, col=0) = index 1*4 + 1*2 + 0 = 6 is the only one that varies
+    spread = targets[0].std(-1)
+    assert spread[6] > 0.9 and torch.all(spread[torch.arange(8) != 6] == 0)
+    assert abs(float(targets[0, 6].mean())) < 1e-5
 
 
 def test_resume_refuses_a_different_model(tmp_path, corpus):
@@ -132,6 +171,7 @@ def test_all_broken_corpus(tmp_path):
         ("data.paths=[/nonexistent/videos]", "/nonexistent/videos"),
         ("model=colossal", "model"),
         ("train.steps=-1", "train.steps must be >= 0"),
+        ("objective=audio", "unknown objective 'audio'"),
     ],
 )
 def test_bad_input_one_line(tmp_path, corpus, override, needle):

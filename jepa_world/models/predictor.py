@@ -38,6 +38,7 @@ class MaskedPredictor(nn.Module):
         use_rope: bool = False,
         zero_init_mask_tokens: bool = True,
         use_pos_embed: bool | None = None,
+        out_dim: int | None = None,
     ) -> None:
         super().__init__()
         if img_size % patch_size or num_frames % tubelet_size:
@@ -71,7 +72,9 @@ class MaskedPredictor(nn.Module):
             Block(predictor_embed_dim, num_heads, mlp_ratio, qkv_bias=True) for _ in range(depth)
         )
         self.predictor_norm = nn.LayerNorm(predictor_embed_dim, eps=LN_EPS)
-        self.predictor_proj = nn.Linear(predictor_embed_dim, embed_dim)
+        # out_dim: what is predicted per token (the encoder width; patch pixels for the
+        # pixel-reconstruction baseline)
+        self.predictor_proj = nn.Linear(predictor_embed_dim, out_dim or embed_dim)
 
         self.apply(init_vit_weights)
         rescale_blocks(self.predictor_blocks)

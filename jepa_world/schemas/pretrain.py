@@ -11,6 +11,7 @@ from jepa_world.training.cli import (
     check_non_negative,
     check_positive,
 )
+from jepa_world.vjepa import OBJECTIVES
 
 
 @dataclass
@@ -97,6 +98,7 @@ class PretrainConfig:
     out_dir: str = "runs/pretrain"
     seed: int = 0
     device: str = "auto"
+    objective: str = "features"  # features (V-JEPA) | pixels (masked pixel reconstruction)
     model: EncoderChoice = field(default_factory=EncoderChoice)
     data: VideoData = field(default_factory=VideoData)
     mask: list[MaskType] = field(default_factory=list)
@@ -127,4 +129,8 @@ class PretrainConfig:
             raise UserError(f"unknown model size {model.size!r} (known: {', '.join(VIT_SIZES)})")
         if not self.mask:
             raise UserError("mask is empty: give at least one mask type (mask=multiblock)")
+        if self.objective not in OBJECTIVES:
+            raise UserError(
+                f"unknown objective '{self.objective}' (known: {', '.join(OBJECTIVES)})"
+            )
         check_device(self.device)
