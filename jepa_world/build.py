@@ -213,7 +213,9 @@ def probe_model(
     stages: Stages, model: Path, data: str, report: Path, seed: int, overrides: list[str]
 ) -> dict[str, Any]:
     """Frozen-probe R^2 of the task's default targets from the model's own latent grid."""
-    pool = json.loads((model / "config.json").read_text()).get("pool")
+    config = json.loads((model / "config.json").read_text())
+    # a stacked cell holds every token it covers, so the probe reads the full grid then
+    pool = config.get("pool") if config.get("pool_mode", "mean") == "mean" else None
     args = ["-m", "jepa_world.probe", f"checkpoint={model}", f"data.train=[{data}]"]
     args += [f"pool=[{pool[0]},{pool[1]}]" if pool else "pool=null", f"json={report}"]
     args += [f"seed={seed}", "progress=false"]

@@ -214,6 +214,7 @@ def build_world_model(
         frameskip=cfg.model.frameskip,
         proprio_dim=proprio.shape[1] if use_proprio else 0,
         pool=None if cfg.model.pool is None else list(cfg.model.pool),
+        pool_mode=cfg.model.pool_mode,
         proprio_mean=proprio.mean(0).tolist() if use_proprio else [],
         proprio_std=(proprio.std(0) + 1e-6).tolist() if use_proprio else [],
         env_id=datasets[0].env_id,

@@ -1,7 +1,7 @@
 """``WorldModel``: the latent dynamics model that planners search and RL code imports.
 
 A frozen V-JEPA encoder turns each frame into K tokens of width D (layer-normed, optionally
-average-pooled to a smaller grid: planning cost grows with K), and an action-conditioned
+pooled to a smaller grid, averaged or stacked: planning cost grows with K), and an action-conditioned
 predictor rolls those latents forward under action blocks of ``frameskip`` env steps.
 
 One directory per model: ``weights.safetensors`` + ``config.json`` (enough to rebuild it) +
@@ -27,6 +27,7 @@ WEIGHTS, CONFIG, PROVENANCE = "weights.safetensors", "config.json", "provenance.
 # task name -> folder under jepa_world/assets/ (what python -m jepa_world.build --install fills)
 SHIPPED = {"reach": "reach", "push": "push", "gym:Reacher-v5": "gym-reacher-v5"}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+POOL_MODES = ("mean", "stack")
 
 
 @dataclass
@@ -38,7 +39,11 @@ class WorldModelConfig:
     action_dim: int
     frameskip: int = 1
     proprio_dim: int = 0
-    pool: list[int] | None = None  # [h, w] token grid after average pooling; None = full grid
+    pool: list[int] | None = None  # [h, w] token grid after pooling; None = full grid
+    # how each pooled cell is made from the encoder tokens it covers: "mean" averages them
+    # (width D); "stack" concatenates them in raster order (width D * cell size), which keeps
+    # where inside the cell each feature is, e.g. which way a small object points
+    pool_mode: str = "mean"
     latent_mean: list[float] = field(default_factory=list)  # per channel, from training data
     latent_std: list[float] = field(default_factory=list)
     proprio_mean: list[float] = field(default_factory=list)
@@ -79,8 +84,14 @@ class WorldModel(nn.Module):
         self.pool = tuple(config.pool) if config.pool else tuple(grid)
         if grid[0] % self.pool[0] or grid[1] % self.pool[1]:
             raise ValueError(f"pool {self.pool} does not divide the token grid {grid}")
+        if config.pool_mode not in POOL_MODES:
+            raise ValueError(
+                f"unknown pool_mode {config.pool_mode!r} (known: {', '.join(POOL_MODES)})"
+            )
         self.tokens_per_frame = self.pool[0] * self.pool[1]
-        self.latent_dim = self.encoder.embed_dim
+        self.cell = (grid[0] // self.pool[0], grid[1] // self.pool[1])
+        stacked = self.cell[0] * self.cell[1] if config.pool_mode == "stack" else 1
+        self.latent_dim = self.encoder.embed_dim * stacked
         self.predictor = (
             predictor
             if predictor is not None
@@ -194,6 +205,10 @@ class WorldModel(nn.Module):
         gh, gw = self.encoder.grid_size[1:]
         if (gh, gw) == self.pool:
             return tokens
+        if self.config.pool_mode == "stack":
+            (ph, pw), (ch, cw) = self.pool, self.cell
+            cells = tokens.reshape(n, ph, ch, pw, cw, d).permute(0, 1, 3, 2, 4, 5)
+            return cells.reshape(n, ph * pw, ch * cw * d)
         grid = tokens.transpose(1, 2).reshape(n, d, gh, gw)
         pooled = F.adaptive_avg_pool2d(grid, self.pool)
         return pooled.flatten(2).transpose(1, 2)

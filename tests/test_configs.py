@@ -78,6 +78,7 @@ def test_small_objects_mask_hides_whole_frames_over_half_the_clip():
         ("pretrain", "device=tpu", "device must be"),
         ("train_ac", "model.init=copied", "model.init must be pretrained or scratch"),
         ("train_ac", "model.pool=[3]", "model.pool"),
+        ("train_ac", "model.pool_mode=max", "model.pool_mode"),
         ("train_ac", "data.val_fraction=1.5", "data.val_fraction"),
         ("train_ac", "model.predictor.num_heads=5", "does not divide"),
         ("train_ac", "train.context=0", "train.context must be positive"),
@@ -94,6 +95,12 @@ def test_bad_values_are_one_line(name, override, needle):
         typed(name, override)
     message = str(info.value)
     assert "\n" not in message and needle in message, message
+
+
+def test_stacked_pooling_cannot_take_the_masked_predictors_weights():
+    assert typed("train_ac", "model.pool_mode=stack").model.pool_mode == "stack"
+    with pytest.raises(UserError, match="model.init=pretrained needs model.pool_mode=mean"):
+        typed("train_ac", "model.pool_mode=stack", "model.init=pretrained")
 
 
 def test_encoder_config_round_trips_and_fills_presets():

@@ -18,7 +18,9 @@ from tests.test_pretrain import TINY
 DECODER = {"decoder_width": 32, "decoder_frequencies": 8, "decoder_depth": 2}
 
 
-def tiny_model(proprio_dim: int = 4, pool=(2, 2), decoder: bool = False) -> WorldModel:
+def tiny_model(
+    proprio_dim: int = 4, pool=(2, 2), decoder: bool = False, pool_mode: str = "mean"
+) -> WorldModel:
     torch.manual_seed(0)
     config = WorldModelConfig(
         encoder={"size": "micro", "img_size": 32, "patch_size": 8, "num_frames": 2, "depth": 2},
@@ -27,6 +29,7 @@ def tiny_model(proprio_dim: int = 4, pool=(2, 2), decoder: bool = False) -> Worl
         frameskip=3,
         proprio_dim=proprio_dim,
         pool=None if pool is None else list(pool),
+        pool_mode=pool_mode,
         proprio_mean=[0.1] * proprio_dim,
         proprio_std=[2.0] * proprio_dim,
     )
@@ -120,6 +123,24 @@ def test_gradients_only_when_inputs_ask(model):
     assert actions.grad is not None and actions.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.parameters())
     assert not model.rollout(z0, actions.detach(), torch.zeros(1, 4)).requires_grad
+
+
+def test_stacked_cells_hold_every_token_of_the_cell_in_raster_order():
+    mean, stack = tiny_model(), tiny_model(pool_mode="stack")
+    stack.encoder.load_state_dict(mean.encoder.state_dict())
+    full = tiny_model(pool=None)
+    full.encoder.load_state_dict(mean.encoder.state_dict())
+    assert stack.latent_shape == (4, 4 * 96)
+    video = frames(2, 1)
+    tokens = full.encode(video)[:, 0].reshape(2, 4, 4, 96)  # the 4x4 grid, raster order
+    cells = stack.encode(video)[:, 0].reshape(2, 2, 2, 2, 2, 96)  # [cell h, cell w, in h, in w]
+    torch.testing.assert_close(cells[:, 1, 0, 0, 1], tokens[:, 2, 1])
+    torch.testing.assert_close(cells[:, 0, 1, 1, 0], tokens[:, 1, 2])
+    torch.testing.assert_close(cells.mean(dim=(3, 4)).reshape(2, 4, 96), mean.encode(video)[:, 0])
+    z0, actions = stack.encode(video)[:, 0], torch.rand(2, 3, 3, 2)
+    assert stack.rollout(z0, actions, torch.ones(2, 4)).shape == (2, 3, 4, 384)
+    with pytest.raises(ValueError, match="unknown pool_mode 'max'"):
+        tiny_model(pool_mode="max")
 
 
 def test_save_load_round_trip(tmp_path, model):
@@ -300,6 +321,8 @@ def test_train_ac_bad_input(tmp_path, pretrained, small_dataset):
     assert_one_line_error(result, "dataset folder not found")
     result = train_ac(tmp_path / "c", pretrained, small_dataset, "model.init=magic")
     assert_one_line_error(result, "model.init")
+    result = train_ac(tmp_path / "d", pretrained, small_dataset, "model.pool_mode=max")
+    assert_one_line_error(result, "model.pool_mode must be one of mean, stack")
 
 
 def test_shipped_reach_model_loads():

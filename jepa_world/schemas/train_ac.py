@@ -13,6 +13,7 @@ from jepa_world.training.cli import (
 )
 
 INITS = ("scratch", "pretrained")
+POOL_MODES = ("mean", "stack")  # jepa_world.world_model.POOL_MODES, without importing torch
 ENERGY_STEPS = ("all", "final")  # planners.base.ENERGY_STEPS, without importing the planners
 
 
@@ -56,6 +57,7 @@ class PlanningDefaults:
 @dataclass
 class WorldModelChoice:
     pool: list[int] | None = field(default_factory=lambda: [2, 2])
+    pool_mode: str = "mean"  # mean | stack (jepa_world.world_model.POOL_MODES)
     frameskip: int = 5
     use_proprio: bool = True
     init: str = "scratch"
@@ -118,6 +120,13 @@ class TrainACConfig:
         check_positive(model, "model.", "frameskip")
         if model.pool is not None and (len(model.pool) != 2 or min(model.pool) < 1):
             raise UserError(f"model.pool must be [h, w] with h, w >= 1 or null, got {model.pool}")
+        if model.pool_mode not in POOL_MODES:
+            raise UserError(
+                f"model.pool_mode must be one of {', '.join(POOL_MODES)}, got {model.pool_mode!r}"
+            )
+        if model.init == "pretrained" and model.pool_mode == "stack":
+            raise UserError("model.init=pretrained needs model.pool_mode=mean: the masked "
+                            "predictor reads single encoder tokens, not stacked cells")
         if model.init not in INITS:
             raise UserError(f"model.init must be pretrained or scratch, got {model.init!r}")
         check_positive(model.planning, "model.planning.", "horizon")
