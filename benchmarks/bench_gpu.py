@@ -48,11 +48,10 @@ from jepa_world.vjepa import (  # noqa: E402
     target_features,
 )
 from planners import get_planner  # noqa: E402
-from planners.base import make_settings  # noqa: E402
+from planners.base import make_settings, planning_defaults  # noqa: E402
 from planners.policies import PlannerPolicy  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-DEFAULT_HORIZON, DEFAULT_ENERGY_STEPS = 3, "all"  # planners.mpc's, when model and config are silent
 ATTENTION = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
              "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}
 
@@ -150,12 +149,12 @@ def pretrain_rows(args: argparse.Namespace, rt: Runtime) -> list[list]:
 def planning_rows(args: argparse.Namespace, device: torch.device) -> tuple[list[list], str]:
     model = WorldModel.load(args.model, device=device)
     mpc = config("mpc")
-    planning = model.config.planning
+    horizon, energy_steps = planning_defaults(model, mpc["horizon"], mpc["energy_steps"])
     plan_fn, settings_cls = get_planner("cem")
     settings = make_settings(settings_cls, None, {
-        "horizon": mpc["horizon"] or int(planning.get("horizon", DEFAULT_HORIZON)),
+        "horizon": horizon,
         "metric": mpc["energy"],
-        "energy_steps": mpc["energy_steps"] or planning.get("energy_steps", DEFAULT_ENERGY_STEPS),
+        "energy_steps": energy_steps,
         "repeat_in_block": mpc["repeat_in_block"],
         **mpc["cem"],
     })

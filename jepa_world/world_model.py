@@ -1,8 +1,9 @@
 """``WorldModel``: the latent dynamics model that planners search and RL code imports.
 
 A frozen V-JEPA encoder turns each frame into K tokens of width D (layer-normed, optionally
-pooled to a smaller grid, averaged or stacked: planning cost grows with K), and an action-conditioned
-predictor rolls those latents forward under action blocks of ``frameskip`` env steps.
+pooled to a smaller grid, averaged or stacked: planning cost grows with K), and an
+action-conditioned predictor rolls those latents forward under action blocks of ``frameskip``
+env steps.
 
 One directory per model: ``weights.safetensors`` + ``config.json`` (enough to rebuild it) +
 ``provenance.json`` (git commit, data manifest, training config, metrics).

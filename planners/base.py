@@ -25,6 +25,8 @@ from torch import Tensor
 
 METRICS = ("l1", "l2")
 ENERGY_STEPS = ("final", "all")
+DEFAULT_HORIZON = 3  # action blocks, when neither the command line nor the model sets one
+DEFAULT_ENERGY_STEPS = "all"  # likewise
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
@@ -97,6 +99,19 @@ class PlanResult:
 
 
 S = TypeVar("S", bound=PlannerSettings)
+
+
+def planning_defaults(
+    model: Any, horizon: int | None, energy_steps: str | None
+) -> tuple[int, str]:
+    """The horizon and energy_steps to plan with: those asked for, else the world model's own
+    (``model.config.planning``), else the project's defaults."""
+    planning = getattr(getattr(model, "config", None), "planning", None) or {}
+    if horizon is None:
+        horizon = int(planning.get("horizon", DEFAULT_HORIZON))
+    if energy_steps is None:
+        energy_steps = str(planning.get("energy_steps", DEFAULT_ENERGY_STEPS))
+    return horizon, energy_steps
 
 
 def make_settings(cls: type[S], settings: S | None, overrides: dict[str, Any]) -> S:

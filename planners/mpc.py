@@ -29,7 +29,12 @@ from omegaconf import DictConfig, OmegaConf
 from jepa_world.training.cli import UserError, load_config, run_command, typed_config
 from jepa_world.training.runtime import resolve_device
 from planners import get_planner
-from planners.base import PlannerSettings, make_settings
+from planners.base import (
+    DEFAULT_ENERGY_STEPS,
+    PlannerSettings,
+    make_settings,
+    planning_defaults,
+)
 from planners.correction import OffsetCorrection
 from planners.episodes import (
     EVAL_SEED_BASE,
@@ -49,8 +54,6 @@ ORACLE_NOTE = (
     "state (an upper bound, not a learned result)"
 )
 RANDOM_NOTE = "random: uniform random actions, no planner (a lower bound)"
-DEFAULT_HORIZON = 3  # action blocks, when neither the command line nor the model sets one
-DEFAULT_ENERGY_STEPS = "all"  # likewise
 
 
 # ---------------------------------------------------------------------- configuration
@@ -273,11 +276,7 @@ def evaluate(
         cfg.checkpoint = default_checkpoint(cfg.env)
     if cfg.model == "learned" and model is None:
         model = load_world_model(cfg.checkpoint, resolve_device(cfg.device))
-    planning = getattr(getattr(model, "config", None), "planning", None) or {}
-    if cfg.horizon is None:
-        cfg.horizon = int(planning.get("horizon", DEFAULT_HORIZON))
-    if cfg.energy_steps is None:
-        cfg.energy_steps = str(planning.get("energy_steps", DEFAULT_ENERGY_STEPS))
+    cfg.horizon, cfg.energy_steps = planning_defaults(model, cfg.horizon, cfg.energy_steps)
     video = None
     if video_dir is not None:
         folder = Path(video_dir)
