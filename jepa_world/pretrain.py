@@ -147,7 +147,13 @@ def train(cfg: PretrainConfig, rt: Runtime) -> dict[str, Any]:
         model_cfg, data_cfg, encoder.embed_dim, len(mask_specs), cfg.objective
     )
     target = make_target_encoder(encoder)
-    model = VJEPA(encoder, predictor, cfg.objective).to(rt.device)
+    model = VJEPA(
+        encoder,
+        predictor,
+        cfg.objective,
+        variance_weight=cfg.train.variance_weight,
+        covariance_weight=cfg.train.covariance_weight,
+    ).to(rt.device)
     target.to(rt.device)
     masks = MultiBlockMaskSampler(encoder.grid_size, mask_specs)
     tc = cfg.train
@@ -217,6 +223,7 @@ def _loop(run: _Run, step: int, stop: int, saved_rng: dict | None) -> dict[str, 
     if step >= stop and not (run.out_dir / CHECKPOINT).exists():
         _save(run, step, None)  # train.steps=0: the initialised model, as a control
     window_loss, window_n, window_t, data_wait = 0.0, 0, time.perf_counter(), 0.0
+    window_reg = 0.0
     first_loss = last_loss = None
     bar = tqdm(
         total=total,
@@ -266,6 +273,7 @@ def _loop(run: _Run, step: int, stop: int, saved_rng: dict | None) -> dict[str, 
             first_loss = mean_loss if first_loss is None else first_loss
             last_loss = mean_loss
             window_loss += mean_loss
+            window_reg += float(model.last_regularizer)
             window_n += 1
             if step % tc.log_every == 0 or step == stop:
                 elapsed = time.perf_counter() - window_t
@@ -274,6 +282,7 @@ def _loop(run: _Run, step: int, stop: int, saved_rng: dict | None) -> dict[str, 
                     step,
                     {
                         "loss": window_loss / window_n,
+                        "regularizer": window_reg / window_n,
                         "lr": lr,
                         "weight_decay": wd,
                         "grad_norm": float(grad_norm),
@@ -283,6 +292,7 @@ def _loop(run: _Run, step: int, stop: int, saved_rng: dict | None) -> dict[str, 
                 )
                 bar.set_postfix(loss=f"{window_loss / window_n:.4f}", clips_s=f"{clips_per_s:.1f}")
                 window_loss, window_n, window_t, data_wait = 0.0, 0, time.perf_counter(), 0.0
+                window_reg = 0.0
             bar.update(1)
             if step % tc.checkpoint_every == 0 or step == stop:
                 _save(run, step, last_loss)

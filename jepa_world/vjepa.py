@@ -71,7 +71,12 @@ class VJEPA(nn.Module):
     """Context encoder + predictor (the trained part); the target encoder is an EMA copy."""
 
     def __init__(
-        self, encoder: VisionTransformer, predictor: MaskedPredictor, objective: str = "features"
+        self,
+        encoder: VisionTransformer,
+        predictor: MaskedPredictor,
+        objective: str = "features",
+        variance_weight: float = 0.0,
+        covariance_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if objective not in OBJECTIVES:
@@ -79,20 +84,50 @@ class VJEPA(nn.Module):
         self.encoder = encoder
         self.predictor = predictor
         self.objective = objective
+        self.variance_weight = variance_weight
+        self.covariance_weight = covariance_weight
+        self.last_regularizer: Tensor = torch.zeros(())
 
     def forward(self, video: Tensor, masks: list[tuple[Tensor, Tensor]], targets: Tensor) -> Tensor:
         """Loss on the masked tokens, averaged over mask types: L1 to layer-normed target
         features (V-JEPA), or MSE to per-patch normalised pixels (``pixel_targets``)."""
         loss_fn = F.l1_loss if self.objective == "features" else F.mse_loss
-        losses = []
+        regularize = self.variance_weight > 0 or self.covariance_weight > 0
+        losses, penalties = [], []
         for mask_index, (context_idx, target_idx) in enumerate(masks):
             context = self.encoder(video, masks=context_idx)
+            if regularize:
+                variance, covariance = variance_covariance(context.reshape(-1, context.shape[-1]))
+                penalties.append(
+                    self.variance_weight * variance + self.covariance_weight * covariance
+                )
             prediction = self.predictor(context, context_idx, target_idx, mask_index=mask_index)
             target = torch.gather(
                 targets, 1, target_idx.unsqueeze(-1).expand(-1, -1, targets.shape[-1])
             )
             losses.append(loss_fn(prediction.float(), target.float()))
-        return torch.stack(losses).mean()
+        loss = torch.stack(losses).mean()
+        if not regularize:
+            return loss
+        self.last_regularizer = torch.stack(penalties).mean()
+        return loss + self.last_regularizer
+
+
+def variance_covariance(features: Tensor, eps: float = 1e-4) -> tuple[Tensor, Tensor]:
+    """VICReg's variance and covariance terms of [N, D] features (the context tokens of a
+    batch): a hinge that keeps every dimension's standard deviation across tokens at 1 or more,
+    and the squared off-diagonal covariances per dimension. The feature loss alone lets the
+    encoder drop content that is hard to predict, such as a small pushed object; these terms
+    make it spread its features over everything that varies between tokens."""
+    x = features.float()
+    x = x - x.mean(dim=0)
+    n, d = x.shape
+    std = (x.var(dim=0) + eps).sqrt()
+    variance = F.relu(1.0 - std).mean()
+    cov = (x.T @ x) / max(n - 1, 1)
+    off_diagonal = cov - torch.diag(torch.diagonal(cov))
+    covariance = off_diagonal.pow(2).sum() / d
+    return variance, covariance
 
 
 def make_target_encoder(encoder: VisionTransformer) -> VisionTransformer:

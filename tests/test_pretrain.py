@@ -124,6 +124,39 @@ def test_pixel_targets_follow_the_token_order():
     assert abs(float(targets[0, 6].mean())) < 1e-5
 
 
+def test_variance_covariance_terms_penalise_collapse_not_spread_features():
+    from jepa_world.vjepa import variance_covariance
+
+    generator = torch.Generator().manual_seed(0)
+    spread = torch.randn(4096, 16, generator=generator) * 1.5
+    variance, covariance = variance_covariance(spread)
+    assert float(variance) == 0.0 and float(covariance) < 0.05
+    # shrunk to a std of 0.1 per dimension: the hinge is 1 - 0.1 on each
+    shrunk = torch.randn(4096, 16, generator=generator) * 0.1
+    assert abs(float(variance_covariance(shrunk)[0]) - 0.9) < 0.01
+    # one feature copied 16 times: no variance penalty, covariance 15 * 1.2**4 per dimension
+    copies = torch.randn(4096, 1, generator=generator).expand(-1, 16) * 1.2 + 3.0
+    variance, covariance = variance_covariance(copies)
+    assert float(variance) == 0.0 and abs(float(covariance) / (15 * 1.2**4) - 1) < 0.1
+
+
+def test_regularised_run_logs_its_penalty_and_resumes_exactly(tmp_path, corpus):
+    common = ("train.steps=4", "train.checkpoint_every=2", "train.variance_weight=1.0",
+              "train.covariance_weight=0.04")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert pretrain(straight, corpus, *common).returncode == 0
+    lines = [json.loads(line) for line in (straight / "log.jsonl").read_text().splitlines()]
+    assert len(lines) == 4 and all(line["regularizer"] > 0 for line in lines)
+    assert pretrain(split, corpus, *common, "train.stop_at_step=2").returncode == 0
+    assert pretrain(split, corpus, *common).returncode == 0
+    a, b = weights(straight), weights(split)
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert losses(straight) == losses(split)
+    plain = pretrain(tmp_path / "plain", corpus, "train.steps=1")
+    assert plain.returncode == 0
+    assert json.loads((tmp_path / "plain" / "log.jsonl").read_text())["regularizer"] == 0.0
+
+
 def test_resume_refuses_a_different_model(tmp_path, corpus):
     assert pretrain(tmp_path / "run", corpus, "train.steps=1").returncode == 0
     result = pretrain(tmp_path / "run", corpus, "train.steps=2", "model=mini")
@@ -172,6 +205,9 @@ def test_all_broken_corpus(tmp_path):
         ("model=colossal", "model"),
         ("train.steps=-1", "train.steps must be >= 0"),
         ("objective=audio", "unknown objective 'audio'"),
+        ("train.variance_weight=nan", "train.variance_weight must be >= 0 and finite"),
+        ("train.covariance_weight=-1", "train.covariance_weight must be >= 0"),
+        ("train.lr=inf", "train.lr must be positive and finite"),
     ],
 )
 def test_bad_input_one_line(tmp_path, corpus, override, needle):

@@ -83,6 +83,9 @@ class PretrainSchedule:
     final_weight_decay: float = 0.4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     ema: list[float] = field(default_factory=lambda: [0.998, 1.0])
+    # VICReg's variance / covariance terms on the context encoder's tokens (0 = off, V-JEPA)
+    variance_weight: float = 0.0
+    covariance_weight: float = 0.0
     clip_grad: float = 10.0
     bf16: bool = True
     compile: bool = False
@@ -110,6 +113,7 @@ class PretrainConfig:
         check_positive(train, "train.", "batch_size", "checkpoint_every", "log_every")
         check_positive(train, "train.", "stop_at_step", "lr", "clip_grad")
         check_non_negative(train, "train.", "steps", "num_workers", "warmup_steps")
+        check_non_negative(train, "train.", "variance_weight", "covariance_weight")
         for name in ("betas", "ema"):
             pair = getattr(train, name)
             if len(pair) != 2 or not all(0.0 <= v <= 1.0 for v in pair):

@@ -7,6 +7,7 @@ working directory and every bad input ends in one line on stderr with a non-zero
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -71,19 +72,21 @@ def typed_config(schema: type[T], cfg: Any) -> T:
 
 
 def check_positive(section: Any, prefix: str, *names: str) -> None:
-    """One line for the first of ``names`` (attributes of ``section``) that is not > 0."""
+    """One line for the first of ``names`` (attributes of ``section``) that is not a finite
+    number > 0 (NaN compares false both ways, so it is caught by the finiteness test)."""
     for name in names:
         value = getattr(section, name)
-        if value is not None and value <= 0:
-            raise UserError(f"{prefix}{name} must be positive, got {value}")
+        if value is not None and not (0 < value < math.inf):
+            raise UserError(f"{prefix}{name} must be positive and finite, got {value}")
 
 
 def check_non_negative(section: Any, prefix: str, *names: str) -> None:
-    """One line for the first of ``names`` (attributes of ``section``) that is < 0."""
+    """One line for the first of ``names`` (attributes of ``section``) that is not a finite
+    number >= 0."""
     for name in names:
         value = getattr(section, name)
-        if value is not None and value < 0:
-            raise UserError(f"{prefix}{name} must be >= 0, got {value}")
+        if value is not None and not (0 <= value < math.inf):
+            raise UserError(f"{prefix}{name} must be >= 0 and finite, got {value}")
 
 
 def check_device(device: str) -> None:
