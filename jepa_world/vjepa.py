@@ -109,8 +109,9 @@ class VJEPA(nn.Module):
         loss = torch.stack(losses).mean()
         if not regularize:
             return loss
-        self.last_regularizer = torch.stack(penalties).mean()
-        return loss + self.last_regularizer
+        penalty = torch.stack(penalties).mean()
+        self.last_regularizer = penalty.detach()  # for the log: no graph kept past the step
+        return loss + penalty
 
 
 def variance_covariance(features: Tensor, eps: float = 1e-4) -> tuple[Tensor, Tensor]:
