@@ -163,12 +163,12 @@ def planning_rows(args: argparse.Namespace, device: torch.device) -> tuple[list[
     rows = []
     for envs in args.num_envs:
         pixels = rng.integers(0, 256, (envs + 1, s, s, 3), dtype=np.uint8)
-        observations = [{"pixels": pixels[e], "proprio": np.zeros(model.proprio_dim, np.float32)}
-                        for e in range(envs)]
+        observations = {"pixels": pixels[:envs],
+                        "proprio": np.zeros((envs, model.proprio_dim), np.float32),
+                        "goal_pixels": np.repeat(pixels[-1:], envs, axis=0)}
         policy = PlannerPolicy(model, plan_fn, settings, warm_start=mpc["warm_start"])
-        policy.reset(None, observations, [{"goal_pixels": pixels[-1]}] * envs, list(range(envs)))
         # a replanning step as planners.mpc times it: encode, plan (warm start), actions to host
-        times = timed(lambda o=observations, p=policy: p.act(None, o, mpc["budget"]), device,
+        times = timed(lambda o=observations, p=policy: p.replan(o), device,
                       args.warmup, args.plans)
         median = statistics.median(times)
         rows.append([envs, f"{settings.samples} x {settings.iterations}", settings.horizon,

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from envs.dataset_format import DatasetError
 from jepa_world.data.episodes import EpisodeDataset
+from jepa_world.data.latents import LatentTrajectories
 from jepa_world.encoders import load_encoder
 from jepa_world.models.ac_predictor import ACPredictor
 from jepa_world.schemas.train_ac import TrainACConfig
@@ -52,63 +53,6 @@ _FIXED_ON_RESUME = ("encoder", "model", "data", "train.context")
 
 
 # ------------------------------------------------------------------------------- data
-class LatentTrajectories:
-    """Every episode encoded once: latents [T+1,K,D], proprio [T+1,P], actions [T,A]."""
-
-    def __init__(
-        self, datasets: list[EpisodeDataset], model: WorldModel, batch: int, show_progress: bool
-    ) -> None:
-        from tqdm import tqdm
-
-        self.latents, self.proprio, self.actions, self.names = [], [], [], []
-        total = sum(len(d) for d in datasets)
-        bar = tqdm(total=total, desc="encoding", unit="ep", disable=not show_progress)
-        for data in datasets:
-            for ep in range(len(data)):
-                frames = torch.from_numpy(data.frames(ep))
-                parts = [
-                    model.encode(frames[i : i + batch].unsqueeze(0))[0]
-                    for i in range(0, len(frames), batch)
-                ]
-                arrays = data.arrays(ep)
-                self.latents.append(torch.cat(parts).cpu())
-                self.proprio.append(torch.from_numpy(arrays["proprio"]).float())
-                self.actions.append(torch.from_numpy(arrays["actions"]).float())
-                self.names.append(f"{data.root}:{ep}")
-                bar.update(1)
-        bar.close()
-
-    def __len__(self) -> int:
-        return len(self.latents)
-
-    def standardise(self, model: WorldModel, episodes: list[int]) -> None:
-        """Fit the model's per-channel latent statistics on the training episodes and apply
-        them to the cache (the model's ``encode`` applies them from now on)."""
-        flat = torch.cat([self.latents[e].reshape(-1, self.latents[e].shape[-1]) for e in episodes])
-        mean, std = flat.mean(0), flat.std(0) + 1e-6
-        model.set_latent_stats(mean.to(model.latent_mean.device), std.to(model.latent_std.device))
-        self.latents = [(z - mean) / std for z in self.latents]
-
-    def windows(self, episodes: list[int], steps: int, frameskip: int) -> np.ndarray:
-        """(episode, start) pairs whose window of steps+1 frames fits."""
-        span = steps * frameskip
-        pairs = [(e, s) for e in episodes for s in range(len(self.actions[e]) - span + 1)]
-        return np.array(pairs, dtype=np.int64).reshape(-1, 2)
-
-    def batch(self, pairs: np.ndarray, steps: int, frameskip: int, device) -> dict[str, Tensor]:
-        z, p, a = [], [], []
-        for e, s in pairs:
-            idx = s + frameskip * np.arange(steps + 1)
-            z.append(self.latents[e][idx])
-            p.append(self.proprio[e][idx])
-            a.append(self.actions[e][s : s + steps * frameskip].reshape(steps, -1))
-        return {
-            "z": torch.stack(z).to(device),
-            "proprio": torch.stack(p).to(device),
-            "actions": torch.stack(a).to(device),
-        }
-
-
 # ------------------------------------------------------------------------------- loss
 class ACObjective(nn.Module):
     """Teacher-forcing L1 over every step plus an L1 on an autoregressive rollout."""

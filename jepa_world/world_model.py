@@ -252,6 +252,22 @@ class WorldModel(nn.Module):
                 outputs.append(z)
         return torch.stack(outputs, dim=1).float()
 
+    def step(
+        self, z: Tensor, actions: Tensor, proprio: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """One action block from the current latent alone (no history): z [B,K,D], actions
+        [B,fs,A], proprio [B,P] -> (next latent [B,K,D], next proprio [B,P] in the env's units,
+        None for a model without proprio). What an imagined environment steps with."""
+        self._check_latents(z, history=False)
+        b = z.shape[0]
+        actions = self._check_actions(actions, b, None).flatten(1)
+        p = self._check_proprio(proprio, b, None)
+        with self._autocast():
+            z_next, p_next, _ = self.predictor.step(z.to(self.device), actions, p, 0, None)
+        if p_next is not None:
+            p_next = p_next.float() * self.proprio_std + self.proprio_mean
+        return z_next.float(), p_next
+
     def energy(self, z: Tensor, z_goal: Tensor, metric: str = "l1") -> Tensor:
         """Mean distance over tokens and channels: [B,...,K,D] vs broadcastable goal -> [B,...]."""
         if z.shape[-2:] != z_goal.shape[-2:]:

@@ -2,9 +2,10 @@
 
 Episode ``i`` resets with ``eval_seed(seed, i)`` = 1_000_000 + seed * 10_000 + i, disjoint from
 the recording seeds 0, 1, 2, ... of ``envs.collect``. The policy acts until ``budget`` env
-steps are spent; the task's own ``is_success`` at the end of the budget is the headline, success
-at any step is reported beside it, and the task's error metrics (``metric_names``) are read
-from the last step's ``info``.
+steps are spent, one ``policy.predict`` call per env step (the stable-baselines3 convention
+that RL code uses too, planners/policies.py). The task's own ``is_success`` at the end of the
+budget is the headline, success at any step is reported beside it, and the task's error
+metrics (``metric_names``) are read from the last step's ``info``.
 """
 
 from __future__ import annotations
@@ -88,24 +89,29 @@ class EpisodeRunner:
             o, info = task.reset(seed=seed, options={"goal_protocol": self.goal_protocol})
             obs.append(o)
             infos.append(info)
-        goal_pixels = [info["goal_pixels"] for info in infos]
+        goal_pixels = np.stack([info["goal_pixels"] for info in infos])
         frames = [[o["pixels"]] for o in obs] if self.video else None
         success_any = [False] * len(tasks)
-        self.policy.reset(tasks, obs, infos, seeds)
+        self.policy.bind(tasks, infos, seeds)
+        starts = np.ones(len(tasks), dtype=bool)
+        frameskip = int(self.policy.frameskip)
         steps = 0
         while steps < self.budget:
-            block = self.policy.act(tasks, obs, self.budget - steps)
+            batch = {key: np.stack([o[key] for o in obs]) for key in obs[0]}
+            actions, _ = self.policy.predict({**batch, "goal_pixels": goal_pixels},
+                                             episode_start=starts)
+            starts[:] = False
             started = time.perf_counter()
-            for j in range(block.shape[1]):
-                for e, task in enumerate(tasks):
-                    obs[e], _, _, _, infos[e] = task.step(block[e, j].astype(np.float32))
-                    success_any[e] = success_any[e] or bool(infos[e]["is_success"])
-                    if frames is not None:
-                        frames[e].append(obs[e]["pixels"])
+            for e, task in enumerate(tasks):
+                obs[e], _, _, _, infos[e] = task.step(np.asarray(actions[e], dtype=np.float32))
+                success_any[e] = success_any[e] or bool(infos[e]["is_success"])
+                if frames is not None:
+                    frames[e].append(obs[e]["pixels"])
             self.env_s += time.perf_counter() - started
-            self.env_steps += block.shape[1] * len(tasks)
-            steps += block.shape[1]
-            on_block()
+            self.env_steps += len(tasks)
+            steps += 1
+            if steps % frameskip == 0 or steps == self.budget:
+                on_block()
 
         records = []
         for e, info in enumerate(infos):

@@ -216,7 +216,7 @@ def make_policy(cfg: MPCConfig, tasks: list[Any], model: Any) -> Any:
         except (ValueError, NotImplementedError) as exc:
             raise UserError(f"no simulator oracle for {env_id}: {exc}") from None
         return OraclePolicy(oracle, plan_fn, settings, warm_start=cfg.warm_start,
-                            shrink_horizon=cfg.shrink_horizon)
+                            shrink_horizon=cfg.shrink_horizon, budget=cfg.budget)
     if int(model.action_dim) != action_dim:
         raise UserError(
             f"the world model acts in {model.action_dim} dims but {env_id} needs {action_dim}"
@@ -233,7 +233,8 @@ def make_policy(cfg: MPCConfig, tasks: list[Any], model: Any) -> Any:
         )
     gain = cfg.correction_gain if cfg.correction == "offset" else None
     return PlannerPolicy(model, plan_fn, settings, warm_start=cfg.warm_start,
-                         shrink_horizon=cfg.shrink_horizon, correction_gain=gain)
+                         shrink_horizon=cfg.shrink_horizon, correction_gain=gain,
+                         budget=cfg.budget)
 
 
 def make_tasks(cfg: MPCConfig, count: int) -> list[Any]:

@@ -1,20 +1,23 @@
-"""Actors of the evaluation loop: one interface for the planner, the oracle and random actions.
+"""Actors of the evaluation loop and of RL code: the planner, the oracle and random actions.
 
-A policy acts for a batch of episodes stepped in lockstep::
+Every policy follows stable-baselines3's calling convention::
 
-    policy.reset(tasks, observations, infos, seeds)     # a new batch of episodes
-    block = policy.act(tasks, observations, steps_left)  # [E, k, A]: the next k env-step actions
+    actions, _ = policy.predict(obs, state=None, episode_start=starts)  # one env step each
 
-The episode runner (planners/episodes.py) never asks what kind of policy it has. Only
-:class:`OraclePolicy` reads ``tasks`` (the simulator state and the goal state, which makes it
-an upper bound); the others see observations only: pixels, proprioception and the goal image.
+``obs`` is a batch (a vector env) or a single observation: the task's dict with the goal image
+added (``{"pixels", "proprio", "goal_pixels"}``, see ``jepa_world.rl.GoalImageObservation``) or
+the flat vector of ``jepa_world.rl.LatentObservation(..., goal=True)``. ``episode_start`` marks
+the environments whose episode just began (all of them on the first call). The evaluation loop
+of ``planners.mpc`` (planners/episodes.py) drives the same objects through ``predict``, so there
+is one MPC loop. Only :class:`OraclePolicy` reads the simulator (``bind``: the tasks and the goal
+states, which makes it an upper bound); the others see observations only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from planners.base import PlannerSettings, PlanResult, shift_plan
+from planners.base import PlannerSettings, PlanResult, make_settings, planning_defaults, shift_plan
 from planners.correction import OffsetCorrection
 
 
@@ -37,24 +40,105 @@ class PolicyStats:
     call_ms: list[float] = field(default_factory=list)
 
 
+def episode_seed(base: int, env: int, episode: int) -> int:
+    """The noise seed of ``episode`` in slot ``env`` when the caller names none: distinct per
+    slot and episode, fixed by the policy's ``seed``."""
+    return int(np.random.SeedSequence([int(base) & 0xFFFFFFFF, env, episode]).generate_state(1)[0])
+
+
+class _EpisodeSlots:
+    """What every policy keeps per environment slot: the episode's noise seed, its step count,
+    the actions left of the current block and the replanning record."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+        self.count = 0
+        self._given: list[int] | None = None
+        self._episodes: list[int] = []
+
+    def resize(self, count: int) -> None:
+        self.count = count
+        self._episodes = [0] * count
+        self.steps = [0] * count
+        self.queue: list[list[np.ndarray]] = [[] for _ in range(count)]
+        self.plan_ms: list[list[float]] = [[] for _ in range(count)]
+        self.energy: list[float | None] = [None] * count
+
+    def give_seeds(self, seeds: Sequence[int]) -> None:
+        self._given = [int(s) for s in seeds]
+
+    def start(self, env: int) -> int:
+        """Reset slot ``env`` for a new episode; returns its noise seed."""
+        if self._given is not None and env < len(self._given):
+            seed = self._given[env]
+        else:
+            seed = episode_seed(self.seed, env, self._episodes[env])
+        self._episodes[env] += 1
+        self.steps[env], self.queue[env] = 0, []
+        self.plan_ms[env], self.energy[env] = [], None
+        return seed
+
+    def starts(self, episode_start: Any, count: int) -> list[int]:
+        """Slots whose episode begins now (every slot on the first call or a new batch size)."""
+        if count != self.count:
+            self.resize(count)
+            return list(range(count))
+        if episode_start is None:
+            return []
+        flags = np.asarray(episode_start, dtype=bool).reshape(-1)
+        if flags.size == 1 and count > 1:
+            flags = np.repeat(flags, count)
+        if flags.size != count:
+            raise ValueError(f"episode_start has {flags.size} entries for {count} environments")
+        return [int(e) for e in np.flatnonzero(flags)]
+
+
+def batch_observations(obs: Any) -> tuple[Any, int, bool]:
+    """(batched obs, batch size, whether the caller passed a single observation)."""
+    if isinstance(obs, dict):
+        if "pixels" not in obs:
+            raise ValueError(f"observation dict needs 'pixels', got keys {sorted(obs)}")
+        pixels = np.asarray(obs["pixels"])
+        if pixels.ndim == 3:
+            return {k: np.asarray(v)[None] for k, v in obs.items()}, 1, True
+        if pixels.ndim != 4:
+            raise ValueError(f"pixels must be [H,W,3] or [E,H,W,3], got {pixels.shape}")
+        return {k: np.asarray(v) for k, v in obs.items()}, pixels.shape[0], False
+    array = np.asarray(obs, dtype=np.float32)
+    if array.ndim == 1:
+        return array[None], 1, True
+    if array.ndim != 2:
+        raise ValueError(f"flat observations must be [N] or [E,N], got {array.shape}")
+    return array, array.shape[0], False
+
+
 class RandomPolicy:
     """Uniform random actions in the action box, one generator per episode (a lower bound)."""
 
     kind = "random"
 
-    def __init__(self, action_low: np.ndarray, action_high: np.ndarray, frameskip: int) -> None:
+    def __init__(
+        self, action_low: np.ndarray, action_high: np.ndarray, frameskip: int, seed: int = 0
+    ) -> None:
         self.low, self.high = np.asarray(action_low), np.asarray(action_high)
         self.frameskip = int(frameskip)
         self.stats = PolicyStats()
+        self.slots = _EpisodeSlots(seed)
         self._rngs: list[np.random.Generator] = []
 
-    def reset(self, tasks: list, observations: list, infos: list, seeds: list[int]) -> None:
-        self._rngs = [np.random.default_rng(seed) for seed in seeds]
+    def bind(self, tasks: list, infos: list, seeds: Sequence[int]) -> None:
+        self.slots.give_seeds(seeds)
 
-    def act(self, tasks: list, observations: list, steps_left: int) -> np.ndarray:
-        todo = min(self.frameskip, steps_left)
-        return np.stack([rng.uniform(self.low, self.high, (todo, len(self.low)))
-                         for rng in self._rngs])
+    def predict(self, obs: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, None]:
+        _, count, single = batch_observations(obs)
+        starts = self.slots.starts(episode_start, count)
+        if len(self._rngs) != count:
+            self._rngs = [np.random.default_rng(0)] * count
+        for e in starts:
+            self._rngs[e] = np.random.default_rng(self.slots.start(e))
+        actions = np.stack([rng.uniform(self.low, self.high) for rng in self._rngs[:count]])
+        return (actions[0] if single else actions), None
 
     def episode_info(self, e: int) -> dict[str, Any]:
         return {"replans": 0, "final_energy": None, "plan_ms": []}
@@ -64,11 +148,15 @@ class RandomPolicy:
 
 
 class PlannerPolicy:
-    """Receding-horizon planning with a world model: plan ``horizon`` blocks, return the first
-    (``frameskip`` env steps), and warm-start the next plan from the shifted one.
+    """Receding-horizon planning with a world model as a policy: plan ``horizon`` blocks,
+    execute the first block (``frameskip`` env steps) one step per ``predict`` call, then
+    replan, warm-starting from the shifted plan.
 
-    Each episode draws its planner noise from its own generator seeded by its seed, so results
-    do not depend on how many episodes share a batch.
+    ``planner`` is a name (``cem``, ``mppi``, ``gradient``: the defaults of ``planners.mpc``,
+    changed by keyword ``overrides`` such as ``samples=128``) or a plan function with its
+    ``settings``. ``budget``: env steps per episode, when known (``shrink_horizon`` needs it). Each episode draws its planner noise from its own generator: the seeds given
+    to :meth:`bind` or, without them, ones derived from ``seed``, the slot and the episode
+    count, so results do not depend on how many episodes share a batch.
     """
 
     kind = "learned"
@@ -76,95 +164,186 @@ class PlannerPolicy:
     def __init__(
         self,
         model: Any,
-        plan_fn: Callable[..., PlanResult],
-        settings: PlannerSettings,
+        planner: str | Callable[..., PlanResult] = "cem",
+        settings: PlannerSettings | None = None,
         *,
         warm_start: bool = True,
         shrink_horizon: bool = False,
         correction_gain: float | None = None,
+        budget: int | None = None,
+        seed: int = 0,
+        **overrides: Any,
     ) -> None:
-        self.model, self.plan_fn, self.settings = model, plan_fn, settings
+        self.model = model
+        self.plan_fn, self.settings = _resolve_planner(model, planner, settings, overrides)
         self.frameskip = int(model.frameskip)
         self.warm_start, self.shrink_horizon = bool(warm_start), bool(shrink_horizon)
+        if correction_gain is not None:
+            OffsetCorrection(correction_gain)  # validates the gain
         self.correction_gain = correction_gain
+        self.budget = None if budget is None else int(budget)
         self.uses_proprio = int(getattr(model, "proprio_dim", 0) or 0) > 0
         self.stats = PolicyStats()
-        self._reset_episode_state(0)
-
-    def _reset_episode_state(self, count: int) -> None:
-        self._warm: Tensor | None = None
+        self.slots = _EpisodeSlots(seed)
         self._goal: Tensor | None = None
+        self._warm: list[Tensor | None] = []
         self._generators: list[torch.Generator] = []
-        self._correction = (
-            OffsetCorrection(self.correction_gain) if self.correction_gain is not None else None
-        )
-        self._plan_ms: list[list[float]] = [[] for _ in range(count)]
-        self._energy: list[float | None] = [None] * count
+        self._corrections: list[OffsetCorrection | None] = []
 
     # ------------------------------------------------------------------ what the planner sees
     @torch.no_grad()
-    def encode_goal(self, tasks: list, infos: list) -> Tensor:
-        return self.model.encode(torch.from_numpy(np.stack([i["goal_pixels"] for i in infos])))
+    def encode_goal(self, obs: Any, envs: list[int]) -> Tensor:
+        if isinstance(obs, dict):
+            if "goal_pixels" not in obs:
+                raise ValueError("the observation holds no 'goal_pixels': wrap the env in "
+                                 "jepa_world.rl.GoalImageObservation (or LatentObservation)")
+            return self.model.encode(torch.from_numpy(obs["goal_pixels"][envs]))
+        return self._layout(obs).goal_latent(obs[envs])
 
     @torch.no_grad()
-    def encode_now(self, tasks: list, observations: list) -> Tensor:
-        return self.model.encode(torch.from_numpy(np.stack([o["pixels"] for o in observations])))
+    def encode_now(self, obs: Any, envs: list[int]) -> Tensor:
+        if isinstance(obs, dict):
+            return self.model.encode(torch.from_numpy(obs["pixels"][envs]))
+        return self._layout(obs).latent(obs[envs])
 
-    def proprio(self, observations: list) -> Tensor | None:
+    def proprio(self, obs: Any, envs: list[int]) -> Tensor | None:
         if not self.uses_proprio:
             return None
-        return torch.from_numpy(np.stack([o["proprio"] for o in observations]))
+        if isinstance(obs, dict):
+            if "proprio" not in obs:
+                raise ValueError("this world model needs the observation's 'proprio'")
+            return torch.from_numpy(np.asarray(obs["proprio"][envs], dtype=np.float32))
+        return self._layout(obs).proprio(obs[envs])
+
+    def _layout(self, flat: np.ndarray):
+        from jepa_world.rl.layout import LatentLayout
+
+        return LatentLayout.infer(self.model, flat.shape[1], goal=True)
 
     # ------------------------------------------------------------------ policy interface
-    def reset(self, tasks: list, observations: list, infos: list, seeds: list[int]) -> None:
-        self._reset_episode_state(len(seeds))
-        self._generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-        started = time.perf_counter()
-        self._goal = self.encode_goal(tasks, infos)
-        self.stats.encode_s += time.perf_counter() - started
+    def bind(self, tasks: list, infos: list, seeds: Sequence[int]) -> None:
+        """Seed the episodes about to start in slots 0, 1, ... (the evaluation's seeds)."""
+        self.slots.give_seeds(seeds)
 
-    def act(self, tasks: list, observations: list, steps_left: int) -> np.ndarray:
-        started = time.perf_counter()
-        z_now = self.encode_now(tasks, observations)
-        proprio = self.proprio(observations)
-        encoded = time.perf_counter()
-        goal = self._goal if self._correction is None else self._correction.goal(self._goal, z_now)
-        result = self.plan_fn(
-            self.model,
-            z_now,
-            goal,
-            proprio=proprio,
-            init_mean=self._warm,
-            generator=self._generators,
-            settings=self._settings_for(steps_left),
-        )
-        if self._correction is not None:
-            self._correction.expect(self.model, z_now, result.actions[:, :1], proprio)
-        block = result.actions[:, 0].detach().cpu().numpy()
-        done = time.perf_counter()
-        self.stats.encode_s += encoded - started
-        self.stats.planner_s += done - encoded
-        self.stats.model_s += float(result.info.get("model_s", 0.0))
-        self.stats.replans += 1
-        self.stats.call_ms.append(1000.0 * (done - started))
-        for e in range(len(self._plan_ms)):
-            self._plan_ms[e].append(round(1000.0 * (done - started), 3))
-            self._energy[e] = float(result.energy[e])
-        if self.warm_start:
-            self._warm = shift_plan(result.actions.detach(), 1)
-        return block[:, : min(self.frameskip, steps_left)]
+    def predict(self, obs: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, None]:
+        """One env-step action per environment (stable-baselines3's convention); replans the
+        environments whose planned block is spent."""
+        batch, count, single = batch_observations(obs)
+        self._start(batch, self.slots.starts(episode_start, count))
+        spent = [e for e in range(count) if not self.slots.queue[e]]
+        if spent:
+            self._replan(batch, spent)
+        actions = np.stack([self.slots.queue[e].pop(0) for e in range(count)])
+        for e in range(count):
+            self.slots.steps[e] += 1
+        return (actions[0] if single else actions), None
+
+    def replan(self, obs: Any) -> np.ndarray:
+        """Plan now for every environment of ``obs`` (a new episode when the batch size
+        changes) and return their next blocks [E,k,A]; ``predict`` then executes them."""
+        batch, count, _ = batch_observations(obs)
+        self._start(batch, self.slots.starts(None, count))
+        self._replan(batch, list(range(count)))
+        return np.stack([np.stack(self.slots.queue[e]) for e in range(count)])
 
     def episode_info(self, e: int) -> dict[str, Any]:
         return {
-            "replans": len(self._plan_ms[e]),
-            "final_energy": self._energy[e],
-            "plan_ms": self._plan_ms[e],
+            "replans": len(self.slots.plan_ms[e]),
+            "final_energy": self.slots.energy[e],
+            "plan_ms": self.slots.plan_ms[e],
         }
 
     def close(self) -> None:
         """Release what the model holds (the oracle's rollout threads)."""
         if hasattr(self.model, "close"):
             self.model.close()
+
+    # ------------------------------------------------------------------ internals
+    def _start(self, obs: Any, envs: list[int]) -> None:
+        count = self.slots.count
+        if len(self._warm) != count:
+            self._warm = [None] * count
+            self._generators = [torch.Generator() for _ in range(count)]
+            self._corrections = [None] * count
+            self._goal = None
+        if not envs:
+            return
+        for e in envs:
+            self._generators[e].manual_seed(self.slots.start(e))
+            self._warm[e] = None
+            gain = self.correction_gain
+            self._corrections[e] = OffsetCorrection(gain) if gain is not None else None
+        started = time.perf_counter()
+        goals = self.encode_goal(obs, envs)
+        self.stats.encode_s += time.perf_counter() - started
+        if self._goal is None or self._goal.shape[0] != count:
+            self._goal = goals.new_zeros((count, *goals.shape[1:]))
+        self._goal[envs] = goals
+
+    def _replan(self, obs: Any, envs: list[int]) -> None:
+        groups: dict[int, list[int]] = {}
+        for e in envs:
+            groups.setdefault(self._blocks_left(e), []).append(e)
+        for group in groups.values():
+            self._plan_group(obs, group)
+
+    def _plan_group(self, obs: Any, envs: list[int]) -> None:
+        started = time.perf_counter()
+        z_now = self.encode_now(obs, envs)
+        proprio = self.proprio(obs, envs)
+        encoded = time.perf_counter()
+        goal = self._goal[envs]
+        if self.correction_gain is not None:
+            goal = torch.cat([self._corrections[e].goal(goal[i:i + 1], z_now[i:i + 1])
+                              for i, e in enumerate(envs)])
+        warm = [self._warm[e] for e in envs]
+        init = None if any(w is None for w in warm) else torch.stack(warm)
+        if init is None and any(w is not None for w in warm):
+            init = self._fill_missing(warm)
+        result = self.plan_fn(
+            self.model, z_now, goal, proprio=proprio, init_mean=init,
+            generator=[self._generators[e] for e in envs],
+            settings=self._settings_for(self._steps_left(envs[0])),
+        )
+        if self.correction_gain is not None:
+            self._expect(z_now, result.actions[:, :1], proprio, envs)
+        blocks = result.actions[:, 0].detach().cpu().numpy()
+        done = time.perf_counter()
+        self.stats.encode_s += encoded - started
+        self.stats.planner_s += done - encoded
+        self.stats.model_s += float(result.info.get("model_s", 0.0))
+        self.stats.replans += 1
+        self.stats.call_ms.append(1000.0 * (done - started))
+        shifted = shift_plan(result.actions.detach(), 1) if self.warm_start else None
+        for i, e in enumerate(envs):
+            todo = min(self.frameskip, self._steps_left(e))
+            self.slots.queue[e] = list(blocks[i, :todo])
+            self.slots.plan_ms[e].append(round(1000.0 * (done - started), 3))
+            self.slots.energy[e] = float(result.energy[i])
+            self._warm[e] = None if shifted is None else shifted[i]
+
+    def _fill_missing(self, warm: list[Tensor | None]) -> Tensor:
+        """Warm starts for a group where some episodes just began: theirs is the box middle,
+        which is what the planners start from without one."""
+        like = next(w for w in warm if w is not None)
+        middle = 0.5 * (self.settings.action_low + self.settings.action_high)
+        return torch.stack([w if w is not None else torch.full_like(like, middle) for w in warm])
+
+    def _expect(self, z_now: Tensor, first: Tensor, proprio: Tensor | None,
+                envs: list[int]) -> None:
+        """Each episode's correction remembers its row of one batched prediction."""
+        expected = self._corrections[envs[0]].expect(self.model, z_now, first, proprio)
+        for i, e in enumerate(envs):
+            self._corrections[e].expected = expected[i:i + 1]
+
+    def _steps_left(self, e: int) -> int:
+        if self.budget is None:
+            return self.frameskip * self.settings.horizon
+        return max(self.budget - self.slots.steps[e], 1)
+
+    def _blocks_left(self, e: int) -> int:
+        return -(-self._steps_left(e) // self.frameskip)
 
     def _settings_for(self, steps_left: int) -> PlannerSettings:
         """The settings, with the horizon cut to the blocks that still fit into the budget when
@@ -181,17 +360,62 @@ class PlannerPolicy:
         )
 
 
+def _resolve_planner(
+    model: Any, planner: Any, settings: PlannerSettings | None, overrides: dict[str, Any]
+) -> tuple[Callable[..., PlanResult], PlannerSettings]:
+    if isinstance(planner, str):
+        from planners import get_planner
+
+        plan_fn, settings_cls = get_planner(planner)
+        if settings is None:
+            overrides = {**command_defaults(model, planner, overrides), **overrides}
+        return plan_fn, make_settings(settings_cls, settings, overrides)
+    if not callable(planner):
+        raise TypeError(f"planner must be a name or a plan function, got {type(planner).__name__}")
+    if settings is None:
+        raise ValueError("a plan function needs its settings (a PlannerSettings instance)")
+    if overrides:
+        settings = make_settings(type(settings), settings, overrides)
+    return planner, settings
+
+
+def command_defaults(model: Any, planner: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The settings ``planners.mpc`` plans with by default (configs/mpc.yaml, the horizon and
+    energy steps the model was built for), so that the policy acts as the command does."""
+    from importlib import resources
+
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(str(resources.files("configs") / "mpc.yaml"))
+    horizon, energy_steps = planning_defaults(
+        model, overrides.get("horizon"), overrides.get("energy_steps")
+    )
+    weights = config.step_weights
+    return {
+        **OmegaConf.to_container(config[planner]),
+        "horizon": horizon,
+        "energy_steps": energy_steps,
+        "metric": config.energy,
+        "step_weights": None if weights is None else list(weights),
+        "repeat_in_block": config.repeat_in_block,
+    }
+
+
 class OraclePolicy(PlannerPolicy):
     """The same planner searching the true simulator from the true state towards the goal
     state (``planners.oracle.OracleModel``): an upper bound, not a learned result."""
 
     kind = "oracle"
 
-    def encode_goal(self, tasks: list, infos: list) -> Tensor:
-        return self.model.encode_state(np.stack([i["goal_qpos"] for i in infos]))
+    def bind(self, tasks: list, infos: list, seeds: Sequence[int]) -> None:
+        super().bind(tasks, infos, seeds)
+        self._tasks, self._infos = list(tasks), list(infos)
 
-    def encode_now(self, tasks: list, observations: list) -> Tensor:
-        states = [task.get_state() for task in tasks]
+    def encode_goal(self, obs: Any, envs: list[int]) -> Tensor:
+        return self.model.encode_state(np.stack([self._infos[e]["goal_qpos"] for e in envs]))
+
+    def encode_now(self, obs: Any, envs: list[int]) -> Tensor:
+        states = [self._tasks[e].get_state() for e in envs]
         return self.model.encode_state(
             np.stack([s[0] for s in states]), np.stack([s[1] for s in states])
         )

@@ -1,0 +1,21 @@
+"""The examples run end to end with a tiny budget (their defaults take minutes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("algo", ["sac", "ppo"])
+def test_rl_on_latents_example(algo):
+    pytest.importorskip("stable_baselines3")
+    result = run_cli(str(ROOT / "examples" / "rl_on_latents.py"), "--algo", algo,
+                     "--timesteps", "64", "--episodes", "1", "--budget", "10", cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert f"{algo} on latents of reach, 64 env steps" in result.stdout
+    assert "held-out episodes" in result.stdout
