@@ -48,12 +48,13 @@ from planners.policies import OraclePolicy, PlannerPolicy, RandomPolicy
 
 __all__ = ["EVAL_SEED_BASE", "EVAL_SEED_STRIDE", "MPCConfig", "eval_seed", "evaluate", "main"]
 
-MODELS = ("learned", "oracle", "random")
+MODELS = ("learned", "oracle", "random", "distilled")
 ORACLE_NOTE = (
     "oracle: the planner searches the true simulator from the true state towards the goal "
     "state (an upper bound, not a learned result)"
 )
 RANDOM_NOTE = "random: uniform random actions, no planner (a lower bound)"
+DISTILLED_NOTE = "distilled: a small policy trained on the planner's actions (python -m jepa_world.distill)"
 
 
 # ---------------------------------------------------------------------- configuration
@@ -81,6 +82,7 @@ class MPCConfig:
     num_envs: int = 1
     model: str = "learned"
     checkpoint: str | None = None
+    policy: str | None = None
     device: str = "auto"
     planner: str = "cem"
     warm_start: bool = True
@@ -118,13 +120,16 @@ def check_config(cfg: MPCConfig) -> None:
         raise UserError(f"at most {EVAL_SEED_STRIDE} episodes per --seed (distinct eval seeds)")
     if cfg.model not in MODELS:
         raise UserError(f"unknown model {cfg.model!r} (known: {', '.join(MODELS)})")
+    if (cfg.model == "distilled") != (cfg.policy is not None):
+        raise UserError("--policy DIR (a python -m jepa_world.distill result) goes with "
+                        "model=distilled, and only with it")
     if cfg.correction not in ("none", "offset"):
         raise UserError(f"unknown correction {cfg.correction!r} (known: none, offset)")
     try:
         OffsetCorrection(cfg.correction_gain)  # the one place that knows the valid gains
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    if cfg.model != "random":
+    if cfg.model in ("learned", "oracle"):
         try:
             get_planner(cfg.planner)  # its settings are built once, in make_policy
         except ValueError as exc:
@@ -207,6 +212,8 @@ def make_policy(cfg: MPCConfig, tasks: list[Any], model: Any) -> Any:
     action_dim = int(task.action_space.shape[0])
     if cfg.model == "random":
         return RandomPolicy(task.action_space.low, task.action_space.high, cfg.frameskip)
+    if cfg.model == "distilled":
+        return load_distilled(cfg.policy, task, env_id)
     plan_fn, settings = planner_settings(cfg, action_box(task))
     if cfg.model == "oracle":
         from planners.oracle import OracleModel
@@ -235,6 +242,25 @@ def make_policy(cfg: MPCConfig, tasks: list[Any], model: Any) -> Any:
     return PlannerPolicy(model, plan_fn, settings, warm_start=cfg.warm_start,
                          shrink_horizon=cfg.shrink_horizon, correction_gain=gain,
                          budget=cfg.budget)
+
+
+def load_distilled(path: str, task: Any, env_id: str) -> Any:
+    """A distilled policy with its world model, checked against the task."""
+    from jepa_world.rl.student import StudentPolicy
+
+    try:
+        policy = StudentPolicy.load(path)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise UserError(f"cannot load distilled policy {path!r}: {' '.join(str(exc).split())}") \
+            from None
+    trained_on = getattr(policy.world_model.config, "env_id", None)
+    if trained_on and trained_on != env_id:
+        raise UserError(f"the distilled policy's world model was trained on {trained_on}, "
+                        f"not on {env_id}")
+    if policy.config.action_dim != int(task.action_space.shape[0]):
+        raise UserError(f"the distilled policy acts in {policy.config.action_dim} dims but "
+                        f"{env_id} needs {task.action_space.shape[0]}")
+    return policy
 
 
 def make_tasks(cfg: MPCConfig, count: int) -> list[Any]:
@@ -277,6 +303,8 @@ def evaluate(
         cfg.checkpoint = default_checkpoint(cfg.env)
     if cfg.model == "learned" and model is None:
         model = load_world_model(cfg.checkpoint, resolve_device(cfg.device))
+    if cfg.model == "distilled":
+        model = None
     cfg.horizon, cfg.energy_steps = planning_defaults(model, cfg.horizon, cfg.energy_steps)
     video = None
     if video_dir is not None:
@@ -340,7 +368,7 @@ def summarize(
     stats = runner.policy.stats
     plan_ms = stats.call_ms  # one latency per planner call (all episodes of a batch at once)
     settings = None
-    if cfg.model != "random":
+    if cfg.model in ("learned", "oracle"):
         settings = asdict(runner.policy.settings)
         settings["frameskip"] = runner.policy.frameskip
         settings["warm_start"] = cfg.warm_start
@@ -361,10 +389,12 @@ def summarize(
         "plan_ms_p90": float(np.percentile(plan_ms, 90)) if plan_ms else None,
         "episodes": len(records),
         "seed": cfg.seed,
-        "planner": None if cfg.model == "random" else cfg.planner,
+        "planner": cfg.planner if cfg.model in ("learned", "oracle") else None,
         "checkpoint": cfg.checkpoint if cfg.model == "learned" else None,
+        "policy": cfg.policy,
         "model": cfg.model,
-        "note": {"oracle": ORACLE_NOTE, "random": RANDOM_NOTE}.get(cfg.model),
+        "note": {"oracle": ORACLE_NOTE, "random": RANDOM_NOTE,
+                 "distilled": DISTILLED_NOTE}.get(cfg.model),
         "env": task.spec.id if task.spec is not None else cfg.env,
         "env_name": cfg.env,
         "metric_names": list(task.metric_names),
@@ -409,8 +439,9 @@ def summary_text(metrics: dict[str, Any]) -> str:
         lines.append(f"  {label:<20} {mean} mean, {median} median")
     if plan is not None:
         timing = metrics["timing"]
+        label = "per step (policy)" if metrics["model"] == "distilled" else "replanning"
         lines.append(
-            f"  replanning           {plan:.0f} ms median, {metrics['plan_ms_p90']:.0f} ms p90 "
+            f"  {label:<20} {plan:.0f} ms median, {metrics['plan_ms_p90']:.0f} ms p90 "
             f"for {timing['envs_per_replan']} env(s) (encode {timing['encode_ms_per_replan']:.0f}"
             f", world model {timing['model_ms_per_replan']:.0f} ms)"
         )
@@ -435,7 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env", help="task name (reach, gym:Reacher-v5, gym:Pusher-v5, ...)")
     parser.add_argument("--checkpoint", help="WorldModel directory or shipped name "
                         "(default: the task's shipped model)")
-    parser.add_argument("--model", help="learned | oracle | random")
+    parser.add_argument("--model", help="learned | oracle | random | distilled")
+    parser.add_argument("--policy", help="a distilled policy (python -m jepa_world.distill); "
+                        "implies --model distilled")
     parser.add_argument("--episodes", type=int, help="evaluation episodes (config: 10)")
     parser.add_argument("--seed", type=int, help="picks the evaluation seeds (config: 0)")
     parser.add_argument("--planner", help="cem | mppi | gradient")
@@ -449,8 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-FLAG_KEYS = ("env", "checkpoint", "model", "episodes", "seed", "planner", "goal", "budget",
-             "num_envs")
+FLAG_KEYS = ("env", "checkpoint", "model", "policy", "episodes", "seed", "planner", "goal",
+             "budget", "num_envs")
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, DictConfig]:
@@ -461,6 +494,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, DictConfig]:
         if token.startswith("-") or "=" not in token:
             raise UserError(f"unrecognised argument {token!r} (flags, then key=value overrides)")
     cfg = load_config("mpc", rest)
+    if args.policy is not None and args.model is None:
+        args.model = "distilled"
     for key in FLAG_KEYS:
         value = getattr(args, key)
         if value is not None:

@@ -239,11 +239,11 @@ class PlannerPolicy:
             self.slots.steps[e] += 1
         return (actions[0] if single else actions), None
 
-    def replan(self, obs: Any) -> np.ndarray:
-        """Plan now for every environment of ``obs`` (a new episode when the batch size
-        changes) and return their next blocks [E,k,A]; ``predict`` then executes them."""
+    def replan(self, obs: Any, episode_start: Any = None) -> np.ndarray:
+        """Plan now for every environment of ``obs`` and return their next blocks [E,k,A]
+        (what ``predict`` then executes step by step); an expert's label in DAgger."""
         batch, count, _ = batch_observations(obs)
-        self._start(batch, self.slots.starts(None, count))
+        self._start(batch, self.slots.starts(episode_start, count))
         self._replan(batch, list(range(count)))
         return np.stack([np.stack(self.slots.queue[e]) for e in range(count)])
 

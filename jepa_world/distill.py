@@ -1,0 +1,258 @@
+"""python -m jepa_world.distill: the planner distilled into a small goal-conditioned policy.
+
+DAgger (Ross et al. 2011) with the planner as the expert: round 0 records the planner acting
+(every executed action is a label); in every later round the student acts and, every
+``label_every`` steps, the planner says what it would do in the state the student reached.
+After each round the student (``jepa_world.rl.student``) is trained on all labels so far.
+Each round is saved atomically with its labels, so a killed run resumes at the next round.
+The student reads what the planner reads: the encoded frame, proprioception and the encoded
+goal image, never the simulator's state or the success signal; the success printed per round
+is the task's judgement of the student's own training episodes (seeds
+``TRAIN_SEED_BASE + ...``, disjoint from the recording and evaluation seeds).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from envs.dataset_format import write_json_atomic
+from jepa_world.schemas.distill import DistillConfig
+from jepa_world.training.cli import UserError, load_config, run_command, typed_config
+
+TRAIN_SEED_BASE = 10**12  # far above recording seeds (0, 1, ...) and eval seeds (1_000_000 + ...)
+LABELS, STATE = "labels.npz", "state.json"
+RESUMABLE = ("rounds", "progress", "out_dir")  # may change when a run is resumed (or moved)
+POLICY = "policy"
+
+
+def train_seed(seed: int, round_index: int, episode: int) -> int:
+    return TRAIN_SEED_BASE + seed * 10**6 + round_index * 10**4 + episode
+
+
+def open_world_model(cfg: DistillConfig) -> tuple[Any, str]:
+    import envs
+    from jepa_world.world_model import WorldModel, shipped_names
+
+    name = cfg.world_model
+    if name is None:
+        name = envs.short_name(cfg.env)
+        if name not in shipped_names():
+            raise UserError(f"no shipped world model for {name}: pass world_model=DIR")
+    try:
+        return WorldModel.load(name), str(name)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise UserError(f"cannot load world model {name!r}: {' '.join(str(exc).split())}") from None
+
+
+def make_tasks(cfg: DistillConfig, model: Any) -> list[Any]:
+    import envs
+
+    try:
+        tasks = [envs.make_task(cfg.env, image_size=model.image_size,
+                                max_episode_steps=cfg.budget) for _ in range(cfg.num_envs)]
+    except (ValueError, envs.UnknownEnvError) as exc:
+        raise UserError(f"cannot make {cfg.env}: {exc}") from None
+    if cfg.goal is not None and cfg.goal not in tasks[0].goal_protocols:
+        raise UserError(f"unknown goal protocol {cfg.goal!r} for {cfg.env} "
+                        f"(known: {', '.join(tasks[0].goal_protocols)})")
+    if int(tasks[0].action_space.shape[0]) != int(model.action_dim):
+        raise UserError(f"the world model acts in {model.action_dim} dims but {cfg.env} needs "
+                        f"{tasks[0].action_space.shape[0]}")
+    return tasks
+
+
+class Labels:
+    """Every (observation, planner action) pair so far, with the round that made it."""
+
+    def __init__(self) -> None:
+        self.obs: list[np.ndarray] = []
+        self.actions: list[np.ndarray] = []
+        self.rounds: list[np.ndarray] = []
+
+    def add(self, obs: np.ndarray, actions: np.ndarray, round_index: int) -> None:
+        self.obs.append(obs.astype(np.float32))
+        self.actions.append(actions.astype(np.float32))
+        self.rounds.append(np.full(len(obs), round_index, np.int32))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate(self.obs), np.concatenate(self.actions)
+
+    def __len__(self) -> int:
+        return int(sum(len(o) for o in self.obs))
+
+    def save(self, path: Path) -> None:
+        obs, actions = self.arrays()
+        partial = path.with_name(f".{path.name}.partial.npz")
+        np.savez(partial, obs=obs, actions=actions, rounds=np.concatenate(self.rounds))
+        partial.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Labels:
+        labels = cls()
+        try:
+            with np.load(path) as data:
+                labels.obs, labels.actions = [data["obs"]], [data["actions"]]
+                labels.rounds = [data["rounds"]]
+        except (OSError, KeyError, ValueError) as exc:
+            raise UserError(f"cannot read the labels {path}: {exc}") from None
+        return labels
+
+
+def run_round(cfg: DistillConfig, round_index: int, tasks: list[Any], planner: Any,
+              student: Any, labels: Labels, progress: Any) -> dict[str, float]:
+    """Episodes of one round; returns the actor's success at the end and at any step."""
+    from jepa_world.rl.observations import encode_pixels
+
+    layout, model = student.layout, student.world_model
+    label_every = cfg.label_every or int(model.frameskip)
+    goal = cfg.goal or tasks[0].goal_protocol
+    ends, anys = [], []
+    for first in range(0, cfg.episodes_per_round, len(tasks)):
+        count = min(len(tasks), cfg.episodes_per_round - first)
+        seeds = [train_seed(cfg.seed, round_index, first + e) for e in range(count)]
+        resets = [t.reset(seed=s, options={"goal_protocol": goal})
+                  for t, s in zip(tasks, seeds, strict=False)]
+        obs = [r[0] for r in resets]
+        goal_latent = encode_pixels(model, np.stack([r[1]["goal_pixels"] for r in resets]))
+        planner.bind(None, None, seeds)
+        hit = np.zeros(count, bool)
+        for step in range(cfg.budget):
+            latent = encode_pixels(model, np.stack([o["pixels"] for o in obs]))
+            proprio = np.stack([o["proprio"] for o in obs]) if layout.proprio_dim else None
+            flat = layout.join(latent, proprio, goal_latent)
+            if round_index == 0:  # the expert acts: every executed action is a label
+                actions, _ = planner.predict(flat, episode_start=np.full(count, step == 0))
+                labels.add(flat, actions, round_index)
+            else:
+                if step % label_every == 0:
+                    expert = planner.replan(flat, episode_start=np.full(count, step == 0))
+                    labels.add(flat, expert[:, 0], round_index)
+                actions, _ = student.predict(flat)
+            for e in range(count):
+                obs[e], _, _, _, info = tasks[e].step(np.asarray(actions[e], np.float32))
+                hit[e] = hit[e] or bool(info["is_success"])
+                if step == cfg.budget - 1:
+                    ends.append(bool(info["is_success"]))
+            progress.update(count)
+        anys.extend(hit.tolist())
+    return {"success_rate": float(np.mean(ends)), "success_any_rate": float(np.mean(anys))}
+
+
+def fit_student(cfg: DistillConfig, student: Any, labels: Labels, seed: int) -> float:
+    """Train on every label so far (inputs standardised with their statistics); returns the
+    last epoch's mean squared error."""
+    obs, actions = labels.arrays()
+    net = student.net
+    x, y = torch.from_numpy(obs), torch.from_numpy(actions)
+    net.input_mean.copy_(x.mean(0))
+    net.input_std.copy_(x.std(0) + 1e-4)
+    generator = torch.Generator().manual_seed(seed)
+    optim = torch.optim.AdamW(net.mlp.parameters(), lr=cfg.train.lr,
+                              weight_decay=cfg.train.weight_decay)
+    net.train()
+    loss_value = float("nan")
+    for _ in range(cfg.train.epochs):
+        order = torch.randperm(len(x), generator=generator)
+        total = 0.0
+        for start in range(0, len(x), cfg.train.batch_size):
+            index = order[start:start + cfg.train.batch_size]
+            loss = torch.nn.functional.mse_loss(net(x[index]), y[index])
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            total += float(loss.detach()) * len(index)
+        loss_value = total / len(x)
+        if not np.isfinite(loss_value):
+            raise UserError("the student's loss is not finite: lower train.lr")
+    net.eval()
+    return loss_value
+
+
+def distill(cfg: DistillConfig) -> dict[str, Any]:
+    """Run (or resume) the distillation that ``cfg`` describes; returns the summary."""
+    from tqdm import tqdm
+
+    from jepa_world.rl.student import StudentConfig, StudentPolicy
+    from planners.policies import PlannerPolicy
+
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"out_dir {out} is a file")
+    model, model_name = open_world_model(cfg)
+    tasks = make_tasks(cfg, model)
+    low, high = tasks[0].action_space.low, tasks[0].action_space.high
+    try:
+        planner = PlannerPolicy(model, cfg.planner, budget=cfg.budget, seed=cfg.seed,
+                                action_low=float(low.min()), action_high=float(high.max()),
+                                **dict(cfg.planner_settings))
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"bad planner settings: {exc}") from None
+    tokens, width = model.latent_shape
+    proprio_dim = int(tasks[0].observation_space["proprio"].shape[0])
+    student_cfg = StudentConfig(
+        world_model=model_name, tokens=tokens, width=width, proprio_dim=proprio_dim,
+        action_dim=model.action_dim, frameskip=model.frameskip, hidden=cfg.student.hidden,
+        depth=cfg.student.depth, action_low=float(low.min()), action_high=float(high.max()),
+    )
+    student = StudentPolicy(student_cfg, model)
+    out.mkdir(parents=True, exist_ok=True)
+    labels, history, done = Labels(), [], 0
+    settings = asdict(cfg)
+    state_path = out / STATE
+    if state_path.exists():  # a run to resume; more rounds may be asked for
+        try:
+            state = json.loads(state_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{state_path} is corrupt ({exc}): use another out_dir") from None
+        changed = sorted(k for k in settings if k not in RESUMABLE
+                         and state["config"].get(k) != settings[k])
+        if changed:
+            raise UserError(f"{out} holds a distillation with other settings ({', '.join(changed)}):"
+                            " use another out_dir")
+        labels, history, done = Labels.load(out / LABELS), state["rounds"], len(state["rounds"])
+        student = StudentPolicy.load(out / POLICY, model)
+        print(f"resuming {out} after round {done - 1}", file=sys.stderr)
+    progress = tqdm(total=(cfg.rounds - done) * cfg.episodes_per_round * cfg.budget,
+                    desc="distill", unit="step", disable=not cfg.progress, file=sys.stderr)
+    try:
+        for round_index in range(done, cfg.rounds):
+            started = time.perf_counter()
+            result = run_round(cfg, round_index, tasks, planner, student, labels, progress)
+            loss = fit_student(cfg, student, labels, cfg.seed + round_index)
+            result.update(round=round_index, actor="planner" if round_index == 0 else "student",
+                          labels=len(labels), loss=loss,
+                          seconds=round(time.perf_counter() - started, 1))
+            history.append(result)
+            student.save(out / POLICY)
+            labels.save(out / LABELS)
+            write_json_atomic(state_path, {"config": settings, "rounds": history})
+            tqdm.write(f"round {round_index} ({result['actor']} acting): success "
+                       f"{100 * result['success_rate']:.0f} % at the end, "
+                       f"{100 * result['success_any_rate']:.0f} % at any step; "
+                       f"{result['labels']} labels, student mse {loss:.4f}", file=sys.stderr)
+    finally:
+        progress.close()
+        for task in tasks:
+            task.close()
+    return {"out_dir": str(out), "policy": str(out / POLICY), "rounds": history}
+
+
+def main(argv: list[str]) -> int:
+    cfg = typed_config(DistillConfig, load_config("distill", argv))
+    summary = distill(cfg)
+    print(f"distilled policy: {summary['policy']}")
+    print(f"evaluate: python -m planners.mpc --env {cfg.env} --policy {summary['policy']}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_command(main)

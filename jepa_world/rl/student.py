@@ -1,0 +1,179 @@
+"""A small goal-conditioned MLP policy distilled from the planner: one encoder pass and a few
+matrix products per env step instead of a search.
+
+It reads ``[latent | proprio | goal latent]`` (``LatentLayout``): a flat ``LatentObservation``
+vector, or the task's dict observation with the goal image (it then encodes with its world
+model, the goal once per episode). One directory: ``weights.safetensors`` + ``config.json``
+(layout, widths, action box, the world model it reads).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from jepa_world.rl.layout import LatentLayout
+from planners.policies import PolicyStats, batch_observations
+
+WEIGHTS, CONFIG = "weights.safetensors", "config.json"
+
+
+@dataclass
+class StudentConfig:
+    world_model: str  # directory or shipped name of the world model whose latents it reads
+    tokens: int
+    width: int
+    proprio_dim: int
+    action_dim: int
+    frameskip: int
+    hidden: int = 256
+    depth: int = 2
+    action_low: float = -1.0
+    action_high: float = 1.0
+
+
+class StudentNet(nn.Module):
+    """MLP with a tanh squashed into the action box. Inputs are standardised with the
+    statistics of the distillation data (kept as buffers)."""
+
+    def __init__(self, config: StudentConfig) -> None:
+        super().__init__()
+        layout = LatentLayout(config.tokens, config.width, config.proprio_dim, True)
+        layers: list[nn.Module] = []
+        width = layout.size
+        for _ in range(config.depth):
+            layers += [nn.Linear(width, config.hidden), nn.GELU()]
+            width = config.hidden
+        layers.append(nn.Linear(width, config.action_dim))
+        self.mlp = nn.Sequential(*layers)
+        self.register_buffer("input_mean", torch.zeros(layout.size))
+        self.register_buffer("input_std", torch.ones(layout.size))
+        self.low, self.high = float(config.action_low), float(config.action_high)
+
+    def forward(self, flat: Tensor) -> Tensor:
+        x = (flat - self.input_mean) / self.input_std
+        squashed = torch.tanh(self.mlp(x))
+        return self.low + 0.5 * (squashed + 1.0) * (self.high - self.low)
+
+
+class StudentPolicy:
+    """The distilled policy with stable-baselines3's ``predict`` convention; a drop-in for
+    ``PlannerPolicy`` in ``planners.mpc`` (``--policy DIR``)."""
+
+    kind = "distilled"
+    settings = None
+
+    def __init__(self, config: StudentConfig, world_model: Any = None,
+                 net: StudentNet | None = None) -> None:
+        self.config = config
+        self.net = (net or StudentNet(config)).eval()
+        self.world_model = world_model
+        self.layout = LatentLayout(config.tokens, config.width, config.proprio_dim, True)
+        self.frameskip = int(config.frameskip)
+        self.stats = PolicyStats()
+        self._goal: Tensor | None = None
+        self._call_ms: list[list[float]] = []
+
+    # ------------------------------------------------------------------ acting
+    def bind(self, tasks: list, infos: list, seeds: list[int]) -> None:
+        pass
+
+    @torch.no_grad()
+    def predict(self, obs: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, None]:
+        started = time.perf_counter()
+        batch, count, single = batch_observations(obs)
+        if isinstance(batch, dict):
+            flat = self._flat_from_pixels(batch, count, episode_start)
+        else:
+            if batch.shape[1] != self.layout.size:
+                raise ValueError(f"flat observations must have {self.layout.size} values, "
+                                 f"got {batch.shape[1]}")
+            flat = torch.from_numpy(batch)
+        actions = self.net(flat.float()).numpy()
+        elapsed = 1000.0 * (time.perf_counter() - started)
+        self.stats.replans += 1
+        self.stats.planner_s += elapsed / 1000.0
+        self.stats.call_ms.append(elapsed)
+        if len(self._call_ms) != count:
+            self._call_ms = [[] for _ in range(count)]
+        for e in range(count):
+            self._call_ms[e].append(round(elapsed, 3))
+        return (actions[0] if single else actions), None
+
+    def _flat_from_pixels(self, batch: dict[str, np.ndarray], count: int, starts: Any) -> Tensor:
+        if self.world_model is None:
+            raise ValueError("dict observations need the world model: StudentPolicy.load(dir)")
+        fresh = self._goal is None or self._goal.shape[0] != count
+        flags = np.ones(count, bool) if fresh or starts is None else np.asarray(starts, bool)
+        if fresh or flags.any():
+            if "goal_pixels" not in batch:
+                raise ValueError("the observation holds no 'goal_pixels': wrap the env in "
+                                 "jepa_world.rl.GoalImageObservation")
+            index = np.flatnonzero(np.broadcast_to(flags.reshape(-1), (count,)))
+            goals = self.world_model.encode(torch.from_numpy(batch["goal_pixels"][index])).cpu()
+            if fresh:
+                self._goal = goals.new_zeros((count, *goals.shape[1:]))
+                self._call_ms = [[] for _ in range(count)]
+            self._goal[torch.from_numpy(index)] = goals
+            for e in index:
+                self._call_ms[e] = []
+        latent = self.world_model.encode(torch.from_numpy(batch["pixels"])).cpu()
+        proprio = batch.get("proprio") if self.layout.proprio_dim else None
+        return torch.from_numpy(self.layout.join(latent, proprio, self._goal))
+
+    def episode_info(self, e: int) -> dict[str, Any]:
+        return {"replans": len(self._call_ms[e]), "final_energy": None,
+                "plan_ms": self._call_ms[e]}
+
+    def close(self) -> None:
+        pass
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        from envs.dataset_format import write_json_atomic
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.net.state_dict().items()}
+        partial = directory / f".{WEIGHTS}.partial"
+        save_file(state, str(partial))
+        partial.replace(directory / WEIGHTS)
+        write_json_atomic(directory / CONFIG, asdict(self.config))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, world_model: Any = None) -> StudentPolicy:
+        """A saved student; its world model is loaded from its config unless given."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory).expanduser()
+        if not (directory / CONFIG).is_file():
+            raise FileNotFoundError(f"no distilled policy at {directory} (missing {CONFIG})")
+        try:
+            config = StudentConfig(**json.loads((directory / CONFIG).read_text()))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise ValueError(f"distilled policy config {directory / CONFIG} is invalid: {exc}") from None
+        net = StudentNet(config)
+        try:
+            net.load_state_dict(load_file(str(directory / WEIGHTS)))
+        except (OSError, RuntimeError, ValueError) as exc:
+            message = " ".join(str(exc).split())[:200]
+            raise ValueError(f"distilled policy weights in {directory} are unusable: {message}") from None
+        if world_model is None:
+            from jepa_world.world_model import WorldModel
+
+            world_model = WorldModel.load(config.world_model)
+        if tuple(world_model.latent_shape) != (config.tokens, config.width):
+            raise ValueError(f"the policy in {directory} reads {config.tokens}x{config.width} "
+                             f"latents but the world model gives {tuple(world_model.latent_shape)}")
+        return cls(config, world_model, net)

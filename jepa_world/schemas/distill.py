@@ -1,0 +1,59 @@
+"""The schema of ``python -m jepa_world.distill`` (configs/distill.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from jepa_world.training.cli import UserError, check_non_negative, check_positive
+
+
+@dataclass
+class StudentShape:
+    hidden: int = 256
+    depth: int = 2
+
+
+@dataclass
+class StudentTraining:
+    epochs: int = 60
+    batch_size: int = 256
+    lr: float = 1.0e-3
+    weight_decay: float = 1.0e-4
+
+
+@dataclass
+class DistillConfig:
+    env: str = "reach"
+    world_model: str | None = None
+    out_dir: str = "runs/distill/reach"
+    seed: int = 0
+    goal: str | None = None
+    budget: int = 50
+    num_envs: int = 8
+    rounds: int = 5
+    episodes_per_round: int = 32
+    label_every: int | None = None
+    planner: str = "cem"
+    planner_settings: dict[str, Any] = field(default_factory=dict)
+    student: StudentShape = field(default_factory=StudentShape)
+    train: StudentTraining = field(default_factory=StudentTraining)
+    progress: bool = True
+
+    def validate(self) -> None:
+        for name in ("budget", "num_envs", "rounds", "episodes_per_round", "label_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"{name} must be a positive integer, got {value}")
+        for name in ("hidden", "depth"):
+            if getattr(self.student, name) < 1:
+                raise UserError(f"student.{name} must be a positive integer, "
+                                f"got {getattr(self.student, name)}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self.train, name) < 1:
+                raise UserError(f"train.{name} must be a positive integer, "
+                                f"got {getattr(self.train, name)}")
+        check_positive(self.train, "train.", "lr")
+        check_non_negative(self.train, "train.", "weight_decay")
+        if self.seed < 0:
+            raise UserError(f"seed must be >= 0, got {self.seed}")
