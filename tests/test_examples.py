@@ -19,3 +19,12 @@ def test_rl_on_latents_example(algo):
     assert result.returncode == 0, result.stderr
     assert f"{algo} on latents of reach, 64 env steps" in result.stdout
     assert "held-out episodes" in result.stdout
+
+
+def test_distill_planner_example(tmp_path):
+    result = run_cli(str(ROOT / "examples" / "distill_planner.py"), "--rounds", "2",
+                     "--episodes-per-round", "2", "--budget", "10", "--eval-episodes", "1",
+                     "--samples", "16", "--out", str(tmp_path / "d"), cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "distilled in 2 rounds (" in result.stdout and "held-out episodes" in result.stdout
+    assert (tmp_path / "d" / "policy" / "config.json").is_file()
