@@ -13,6 +13,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 
 import envs
 from jepa_world.rl import (
+    BlockActions,
     GoalEnergyReward,
     GoalImageObservation,
     ImaginedEnv,
@@ -319,3 +320,20 @@ def test_nothing_in_the_core_imports_stable_baselines3():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1], check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_block_actions_hold_one_action_for_a_block(wm):
+    held = BlockActions(reach(max_steps=12), frameskip=5)
+    stepwise = reach(max_steps=12)
+    held.reset(seed=3)
+    stepwise.reset(seed=3)
+    action = np.array([0.7, -0.4], np.float32)
+    obs, _, _, truncated, info = held.step(action)
+    for _ in range(5):
+        expected, *_ = stepwise.step(action)
+    np.testing.assert_array_equal(obs["pixels"], expected["pixels"])
+    assert "success_any" in info and not truncated
+    held.step(action)
+    *_, truncated, _ = held.step(action)  # steps 11-12 end the episode inside the block
+    assert truncated
+    check_env(BlockActions(LatentObservation(reach(), wm), 5), skip_render_check=True)

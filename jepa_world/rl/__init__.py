@@ -14,6 +14,7 @@ Nothing here imports stable-baselines3; it is only needed to train agents (``.[r
 
 from __future__ import annotations
 
+from jepa_world.rl.blocks import BlockActions
 from jepa_world.rl.imagined import ImaginedEnv, ImaginedStarts, ImaginedVectorEnv
 from jepa_world.rl.layout import LatentLayout
 from jepa_world.rl.observations import (
@@ -25,6 +26,7 @@ from jepa_world.rl.reward import GoalEnergyReward
 from planners.policies import PlannerPolicy
 
 __all__ = [
+    "BlockActions",
     "GoalEnergyReward",
     "GoalImageObservation",
     "ImaginedEnv",
