@@ -30,10 +30,10 @@ from jepa_world.rl import (  # noqa: E402
 )
 
 
-def imagined_single(model, starts, steps: int) -> float:
-    env = ImaginedEnv(model, starts)
+def steps_per_second(env, steps: int, action_dim: int) -> float:
+    """Random actions through a single env, resetting at episode ends."""
     env.reset(seed=0)
-    actions = np.random.default_rng(0).uniform(-1, 1, (steps, model.action_dim)).astype(np.float32)
+    actions = np.random.default_rng(0).uniform(-1, 1, (steps, action_dim)).astype(np.float32)
     started = time.perf_counter()
     for action in actions:
         _, _, terminated, truncated, _ = env.step(action)
@@ -54,18 +54,9 @@ def imagined_batched(model, starts, num_envs: int, steps: int) -> float:
     return calls * num_envs / (time.perf_counter() - started)
 
 
-def real_wrapped(model, steps: int) -> float:
-    env = GoalEnergyReward(LatentObservation(
-        gym.make("jepa_world/Reach-v0", image_size=model.image_size, max_episode_steps=50),
-        model), model)
-    env.reset(seed=0)
-    actions = np.random.default_rng(0).uniform(-1, 1, (steps, model.action_dim)).astype(np.float32)
-    started = time.perf_counter()
-    for action in actions:
-        _, _, terminated, truncated, _ = env.step(action)
-        if terminated or truncated:
-            env.reset()
-    return steps / (time.perf_counter() - started)
+def real_wrapped(model) -> gym.Env:
+    env = gym.make("jepa_world/Reach-v0", image_size=model.image_size, max_episode_steps=50)
+    return GoalEnergyReward(LatentObservation(env, model), model)
 
 
 def main() -> None:
@@ -79,13 +70,14 @@ def main() -> None:
     args = parser.parse_args()
     model = WorldModel.load(args.model)
     starts = ImaginedStarts(model, args.dataset, episodes=args.episodes)
-    rows = [["ImaginedEnv", 1, f"{imagined_single(model, starts, args.steps):.0f}"]]
+    single = steps_per_second(ImaginedEnv(model, starts), args.steps, model.action_dim)
+    rows = [["ImaginedEnv", 1, f"{single:.0f}"]]
     for num_envs in (int(b) for b in args.batches.split(",")):
         rate = imagined_batched(model, starts, num_envs, args.steps * 4)
         rows.append(["ImaginedVectorEnv", num_envs, f"{rate:.0f}"])
         print(f"{num_envs} envs: {rate:.0f} imagined steps/s", flush=True)
     rows.append(["real reach + LatentObservation + GoalEnergyReward (env steps)", 1,
-                 f"{real_wrapped(model, args.steps // 4):.0f}"])
+                 f"{steps_per_second(real_wrapped(model), args.steps // 4, model.action_dim):.0f}"])
     k, d = model.latent_shape
     report("RL on the world model: imagined and real steps per second",
            ["env", "envs per call", "steps/s"], rows,

@@ -18,8 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gymnasium as gym  # noqa: E402
@@ -34,8 +32,8 @@ from jepa_world.rl import (  # noqa: E402
     ImaginedEnv,
     ImaginedStarts,
     LatentObservation,
+    held_out_success,
 )
-from planners.episodes import eval_seed  # noqa: E402
 
 
 def real_env(model: WorldModel, kind: str, budget: int) -> gym.Env:
@@ -46,21 +44,6 @@ def real_env(model: WorldModel, kind: str, budget: int) -> gym.Env:
     return BlockActions(env, model.frameskip) if kind == "blocks" else env
 
 
-def evaluate(agent: Any, env: gym.Env, episodes: int, seed: int) -> tuple[float, float]:
-    end, anytime = [], []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=eval_seed(seed, i))
-        done, hit = False, False
-        while not done:
-            action, _ = agent.predict(obs, deterministic=True)
-            obs, _, terminated, truncated, info = env.step(action)
-            hit = hit or bool(info.get("success_any", info["is_success"]))
-            done = terminated or truncated
-        end.append(bool(info["is_success"]))
-        anytime.append(hit)
-    return float(np.mean(end)), float(np.mean(anytime))
-
-
 def train(agent: Any, steps: int, every: int, curve_env: gym.Env, episodes: int,
           seed: int) -> tuple[list[str], float]:
     curve, spent, started = [], 0, time.perf_counter()
@@ -68,7 +51,7 @@ def train(agent: Any, steps: int, every: int, curve_env: gym.Env, episodes: int,
         chunk = min(every, steps - spent)
         agent.learn(total_timesteps=chunk, reset_num_timesteps=False)
         spent += chunk
-        end, _ = evaluate(agent, curve_env, episodes, seed)
+        end, _ = held_out_success(agent, curve_env, episodes, seed)
         done = agent.num_timesteps  # PPO collects whole rollouts of n_steps
         curve.append(f"{done / 1000:.1f}k: {100 * end:.0f} %")
         print(f"  {done} steps: {100 * end:.0f} % ({episodes} episodes)", flush=True)
@@ -107,8 +90,8 @@ def main() -> None:
         agent = sb3.PPO(policy, env, n_steps=1024, batch_size=64, seed=args.seed, device="cpu")
         curve, seconds = train(agent, steps, every, real_env(model, eval_kind, args.budget),
                                args.curve_episodes, args.seed)
-        end, anytime = evaluate(agent, real_env(model, eval_kind, args.budget), args.episodes,
-                                args.seed)
+        end, anytime = held_out_success(agent, real_env(model, eval_kind, args.budget),
+                                        args.episodes, args.seed)
         what = {"latents": "real env steps, latent obs", "pixels": "real env steps, pixels",
                 "imagined": "imagined blocks, 0 real steps"}[kind]
         rows.append([f"PPO on {kind}", f"{agent.num_timesteps} {what}", f"{100 * end:.0f} %",

@@ -15,34 +15,16 @@ import argparse
 import time
 
 import gymnasium as gym
-import numpy as np
 
 import envs  # noqa: F401  (registers the tasks)
 from jepa_world import WorldModel
-from jepa_world.rl import GoalEnergyReward, LatentObservation
-from planners.episodes import eval_seed
+from jepa_world.rl import GoalEnergyReward, LatentObservation, held_out_success
 
 
 def make_env(model: WorldModel, task: str, budget: int) -> gym.Env:
     env = gym.make(envs.resolve_env_id(task), max_episode_steps=budget,
                    image_size=model.image_size)
     return GoalEnergyReward(LatentObservation(env, model), model)
-
-
-def evaluate(agent, env: gym.Env, episodes: int, seed: int) -> tuple[float, float]:
-    """Success rate at the end of the budget and at any step, on held-out seeds."""
-    end, anytime = [], []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=eval_seed(seed, i))
-        done, hit = False, False
-        while not done:
-            action, _ = agent.predict(obs, deterministic=True)
-            obs, _, terminated, truncated, info = env.step(action)
-            hit = hit or bool(info["is_success"])
-            done = terminated or truncated
-        end.append(bool(info["is_success"]))
-        anytime.append(hit)
-    return float(np.mean(end)), float(np.mean(anytime))
 
 
 def main() -> None:
@@ -71,7 +53,8 @@ def main() -> None:
     started = time.perf_counter()
     agent.learn(total_timesteps=args.timesteps)
     trained = time.perf_counter() - started
-    end, anytime = evaluate(agent, make_env(model, args.env, args.budget), args.episodes, args.seed)
+    end, anytime = held_out_success(agent, make_env(model, args.env, args.budget), args.episodes,
+                                    args.seed)
     print(f"{args.algo} on latents of {args.model}, {args.timesteps} env steps in {trained:.0f} s: "
           f"success {100 * end:.0f} % at the end of {args.budget} steps, {100 * anytime:.0f} % "
           f"at any step ({args.episodes} held-out episodes)")

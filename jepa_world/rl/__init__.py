@@ -15,6 +15,7 @@ Nothing here imports stable-baselines3; it is only needed to train agents (``.[r
 from __future__ import annotations
 
 from jepa_world.rl.blocks import BlockActions
+from jepa_world.rl.evaluation import held_out_success
 from jepa_world.rl.imagined import ImaginedEnv, ImaginedStarts, ImaginedVectorEnv
 from jepa_world.rl.layout import LatentLayout
 from jepa_world.rl.observations import (
@@ -36,4 +37,5 @@ __all__ = [
     "LatentObservation",
     "PlannerPolicy",
     "VectorLatentObservation",
+    "held_out_success",
 ]

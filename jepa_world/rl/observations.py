@@ -50,6 +50,17 @@ def check_action_size(action_space: spaces.Space, world_model: Any, wrapper: str
         )
 
 
+def latent_layout(observation_space: spaces.Space, action_space: spaces.Space, world_model: Any,
+                  proprio: bool, goal: bool, wrapper: str) -> LatentLayout:
+    """The flat layout a latent wrapper gives a task's observations, after the checks."""
+    space = pixel_space(observation_space, wrapper)
+    check_action_size(action_space, world_model, wrapper)
+    if proprio and "proprio" not in space.spaces:
+        raise ValueError(f"{wrapper}(proprio=True): the env has no 'proprio' to add")
+    proprio_dim = int(space["proprio"].shape[0]) if proprio else 0
+    return LatentLayout.for_model(world_model, proprio_dim, goal)
+
+
 def goal_pixels(info: dict[str, Any], wrapper: str) -> np.ndarray:
     if "goal_pixels" not in info:
         raise ValueError(
@@ -91,13 +102,9 @@ class LatentObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self, world_model=world_model, proprio=proprio, goal=goal
         )
         gym.Wrapper.__init__(self, env)
-        space = pixel_space(env.observation_space, "LatentObservation")
-        check_action_size(env.action_space, world_model, "LatentObservation")
-        if proprio and "proprio" not in space.spaces:
-            raise ValueError("LatentObservation(proprio=True): the env has no 'proprio' to add")
-        proprio_dim = int(space["proprio"].shape[0]) if proprio else 0
         self.world_model = world_model
-        self.layout = LatentLayout.for_model(world_model, proprio_dim, goal)
+        self.layout = latent_layout(env.observation_space, env.action_space, world_model,
+                                    proprio, goal, "LatentObservation")
         self.observation_space = spaces.Box(-np.inf, np.inf, (self.layout.size,), np.float32)
         self.latent: Tensor | None = None
         self.goal_latent: Tensor | None = None
@@ -128,13 +135,9 @@ class VectorLatentObservation(VectorWrapper):
         self, env: VectorEnv, world_model: Any, proprio: bool = True, goal: bool = True
     ) -> None:
         super().__init__(env)
-        space = pixel_space(env.single_observation_space, "VectorLatentObservation")
-        check_action_size(env.single_action_space, world_model, "VectorLatentObservation")
-        if proprio and "proprio" not in space.spaces:
-            raise ValueError("VectorLatentObservation(proprio=True): the env has no 'proprio'")
-        proprio_dim = int(space["proprio"].shape[0]) if proprio else 0
         self.world_model = world_model
-        self.layout = LatentLayout.for_model(world_model, proprio_dim, goal)
+        self.layout = latent_layout(env.single_observation_space, env.single_action_space,
+                                    world_model, proprio, goal, "VectorLatentObservation")
         self.single_observation_space = spaces.Box(
             -np.inf, np.inf, (self.layout.size,), np.float32
         )
