@@ -20,11 +20,19 @@ import numpy as np
 
 EVAL_SEED_BASE = 1_000_000
 EVAL_SEED_STRIDE = 10_000
+MAX_EVAL_SEED = 99_999  # eval seeds stay in [10^6, 10^9 + 10^6): below the distillation's 10^12
 
 
 def eval_seed(seed: int, episode: int) -> int:
-    """Reset seed of evaluation episode ``episode``: disjoint from recording seeds 0, 1, ..."""
-    return EVAL_SEED_BASE + int(seed) * EVAL_SEED_STRIDE + int(episode)
+    """Reset seed of evaluation episode ``episode``: disjoint from recording seeds 0, 1, ...
+    (``seed`` in [0, MAX_EVAL_SEED], ``episode`` in [0, EVAL_SEED_STRIDE))."""
+    seed, episode = int(seed), int(episode)
+    if not 0 <= seed <= MAX_EVAL_SEED:
+        raise ValueError(f"the evaluation seed must be in [0, {MAX_EVAL_SEED}], got {seed}: "
+                         "other values would reuse recording or training seeds")
+    if not 0 <= episode < EVAL_SEED_STRIDE:
+        raise ValueError(f"episode index must be in [0, {EVAL_SEED_STRIDE}), got {episode}")
+    return EVAL_SEED_BASE + seed * EVAL_SEED_STRIDE + episode
 
 
 @dataclass

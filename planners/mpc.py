@@ -39,6 +39,7 @@ from planners.correction import OffsetCorrection
 from planners.episodes import (
     EVAL_SEED_BASE,
     EVAL_SEED_STRIDE,
+    MAX_EVAL_SEED,
     EpisodeRecord,
     EpisodeRunner,
     eval_seed,
@@ -116,6 +117,9 @@ def check_config(cfg: MPCConfig) -> None:
     for key in ("episodes", "num_envs", "budget", "horizon", "frameskip", "image_size"):
         if getattr(cfg, key) is not None and getattr(cfg, key) < 1:
             raise UserError(f"{key} must be a positive integer, got {getattr(cfg, key)}")
+    if not 0 <= cfg.seed <= MAX_EVAL_SEED:
+        raise UserError(f"seed must be in [0, {MAX_EVAL_SEED}] (each seed picks its own "
+                        f"held-out episodes), got {cfg.seed}")
     if cfg.episodes > EVAL_SEED_STRIDE:
         raise UserError(f"at most {EVAL_SEED_STRIDE} episodes per --seed (distinct eval seeds)")
     if cfg.model not in MODELS:

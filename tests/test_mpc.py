@@ -209,6 +209,9 @@ def test_learned_model_with_offset_correction(tiny_checkpoint):
         (["--episodes", "three"], "invalid int value"),
         (["correction=kalman"], "unknown correction 'kalman'"),
         (["correction=offset", "correction_gain=2"], "correction_gain must be in"),
+        (["--seed", "-100"], r"seed must be in \[0, 99999\]"),
+        (["--seed", "100000"], r"seed must be in \[0, 99999\]"),
+        (["--policy", "x", "--model", "learned"], "goes with model=distilled"),
     ],
 )
 def test_bad_input_in_process(args, needle):
@@ -291,3 +294,13 @@ def test_reacher_shipped_model_end_to_end(tmp_path):
 def test_task_mismatches_are_one_line(args, needle):
     result = run_cli("-m", "planners.mpc", "--episodes", "1", "--quiet", *args)
     assert_one_line_error(result, needle)
+
+
+def test_eval_seeds_never_reach_recording_seeds():
+    from planners.episodes import MAX_EVAL_SEED
+
+    assert mpc.eval_seed(0, 0) == 1_000_000
+    assert mpc.eval_seed(MAX_EVAL_SEED, 9_999) < 10**12  # below the distillation's seeds
+    for bad in ((-1, 0), (-100, 5), (MAX_EVAL_SEED + 1, 0), (0, -1), (0, 10_000)):
+        with pytest.raises(ValueError):
+            mpc.eval_seed(*bad)
