@@ -164,6 +164,17 @@ def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         routed["pretrain"] += ["train.steps=0", "train.warmup_steps=0"]
     suffix = "-random" if args.random_encoder else ""
     out = Path(args.out or f"runs/build/{args.env.replace(':', '-')}{suffix}").resolve()
+    videos = ",".join(str(out / name / "episodes") for name in recipe.pretrain_data)
+    data = ",".join(str(out / name) for name in recipe.train_ac_data)
+    pretrain = ["-m", "jepa_world.pretrain", f"data.paths=[{videos}]"]
+    pretrain += [f"out_dir={out / 'pretrain'}", f"seed={args.seed}", *recipe.pretrain,
+                 *routed["pretrain"]]
+    encoder = args.encoder or str(out / "pretrain")
+    train_ac = ["-m", "jepa_world.train_ac", f"encoder.checkpoint={encoder}"]
+    train_ac += [f"data.paths=[{data}]", f"out_dir={out / 'train_ac'}", f"seed={args.seed}",
+                 *recipe.train_ac, *routed["train_ac"]]
+    preflight("pretrain", pretrain[2:])
+    preflight("train_ac", train_ac[2:])
     out.mkdir(parents=True, exist_ok=True)
     stages = Stages(out)
     started = time.perf_counter()
@@ -173,16 +184,9 @@ def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         if args.steps is not None:
             spec.steps = args.steps
         record(stages, args.env, out / spec.name, spec)
-    encoder = args.encoder or str(out / "pretrain")
     if args.encoder is None:
-        videos = ",".join(str(out / name / "episodes") for name in recipe.pretrain_data)
-        pretrain = ["-m", "jepa_world.pretrain", f"data.paths=[{videos}]"]
-        pretrain += [f"out_dir={out / 'pretrain'}", f"seed={args.seed}"]
-        stages.run("pretrain", [*pretrain, *recipe.pretrain, *routed["pretrain"]])
-    data = ",".join(str(out / name) for name in recipe.train_ac_data)
-    train_ac = ["-m", "jepa_world.train_ac", f"encoder.checkpoint={encoder}"]
-    train_ac += [f"data.paths=[{data}]", f"out_dir={out / 'train_ac'}", f"seed={args.seed}"]
-    stages.run("train_ac", [*train_ac, *recipe.train_ac, *routed["train_ac"]])
+        stages.run("pretrain", pretrain)
+    stages.run("train_ac", train_ac)
     model = out / "train_ac" / "world_model"
     probe = probe_model(stages, model, data, out / "probe.json", args.seed,
                         [*recipe.probe, *routed["probe"]])
@@ -207,6 +211,21 @@ def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         target = install(model, recipe.install_as)
         print(f"[build] installed into {target}", file=sys.stderr)
     return summary
+
+
+def preflight(stage: str, overrides: list[str]) -> None:
+    """Check a stage's settings before any stage runs: a bad train_ac override must not
+    surface only after hours of recording and pretraining."""
+    from jepa_world.training.cli import UserError, load_config, typed_config
+
+    if stage == "pretrain":
+        from jepa_world.schemas.pretrain import PretrainConfig as schema
+    else:
+        from jepa_world.schemas.train_ac import TrainACConfig as schema
+    try:
+        typed_config(schema, load_config(stage, overrides))
+    except UserError as exc:
+        raise BuildError(f"{stage}: {exc}") from None
 
 
 def probe_model(

@@ -283,5 +283,14 @@ def test_build_refuses_bad_input(tmp_path):
     result = run_cli("-m", "jepa_world.build", "--env", "reach", "--out", str(tmp_path),
                      "pretrain_steps=3")
     assert_one_line_error(result, "unrecognised argument")
+    # settings of a later stage are checked before anything is recorded
+    out = tmp_path / "never"
+    result = run_cli("-m", "jepa_world.build", "--env", "reach", "--out", str(out),
+                     "train_ac.model.use_proprio=false")
+    assert_one_line_error(result, "train_ac: model.use_proprio=false", "decoder_width=0")
+    result = run_cli("-m", "jepa_world.build", "--env", "reach", "--out", str(out),
+                     "pretrain.train.lr=nan")
+    assert_one_line_error(result, "pretrain: train.lr must be positive and finite")
+    assert not out.exists()
     result = run_cli("-m", "planners.mpc", "--env", "reach", "--model", "oracle", "--goal", "gym")
     assert_one_line_error(result, "unknown goal protocol 'gym'", "offset")

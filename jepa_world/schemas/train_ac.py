@@ -129,6 +129,9 @@ class TrainACConfig:
                             "predictor reads single encoder tokens, not stacked cells")
         if model.init not in INITS:
             raise UserError(f"model.init must be pretrained or scratch, got {model.init!r}")
+        if not model.use_proprio and model.predictor.decoder_width:
+            raise UserError("model.use_proprio=false leaves nothing for the proprio decoder: "
+                            "add model.predictor.decoder_width=0")
         check_positive(model.planning, "model.planning.", "horizon")
         if model.planning.energy_steps not in (None, *ENERGY_STEPS):
             raise UserError(
