@@ -53,7 +53,7 @@ class _EpisodeSlots:
     def __init__(self, seed: int) -> None:
         self.seed = int(seed)
         self.count = 0
-        self._given: list[int] | None = None
+        self._given: list[int | None] | None = None
         self._episodes: list[int] = []
 
     def resize(self, count: int) -> None:
@@ -69,8 +69,8 @@ class _EpisodeSlots:
 
     def start(self, env: int) -> int:
         """Reset slot ``env`` for a new episode; returns its noise seed."""
-        if self._given is not None and env < len(self._given):
-            seed = self._given[env]
+        if self._given is not None and env < len(self._given) and self._given[env] is not None:
+            seed, self._given[env] = self._given[env], None  # a given seed serves one episode
         else:
             seed = episode_seed(self.seed, env, self._episodes[env])
         self._episodes[env] += 1
@@ -154,8 +154,9 @@ class PlannerPolicy:
 
     ``planner`` is a name (``cem``, ``mppi``, ``gradient``: the defaults of ``planners.mpc``,
     changed by keyword ``overrides`` such as ``samples=128``) or a plan function with its
-    ``settings``. ``budget``: env steps per episode, when known (``shrink_horizon`` needs it). Each episode draws its planner noise from its own generator: the seeds given
-    to :meth:`bind` or, without them, ones derived from ``seed``, the slot and the episode
+    ``settings``. ``budget``: env steps per episode, when known (``shrink_horizon`` needs it).
+    Each episode draws its planner noise from its own generator: the seed given to
+    :meth:`bind` for it or, without one, a seed derived from ``seed``, the slot and the episode
     count, so results do not depend on how many episodes share a batch.
     """
 
@@ -222,7 +223,8 @@ class PlannerPolicy:
 
     # ------------------------------------------------------------------ policy interface
     def bind(self, tasks: list, infos: list, seeds: Sequence[int]) -> None:
-        """Seed the episodes about to start in slots 0, 1, ... (the evaluation's seeds)."""
+        """Seed the next episode of slots 0, 1, ... (the evaluation's seeds): each given seed
+        serves one episode."""
         self.slots.give_seeds(seeds)
 
     def predict(self, obs: Any, state: Any = None, episode_start: Any = None,
