@@ -39,30 +39,24 @@ def train_seed(seed: int, round_index: int, episode: int) -> int:
 
 def open_world_model(cfg: DistillConfig) -> tuple[Any, str]:
     import envs
-    from jepa_world.world_model import WorldModel, shipped_names
+    from jepa_world.world_model import shipped_names
+    from planners.mpc import load_world_model
 
     name = cfg.world_model
     if name is None:
-        name = envs.short_name(cfg.env)
+        try:
+            name = envs.short_name(cfg.env)
+        except envs.UnknownEnvError as exc:
+            raise UserError(str(exc)) from None
         if name not in shipped_names():
             raise UserError(f"no shipped world model for {name}: pass world_model=DIR")
-    try:
-        return WorldModel.load(name), str(name)
-    except (FileNotFoundError, ValueError, OSError) as exc:
-        raise UserError(f"cannot load world model {name!r}: {' '.join(str(exc).split())}") from None
+    return load_world_model(str(name), torch.device("cpu")), str(name)
 
 
 def make_tasks(cfg: DistillConfig, model: Any) -> list[Any]:
-    import envs
+    from planners.mpc import open_tasks
 
-    try:
-        tasks = [envs.make_task(cfg.env, image_size=model.image_size,
-                                max_episode_steps=cfg.budget) for _ in range(cfg.num_envs)]
-    except (ValueError, envs.UnknownEnvError) as exc:
-        raise UserError(f"cannot make {cfg.env}: {exc}") from None
-    if cfg.goal is not None and cfg.goal not in tasks[0].goal_protocols:
-        raise UserError(f"unknown goal protocol {cfg.goal!r} for {cfg.env} "
-                        f"(known: {', '.join(tasks[0].goal_protocols)})")
+    tasks = open_tasks(cfg.env, cfg.num_envs, model.image_size, cfg.budget, cfg.goal)
     if int(tasks[0].action_space.shape[0]) != int(model.action_dim):
         raise UserError(f"the world model acts in {model.action_dim} dims but {cfg.env} needs "
                         f"{tasks[0].action_space.shape[0]}")

@@ -39,7 +39,6 @@ from planners.correction import OffsetCorrection
 from planners.episodes import (
     EVAL_SEED_BASE,
     EVAL_SEED_STRIDE,
-    MAX_EVAL_SEED,
     EpisodeRecord,
     EpisodeRunner,
     eval_seed,
@@ -117,9 +116,10 @@ def check_config(cfg: MPCConfig) -> None:
     for key in ("episodes", "num_envs", "budget", "horizon", "frameskip", "image_size"):
         if getattr(cfg, key) is not None and getattr(cfg, key) < 1:
             raise UserError(f"{key} must be a positive integer, got {getattr(cfg, key)}")
-    if not 0 <= cfg.seed <= MAX_EVAL_SEED:
-        raise UserError(f"seed must be in [0, {MAX_EVAL_SEED}] (each seed picks its own "
-                        f"held-out episodes), got {cfg.seed}")
+    try:
+        eval_seed(cfg.seed, 0)  # the one place that knows the valid evaluation seeds
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     if cfg.episodes > EVAL_SEED_STRIDE:
         raise UserError(f"at most {EVAL_SEED_STRIDE} episodes per --seed (distinct eval seeds)")
     if cfg.model not in MODELS:
@@ -268,19 +268,23 @@ def load_distilled(path: str, task: Any, env_id: str) -> Any:
 
 
 def make_tasks(cfg: MPCConfig, count: int) -> list[Any]:
+    return open_tasks(cfg.env, count, cfg.image_size, cfg.budget, cfg.goal)
+
+
+def open_tasks(env: str, count: int, image_size: int, budget: int,
+               goal: str | None) -> list[Any]:
+    """``count`` instances of a task, ``goal`` (a protocol name or None) checked against it."""
     import envs
 
     try:
-        tasks = [
-            envs.make_task(cfg.env, image_size=cfg.image_size, max_episode_steps=cfg.budget)
-            for _ in range(count)
-        ]
+        tasks = [envs.make_task(env, image_size=image_size, max_episode_steps=budget)
+                 for _ in range(count)]
     except ValueError as exc:
-        raise UserError(f"cannot make {cfg.env}: {exc}") from None
+        raise UserError(f"cannot make {env}: {exc}") from None
     protocols = tasks[0].goal_protocols
-    if cfg.goal is not None and cfg.goal not in protocols:
+    if goal is not None and goal not in protocols:
         raise UserError(
-            f"unknown goal protocol {cfg.goal!r} for {cfg.env} (known: {', '.join(protocols)})"
+            f"unknown goal protocol {goal!r} for {env} (known: {', '.join(protocols)})"
         )
     return tasks
 

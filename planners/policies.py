@@ -46,7 +46,7 @@ def episode_seed(base: int, env: int, episode: int) -> int:
     return int(np.random.SeedSequence([int(base) & 0xFFFFFFFF, env, episode]).generate_state(1)[0])
 
 
-class _EpisodeSlots:
+class EpisodeSlots:
     """What every policy keeps per environment slot: the episode's noise seed, its step count,
     the actions left of the current block and the replanning record."""
 
@@ -123,7 +123,7 @@ class RandomPolicy:
         self.low, self.high = np.asarray(action_low), np.asarray(action_high)
         self.frameskip = int(frameskip)
         self.stats = PolicyStats()
-        self.slots = _EpisodeSlots(seed)
+        self.slots = EpisodeSlots(seed)
         self._rngs: list[np.random.Generator] = []
 
     def bind(self, tasks: list, infos: list, seeds: Sequence[int]) -> None:
@@ -185,7 +185,7 @@ class PlannerPolicy:
         self.budget = None if budget is None else int(budget)
         self.uses_proprio = int(getattr(model, "proprio_dim", 0) or 0) > 0
         self.stats = PolicyStats()
-        self.slots = _EpisodeSlots(seed)
+        self.slots = EpisodeSlots(seed)
         self._goal: Tensor | None = None
         self._warm: list[Tensor | None] = []
         self._generators: list[torch.Generator] = []

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from jepa_world.rl.layout import LatentLayout
-from planners.policies import PolicyStats, batch_observations
+from planners.policies import EpisodeSlots, PolicyStats, batch_observations
 
 WEIGHTS, CONFIG = "weights.safetensors", "config.json"
 
@@ -78,8 +78,8 @@ class StudentPolicy:
         self.layout = LatentLayout(config.tokens, config.width, config.proprio_dim, True)
         self.frameskip = int(config.frameskip)
         self.stats = PolicyStats()
+        self.slots = EpisodeSlots(0)  # per-episode latencies, reset on episode_start
         self._goal: Tensor | None = None
-        self._call_ms: list[list[float]] = []
 
     # ------------------------------------------------------------------ acting
     def bind(self, tasks: list, infos: list, seeds: list[int]) -> None:
@@ -90,8 +90,11 @@ class StudentPolicy:
                 deterministic: bool = True) -> tuple[np.ndarray, None]:
         started = time.perf_counter()
         batch, count, single = batch_observations(obs)
+        starts = self.slots.starts(episode_start, count)
+        for e in starts:
+            self.slots.start(e)
         if isinstance(batch, dict):
-            flat = self._flat_from_pixels(batch, count, episode_start)
+            flat = self._flat_from_pixels(batch, starts)
         else:
             if batch.shape[1] != self.layout.size:
                 raise ValueError(f"flat observations must have {self.layout.size} values, "
@@ -102,36 +105,29 @@ class StudentPolicy:
         self.stats.replans += 1
         self.stats.planner_s += elapsed / 1000.0
         self.stats.call_ms.append(elapsed)
-        if len(self._call_ms) != count:
-            self._call_ms = [[] for _ in range(count)]
         for e in range(count):
-            self._call_ms[e].append(round(elapsed, 3))
+            self.slots.plan_ms[e].append(round(elapsed, 3))
         return (actions[0] if single else actions), None
 
-    def _flat_from_pixels(self, batch: dict[str, np.ndarray], count: int, starts: Any) -> Tensor:
+    def _flat_from_pixels(self, batch: dict[str, np.ndarray], starts: list[int]) -> Tensor:
+        """Encode the frames, and the goal images of the episodes that start now."""
         if self.world_model is None:
             raise ValueError("dict observations need the world model: StudentPolicy.load(dir)")
-        fresh = self._goal is None or self._goal.shape[0] != count
-        flags = np.ones(count, bool) if fresh or starts is None else np.asarray(starts, bool)
-        if fresh or flags.any():
+        if starts:
             if "goal_pixels" not in batch:
                 raise ValueError("the observation holds no 'goal_pixels': wrap the env in "
                                  "jepa_world.rl.GoalImageObservation")
-            index = np.flatnonzero(np.broadcast_to(flags.reshape(-1), (count,)))
-            goals = self.world_model.encode(torch.from_numpy(batch["goal_pixels"][index])).cpu()
-            if fresh:
-                self._goal = goals.new_zeros((count, *goals.shape[1:]))
-                self._call_ms = [[] for _ in range(count)]
-            self._goal[torch.from_numpy(index)] = goals
-            for e in index:
-                self._call_ms[e] = []
+            goals = self.world_model.encode(torch.from_numpy(batch["goal_pixels"][starts])).cpu()
+            if self._goal is None or self._goal.shape[0] != self.slots.count:
+                self._goal = goals.new_zeros((self.slots.count, *goals.shape[1:]))
+            self._goal[starts] = goals
         latent = self.world_model.encode(torch.from_numpy(batch["pixels"])).cpu()
         proprio = batch.get("proprio") if self.layout.proprio_dim else None
         return torch.from_numpy(self.layout.join(latent, proprio, self._goal))
 
     def episode_info(self, e: int) -> dict[str, Any]:
-        return {"replans": len(self._call_ms[e]), "final_energy": None,
-                "plan_ms": self._call_ms[e]}
+        return {"replans": len(self.slots.plan_ms[e]), "final_energy": None,
+                "plan_ms": self.slots.plan_ms[e]}
 
     def close(self) -> None:
         pass
