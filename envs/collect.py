@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import multiprocessing as mp
 import os
 import platform
@@ -191,7 +190,8 @@ def _remove_stale_tmp(root: Path) -> None:
 def _open_or_create_manifest(root: Path, config: CollectConfig) -> dict[str, Any]:
     if not (root / MANIFEST).exists():
         if any((root / EPISODES_DIR).iterdir()):
-            raise DatasetError(f"{root} holds episodes but no {MANIFEST}; refusing to touch it")
+            raise DatasetError(f"{root} holds episodes but no {MANIFEST} (not a dataset of this "
+                               "version's recorder): move the episodes away or use another --out")
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         task = _worker_env(config)
         return {
@@ -228,12 +228,13 @@ def _open_or_create_manifest(root: Path, config: CollectConfig) -> dict[str, Any
 @contextlib.contextmanager
 def _exclusive(root: Path):
     """One writer per dataset folder at a time."""
-    with open(root / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CollectError(f"another envs.collect is writing to {root}") from None
-        yield
+    from jepa_world.files import FolderInUseError, exclusive
+
+    try:
+        with exclusive(root, "another envs.collect"):
+            yield
+    except FolderInUseError as exc:
+        raise CollectError(str(exc)) from None
 
 
 def collect(
@@ -287,6 +288,9 @@ def collect(
             }
         )
         manifest["software"] = software_versions()
+        # Written before the first episode: a run killed at any moment leaves a dataset whose
+        # finished episodes the next run adopts (they are renamed into place only when complete).
+        write_json_atomic(root / MANIFEST, manifest)
         return _run_jobs(root, manifest, jobs, workers, progress)
 
 

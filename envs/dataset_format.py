@@ -23,10 +23,10 @@ The ``episodes/`` folder is also a plain video corpus for pretraining.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from jepa_world.files import TMP_PREFIX, write_json_atomic
 
 FORMAT_NAME = "jepa-world-episodes"
 FORMAT_VERSION = 1
@@ -35,9 +35,9 @@ EPISODES_DIR = "episodes"
 FRAMES_FILE = "frames.mp4"
 ARRAYS_FILE = "arrays.npz"
 META_FILE = "meta.json"
-TMP_PREFIX = ".tmp-"
 ARRAY_KEYS = ("actions", "proprio", "qpos", "qvel", "rewards")  # every dataset has these
 DEFAULT_STATE_KEYS = ("qpos", "qvel")  # manifests written before tasks listed their own
+__all__ = ["TMP_PREFIX", "write_json_atomic"]  # re-exported: the recorder imports them here
 
 
 class DatasetError(ValueError):
@@ -46,22 +46,6 @@ class DatasetError(ValueError):
 
 def episode_name(index: int) -> str:
     return f"{index:06d}"
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON so that readers see either the old or the new file, never a partial one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:

@@ -199,7 +199,7 @@ def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         "probe": probe,
         "command": " ".join(["python -m jepa_world.build", *sys.argv[1:]]),
     }
-    from envs.dataset_format import write_json_atomic
+    from jepa_world.files import write_json_atomic
 
     write_json_atomic(out / "build.json", summary)
     print(f"[build] world model in {model} after {summary['seconds']:.0f} s", file=sys.stderr)

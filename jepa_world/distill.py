@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.dataset_format import write_json_atomic
+from jepa_world.files import atomic_open, write_json_atomic
 from jepa_world.schemas.distill import DistillConfig
 from jepa_world.training.cli import UserError, load_config, run_command, typed_config
 
@@ -84,9 +84,8 @@ class Labels:
 
     def save(self, path: Path) -> None:
         obs, actions = self.arrays()
-        partial = path.with_name(f".{path.name}.partial.npz")
-        np.savez(partial, obs=obs, actions=actions, rounds=np.concatenate(self.rounds))
-        partial.replace(path)
+        with atomic_open(path, "wb") as handle:
+            np.savez(handle, obs=obs, actions=actions, rounds=np.concatenate(self.rounds))
 
     @classmethod
     def load(cls, path: Path) -> Labels:

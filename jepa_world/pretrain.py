@@ -34,6 +34,12 @@ from jepa_world.training.checkpoint import (
 from jepa_world.training.cli import UserError, load_config, run_command, typed_config
 from jepa_world.training.logger import RunLogger
 from jepa_world.training.optim import make_adamw, set_lr_and_wd
+from jepa_world.training.run_dir import (
+    check_resume_step,
+    hold_out_dir,
+    prepare_out_dir,
+    refuse_changed_finished_run,
+)
 from jepa_world.training.runtime import (
     NonFiniteLossError,
     Runtime,
@@ -126,15 +132,25 @@ def _resume_state(out_dir: Path, cfg: PretrainConfig) -> dict | None:
 
 
 def train(cfg: PretrainConfig, rt: Runtime) -> dict[str, Any]:
-    """Pretrain as ``cfg`` says (``typed_config(PretrainConfig, composed)`` checked it)."""
-    out_dir = Path(cfg.out_dir).expanduser()
-    if rt.is_main:
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot create out_dir {out_dir}: {exc.strerror or exc}") from None
-    rt.barrier()
+    """Pretrain as ``cfg`` says (``typed_config(PretrainConfig, composed)`` checked it),
+    holding ``out_dir``'s lock."""
+    out_dir = prepare_out_dir(cfg.out_dir, rt.is_main)
+    with hold_out_dir(out_dir, rt.is_main, "another jepa_world.pretrain run"):
+        rt.barrier()
+        return _train(cfg, rt, out_dir)
+
+
+def _train(cfg: PretrainConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
     resume = _resume_state(out_dir, cfg)
+    if resume is not None:
+        done = int(resume["step"])
+        if done >= int(resume["config"]["train"]["steps"]):  # finished: see run_dir
+            refuse_changed_finished_run(resume["config"], asdict(cfg), done, out_dir)
+            return {"step": done, "total_steps": cfg.train.steps, "steps_run": 0,
+                    "first_loss": None, "last_loss": resume.get("loss"), "seconds": 0.0,
+                    "clips_per_s": 0.0, "checkpoint": str(out_dir / CHECKPOINT),
+                    "world_size": rt.world_size, "finished_before": True}
+        check_resume_step(done, cfg.train.steps, cfg.train.stop_at_step, out_dir)
     seed_everything(cfg.seed + rt.rank)
 
     mask_specs = [MaskSpec(**asdict(m)) for m in cfg.mask]
@@ -185,7 +201,7 @@ def train(cfg: PretrainConfig, rt: Runtime) -> dict[str, Any]:
     if tc.compile:
         trained = torch.compile(trained)
 
-    logger = RunLogger(out_dir, rt.is_main, tensorboard=tc.tensorboard)
+    logger = RunLogger(out_dir, rt.is_main, tensorboard=tc.tensorboard, resume_step=step)
     total = tc.steps
     stop = min(total, tc.stop_at_step) if tc.stop_at_step is not None else total
     run = _Run(cfg, rt, trained, model, target, optimizer, masks, loader, logger, out_dir)
@@ -376,7 +392,10 @@ def main(argv: list[str]) -> int:
         return 1
     finally:
         rt.shutdown()
-    if rt.is_main:
+    if rt.is_main and summary.get("finished_before"):
+        print(f"pretrain: {cfg.out_dir} already holds this finished run ({summary['step']} "
+              f"steps); nothing was changed\ncheckpoint: {summary['checkpoint']}")
+    elif rt.is_main:
         data = summary["data"]
         print(
             f"pretrain ({cfg.objective}): step {summary['step']}/{summary['total_steps']} "

@@ -39,6 +39,12 @@ from jepa_world.training.checkpoint import (
 from jepa_world.training.cli import UserError, load_config, run_command, typed_config
 from jepa_world.training.logger import RunLogger
 from jepa_world.training.optim import make_adamw, set_lr_and_wd
+from jepa_world.training.run_dir import (
+    check_resume_step,
+    hold_out_dir,
+    prepare_out_dir,
+    refuse_changed_finished_run,
+)
 from jepa_world.training.runtime import (
     NonFiniteLossError,
     Runtime,
@@ -182,16 +188,40 @@ def _predictor_heads(cfg: TrainACConfig, width: int) -> int:
 
 
 def train(cfg: TrainACConfig, rt: Runtime) -> dict[str, Any]:
-    """Train as ``cfg`` says (``typed_config(TrainACConfig, composed)`` checked it)."""
+    """Train as ``cfg`` says (``typed_config(TrainACConfig, composed)`` checked it), holding
+    ``out_dir``'s lock."""
+    out_dir = prepare_out_dir(cfg.out_dir, rt.is_main)
+    with hold_out_dir(out_dir, rt.is_main, "another jepa_world.train_ac run"):
+        rt.barrier()
+        return _train(cfg, rt, out_dir)
+
+
+def _finished(cfg: TrainACConfig, resume: dict[str, Any], out_dir: Path) -> dict[str, Any] | None:
+    """The summary of a finished run rerun with the same settings (nothing is rewritten);
+    None when only the world model is missing (killed before it was saved)."""
+    step = int(resume["step"])
+    refuse_changed_finished_run(resume["config"], asdict(cfg), step, out_dir)
+    model_dir = out_dir / "world_model"
+    if not (model_dir / "weights.safetensors").is_file():
+        return None
+    return {"step": step, "total_steps": cfg.train.steps, "seconds": 0.0, "steps_run": 0,
+            "metrics": resume.get("metrics") or {}, "world_model": str(model_dir),
+            "finished_before": True}
+
+
+def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
     tc = cfg.train
-    out_dir = Path(cfg.out_dir).expanduser()
-    if rt.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    rt.barrier()
     resume = None
     if (out_dir / CHECKPOINT).exists():
         resume = load_checkpoint(out_dir / CHECKPOINT)
         check_same_settings(resume["config"], asdict(cfg), _FIXED_ON_RESUME, out_dir)
+        done = int(resume["step"])
+        if done >= int(resume["config"]["train"]["steps"]):
+            finished = _finished(cfg, resume, out_dir)
+            if finished is not None:
+                return finished
+        else:
+            check_resume_step(done, tc.steps, tc.stop_at_step, out_dir)
     seed_everything(cfg.seed + rt.rank)
     datasets = _open_datasets(list(cfg.data.paths))
     world_model, init_info = build_world_model(cfg, datasets)
@@ -242,7 +272,7 @@ def train(cfg: TrainACConfig, rt: Runtime) -> dict[str, Any]:
     if resume is not None:
         set_rng_state(rt.own_rng_state(resume["rng"]))
 
-    logger = RunLogger(out_dir, rt.is_main, tensorboard=tc.tensorboard)
+    logger = RunLogger(out_dir, rt.is_main, tensorboard=tc.tensorboard, resume_step=step)
     total = tc.steps
     stop = min(total, tc.stop_at_step) if tc.stop_at_step is not None else total
     from tqdm import tqdm
@@ -255,7 +285,8 @@ def train(cfg: TrainACConfig, rt: Runtime) -> dict[str, Any]:
         disable=not rt.is_main,
         dynamic_ncols=True,
     )
-    started, start_step, window, last = time.perf_counter(), step, [], {}
+    started, start_step, window = time.perf_counter(), step, []
+    last: dict[str, float] = dict(resume.get("metrics") or {}) if resume is not None else {}
     use_proprio = world_model.proprio_dim > 0
     try:
         while step < stop:
@@ -297,7 +328,7 @@ def train(cfg: TrainACConfig, rt: Runtime) -> dict[str, Any]:
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
                 window = []
             if step % tc.checkpoint_every == 0 or step == stop:
-                _save(out_dir, cfg, rt, predictor, optimizer, step)
+                _save(out_dir, cfg, rt, predictor, optimizer, step, last)
     finally:
         bar.close()
         logger.close()
@@ -347,7 +378,8 @@ def evaluate(
     }
 
 
-def _save(out_dir: Path, cfg: TrainACConfig, rt: Runtime, predictor, optimizer, step: int) -> None:
+def _save(out_dir: Path, cfg: TrainACConfig, rt: Runtime, predictor, optimizer, step: int,
+          metrics: dict[str, float]) -> None:
     states = rt.rng_states()
     if rt.is_main:
         save_checkpoint(
@@ -358,6 +390,7 @@ def _save(out_dir: Path, cfg: TrainACConfig, rt: Runtime, predictor, optimizer, 
                 "config": asdict(cfg),
                 "rng": states,
                 "world_size": rt.world_size,
+                "metrics": metrics,  # the last logged ones: the provenance of a resumed finish
             },
             out_dir / CHECKPOINT,
         )
@@ -412,6 +445,9 @@ def main(argv: list[str]) -> int:
     finally:
         rt.shutdown()
     if rt.is_main:
+        if summary.get("finished_before"):
+            print(f"train_ac: {cfg.out_dir} already holds this finished run "
+                  f"({summary['step']} steps); nothing was changed", file=sys.stderr)
         m = summary["metrics"]
         line = (
             f"train_ac: step {summary['step']}/{summary['total_steps']} "

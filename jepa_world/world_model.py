@@ -322,15 +322,15 @@ class WorldModel(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, provenance: dict[str, Any] | None = None) -> Path:
-        from safetensors.torch import save_file
+        """Each file is replaced atomically: a failed save leaves the previous one readable."""
+        from jepa_world.files import save_safetensors_atomic, write_json_atomic
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS))
-        (directory / CONFIG).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        save_safetensors_atomic(self.state_dict(), directory / WEIGHTS)
+        write_json_atomic(directory / CONFIG, asdict(self.config), sort_keys=False)
         if provenance is not None:
-            (directory / PROVENANCE).write_text(json.dumps(provenance, indent=2, default=str))
+            write_json_atomic(directory / PROVENANCE, provenance, sort_keys=False)
         return directory
 
     @classmethod

@@ -523,7 +523,7 @@ def main(argv: list[str]) -> int:
         return 130
     print(summary_text(metrics))
     if json_path is not None:
-        from envs.dataset_format import write_json_atomic
+        from jepa_world.files import write_json_atomic
 
         try:
             write_json_atomic(json_path, metrics)

@@ -85,6 +85,22 @@ def test_resume_is_bit_exact(tmp_path, corpus):
     assert losses(straight) == losses(split)
 
 
+def test_a_finished_run_is_never_rewritten(tmp_path, corpus):
+    run = tmp_path / "run"
+    assert pretrain(run, corpus, "train.steps=2", "train.checkpoint_every=2").returncode == 0
+    kept = {name: (run / name).read_bytes() for name in ("checkpoint.pt", "config.yaml", "log.csv")}
+    same = pretrain(run, corpus, "train.steps=2", "train.checkpoint_every=1")
+    assert same.returncode == 0 and "nothing was changed" in same.stdout, same.stderr
+    longer = pretrain(run, corpus, "train.steps=4", "train.lr=1e-2")
+    assert_one_line_error(longer, "finished run (2 steps)", "train.lr", "train.steps")
+    assert {name: (run / name).read_bytes() for name in kept} == kept
+    early = tmp_path / "early"
+    assert pretrain(early, corpus, "train.steps=4", "train.stop_at_step=2",
+                    "train.checkpoint_every=2").returncode == 0
+    behind = pretrain(early, corpus, "train.steps=4", "train.stop_at_step=1")
+    assert_one_line_error(behind, "train.stop_at_step=1 is not after the checkpoint's step 2")
+
+
 def test_pixel_objective_learns_and_resumes_exactly(tmp_path, corpus):
     """The generative baseline: same ViT and masks, masked patches' pixels as targets."""
     common = ("objective=pixels", "train.steps=20", "train.checkpoint_every=10",
@@ -218,7 +234,8 @@ def test_bad_input_one_line(tmp_path, corpus, override, needle):
 
 def test_non_finite_loss_keeps_last_checkpoint(tmp_path, corpus):
     out = tmp_path / "run"
-    assert pretrain(out, corpus, "train.steps=2", "train.checkpoint_every=2").returncode == 0
+    assert pretrain(out, corpus, "train.steps=40", "train.stop_at_step=2",
+                    "train.checkpoint_every=2").returncode == 0
     before = (out / "checkpoint.pt").read_bytes()
     # An absurd learning rate blows the weights up within a few steps.
     result = pretrain(out, corpus, "train.steps=40", "train.checkpoint_every=100",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -312,6 +313,45 @@ def test_train_ac_resumes(tmp_path, pretrained, small_dataset):
     b = torch.load(straight / "checkpoint.pt", weights_only=True)["predictor"]
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_a_finished_train_ac_run_is_never_rewritten(tmp_path, pretrained, small_dataset):
+    out = tmp_path / "ac"
+    common = ("train.steps=4", "train.checkpoint_every=2", "train.eval_every=2")
+    assert train_ac(out, pretrained, small_dataset, *common).returncode == 0
+    provenance = out / "world_model" / "provenance.json"
+    recorded = provenance.read_bytes()
+    assert json.loads(recorded)["metrics"]["val_teacher"] > 0
+    same = train_ac(out, pretrained, small_dataset, *common, "train.log_every=1")
+    assert same.returncode == 0 and "nothing was changed" in same.stderr, same.stderr
+    changed = train_ac(out, pretrained, small_dataset, *common, "train.lr=0.01")
+    assert_one_line_error(changed, "finished run (4 steps)", "train.lr")
+    assert provenance.read_bytes() == recorded
+    # killed after its last checkpoint but before the model was written: the rerun writes it,
+    # with the metrics the checkpoint kept
+    shutil.rmtree(out / "world_model")
+    assert train_ac(out, pretrained, small_dataset, *common).returncode == 0
+    assert json.loads(provenance.read_bytes())["metrics"] == json.loads(recorded)["metrics"]
+
+
+def test_train_ac_refuses_an_out_dir_in_use_or_a_stop_behind_its_checkpoint(
+    tmp_path, pretrained, small_dataset
+):
+    from jepa_world.files import exclusive
+
+    out = tmp_path / "ac"
+    out.mkdir()
+    with exclusive(out, "a test"):
+        busy = train_ac(out, pretrained, small_dataset, "train.steps=2")
+    assert_one_line_error(busy, "another jepa_world.train_ac run is already writing to")
+    first = train_ac(out, pretrained, small_dataset, "train.steps=6", "train.stop_at_step=4",
+                     "train.checkpoint_every=2")
+    assert first.returncode == 0, first.stderr
+    behind = train_ac(out, pretrained, small_dataset, "train.steps=6", "train.stop_at_step=2")
+    assert_one_line_error(behind, "train.stop_at_step=2 is not after the checkpoint's step 4")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    assert_one_line_error(train_ac(a_file, pretrained, small_dataset), "is a file")
 
 
 def test_train_ac_bad_input(tmp_path, pretrained, small_dataset):

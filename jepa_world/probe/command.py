@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from envs.dataset_format import write_json_atomic
 from jepa_world.encoders import fresh_like, load_encoder
+from jepa_world.files import write_json_atomic
 from jepa_world.models import VisionTransformer
 from jepa_world.probe.classification import classification_data, open_classification
 from jepa_world.probe.features import ClipShape, clip_shape

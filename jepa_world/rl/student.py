@@ -134,16 +134,11 @@ class StudentPolicy:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:
-        from safetensors.torch import save_file
-
-        from envs.dataset_format import write_json_atomic
+        from jepa_world.files import save_safetensors_atomic, write_json_atomic
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.net.state_dict().items()}
-        partial = directory / f".{WEIGHTS}.partial"
-        save_file(state, str(partial))
-        partial.replace(directory / WEIGHTS)
+        save_safetensors_atomic(self.net.state_dict(), directory / WEIGHTS)
         write_json_atomic(directory / CONFIG, asdict(self.config))
         return directory
 

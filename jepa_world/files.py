@@ -1,0 +1,124 @@
+"""Files that users keep, written so that nothing already written is lost.
+
+Every metrics file, model, manifest, checkpoint and label set goes through ``atomic_path``:
+the new content is written to a temporary file in the same folder, flushed to disk and renamed
+over the old file, so a crash, a kill or a full disk leaves either the old file or the new one,
+never a truncated mix. ``exclusive`` gives one writer per output folder (an advisory lock that
+the kernel drops when the process dies, so a killed run never leaves a stale lock behind).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+TMP_PREFIX = ".tmp-"  # half-written files: never read, removed by the next writer
+LOCK_FILE = ".lock"
+
+
+class FolderInUseError(RuntimeError):
+    """Another process holds the folder's lock; the message is one line."""
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path next to ``path`` for writers that take a file name (safetensors, numpy,
+    torch, ffmpeg). When the block ends without an error the file is flushed to disk and
+    renamed over ``path``; on any error (a full disk included) it is removed and ``path`` keeps
+    its old content."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w", newline: str | None = None) -> Iterator[IO[Any]]:
+    """``open(path, mode)`` whose content replaces ``path`` only once it is complete."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open writes whole files: mode 'w' or 'wb', got {mode!r}")
+    with atomic_path(path) as tmp, open(tmp, mode, newline=newline) as handle:
+        yield handle
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_open(path, "w") as handle:
+        handle.write(text)
+
+
+def write_json_atomic(path: str | Path, payload: Any, *, sort_keys: bool = True) -> None:
+    """JSON (indented, one trailing newline) that readers see whole or not at all; values JSON
+    has no type for (paths, dates) are written as strings."""
+    text = json.dumps(payload, indent=2, sort_keys=sort_keys, default=str)
+    write_text_atomic(path, text + "\n")
+
+
+def save_safetensors_atomic(tensors: dict[str, Any], path: str | Path,
+                            metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save_file
+
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(contiguous, str(tmp), metadata=metadata)
+
+
+def save_torch_atomic(state: Any, path: str | Path) -> None:
+    import torch
+
+    with atomic_open(path, "wb") as handle:
+        torch.save(state, handle)
+
+
+def remove_stale_tmp(folder: str | Path) -> None:
+    """Temporary files that a killed writer left in ``folder``; call it holding the lock."""
+    for path in Path(folder).glob(f"{TMP_PREFIX}*"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def exclusive(folder: str | Path, what: str) -> Iterator[None]:
+    """Hold ``folder``'s lock for the block; ``what`` names the writer in the error (e.g.
+    "a jepa_world.pretrain run")."""
+    folder = Path(folder)
+    handle = open(folder / LOCK_FILE, "a")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise FolderInUseError(f"{what} is already writing to {folder}") from None
+            raise
+        yield
+    finally:
+        handle.close()

@@ -1,0 +1,143 @@
+"""Faults injected for real (a file-size limit standing in for a full disk, SIGKILL, a second
+process on the same folder): what the project already wrote must survive each of them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from jepa_world.files import (
+    FolderInUseError,
+    atomic_open,
+    exclusive,
+    remove_stale_tmp,
+    write_json_atomic,
+)
+from jepa_world.training.logger import RunLogger, trim_logs
+from jepa_world.training.run_dir import changed_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".tmp-"))
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "metrics.json"
+    write_json_atomic(path, {"success_rate": 0.9})
+    with pytest.raises(RuntimeError), atomic_open(path) as handle:
+        handle.write('{"success_rate": 0.')
+        raise RuntimeError("the writer died half-way")
+    assert json.loads(path.read_text()) == {"success_rate": 0.9}
+    assert leftovers(tmp_path) == []
+
+
+def test_a_full_disk_keeps_the_old_file(tmp_path):
+    """RLIMIT_FSIZE makes the kernel refuse writes past 4 KB, as a full disk would."""
+    path = tmp_path / "metrics.json"
+    write_json_atomic(path, {"success_rate": 0.9})
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        from jepa_world.files import write_json_atomic
+        try:
+            write_json_atomic({str(path)!r}, {{"episodes": list(range(100000))}})
+        except OSError as exc:
+            print(exc.errno)
+            sys.exit(3)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=REPO, timeout=60)
+    assert result.returncode == 3, result.stderr
+    assert json.loads(path.read_text()) == {"success_rate": 0.9}
+    assert leftovers(tmp_path) == []
+
+
+def test_stale_temporary_files_are_removed_under_the_lock(tmp_path):
+    (tmp_path / ".tmp-abc.json").write_text("{")
+    (tmp_path / "kept.json").write_text("{}")
+    with exclusive(tmp_path, "a test"):
+        remove_stale_tmp(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "kept.json"]
+
+
+def test_a_second_writer_is_refused_and_the_lock_dies_with_its_holder(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import time
+            from jepa_world.files import exclusive
+            with exclusive({str(tmp_path)!r}, "a holder"):
+                print("held", flush=True)
+                time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FolderInUseError, match="a second run is already writing to"):
+            with exclusive(tmp_path, "a second run"):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with exclusive(tmp_path, "the next run"):  # a killed holder leaves no stale lock
+        pass
+
+
+def test_resumed_logs_keep_each_step_once(tmp_path):
+    logger = RunLogger(tmp_path, True, tensorboard=False)
+    for step in (10, 20, 30):
+        logger.log(step, {"loss": 1.0 / step})
+    with open(tmp_path / "log.jsonl", "a") as handle:
+        handle.write('{"step": 40, "lo')  # killed while writing
+    # the checkpoint holds step 20: 30 and the half line go, 20 stays once
+    resumed = RunLogger(tmp_path, True, tensorboard=False, resume_step=20)
+    resumed.log(30, {"loss": 0.5})
+    steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert steps == [10, 20, 30]
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert rows[0] == "step,loss" and [r.split(",")[0] for r in rows[1:]] == ["10", "20", "30"]
+    trim_logs(tmp_path, 0)  # a fresh start in a folder whose run never checkpointed
+    assert (tmp_path / "log.jsonl").read_text() == ""
+
+
+def test_changed_settings_ignore_how_a_run_is_executed():
+    saved = {"out_dir": "a", "device": "cpu", "train": {"lr": 1e-3, "betas": (0.9, 0.99),
+                                                      "log_every": 10}}
+    same = {"out_dir": "b", "device": "cuda", "train": {"lr": 1e-3, "betas": [0.9, 0.99],
+                                                      "log_every": 5}}
+    assert changed_settings(saved, same) == []
+    other = {**same, "train": {**same["train"], "lr": 2e-3}}
+    assert changed_settings(saved, other) == ["train.lr"]
+
+
+def test_collect_killed_at_any_moment_leaves_a_dataset_the_next_run_adopts(tmp_path):
+    from jepa_world.data.episodes import EpisodeDataset
+
+    out = tmp_path / "data"
+    command = [sys.executable, "-m", "envs.collect", "--env", "reach", "--episodes", "40",
+               "--steps", "10", "--workers", "2", "--out", str(out), "--quiet"]
+    run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    episodes = out / "episodes"
+    while time.time() < deadline and not (
+        episodes.is_dir() and any(not p.name.startswith(".") for p in episodes.iterdir())
+    ):
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)  # the recorder and its workers, mid-flight
+    run.wait()
+    assert (out / "manifest.json").is_file()
+    again = subprocess.run([*command[:6], "2", *command[7:]], cwd=REPO, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    data = EpisodeDataset(out)
+    assert len(data) >= 3 and len(set(data.seeds)) == len(data)
