@@ -383,6 +383,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: completed episodes are kept in {args.out}", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk: the episodes recorded so far and the manifest are whole
+        from jepa_world.files import describe_os_error
+
+        print(f"error: {describe_os_error(exc)}; completed episodes are kept in {args.out}",
+              file=sys.stderr)
+        return 1
     print(
         f"recorded {summary['recorded']} episodes ({summary['frames']} frames) in "
         f"{summary['seconds']:.1f} s ({summary['frames_per_s']:.0f} frames/s); "

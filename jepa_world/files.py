@@ -19,12 +19,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's files are private (0600)
 TMP_PREFIX = ".tmp-"  # half-written files: never read, removed by the next writer
 LOCK_FILE = ".lock"
 
 
 class FolderInUseError(RuntimeError):
     """Another process holds the folder's lock; the message is one line."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """The kernel's reason and the file, on one line ("No space left on device: /runs/x")."""
+    reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    return f"{reason}: {exc.filename}" if exc.filename else reason
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -49,6 +63,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     its old content."""
     path = Path(path)
     fd, name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     tmp = Path(name)
     try:

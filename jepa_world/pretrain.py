@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from jepa_world.data.video import ClipSpec, CorpusError, VideoClipDataset, make_step_loader
+from jepa_world.files import write_text_atomic
 from jepa_world.masks import MaskSpec, MultiBlockMaskSampler
 from jepa_world.schemas.pretrain import PretrainConfig, VideoData
 from jepa_world.training.checkpoint import (
@@ -189,7 +190,7 @@ def _train(cfg: PretrainConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
                 f"resuming from {out_dir / CHECKPOINT} at step {step}/{tc.steps}", file=sys.stderr
             )
     if rt.is_main:
-        OmegaConf.save(OmegaConf.structured(cfg), out_dir / "config.yaml")
+        write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     ensure_default_corpus(cfg.data, rt)
     loader, clips = build_loader(cfg, rt, step)
 

@@ -28,6 +28,7 @@ from envs.dataset_format import DatasetError
 from jepa_world.data.episodes import EpisodeDataset
 from jepa_world.data.latents import LatentTrajectories
 from jepa_world.encoders import load_encoder
+from jepa_world.files import write_text_atomic
 from jepa_world.models.ac_predictor import ACPredictor
 from jepa_world.schemas.train_ac import TrainACConfig
 from jepa_world.training.checkpoint import (
@@ -268,7 +269,7 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
     if tc.compile:
         trained = torch.compile(trained)
     if rt.is_main:
-        OmegaConf.save(OmegaConf.structured(cfg), out_dir / "config.yaml")
+        write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     if resume is not None:
         set_rng_state(rt.own_rng_state(resume["rng"]))
 

@@ -218,10 +218,11 @@ class WorldModel(nn.Module):
     def predict(self, z: Tensor, actions: Tensor, proprio: Tensor | None = None) -> Tensor:
         """Next latents. z [B,K,D] with actions [B,fs,A] -> [B,K,D]; or a history z [B,T,K,D]
         with actions [B,T,fs,A] (and proprio [B,T,P]) -> teacher-forced predictions [B,T,K,D]."""
+        z = self._as_float(z, "latents")
         if z.dim() == 3:
-            self._check_actions(actions, z.shape[0], None)
+            actions = self._check_actions(actions, z.shape[0], None)
             return self.rollout(z, actions.unsqueeze(1), proprio)[:, 0]
-        self._check_latents(z, history=True)
+        z = self._check_latents(z, history=True)
         b, t = z.shape[:2]
         actions = self._check_actions(actions, b, t)
         p = self._check_proprio(proprio, b, t)
@@ -233,8 +234,9 @@ class WorldModel(nn.Module):
         """Autoregressive rollout from the current latent z [B,K,D] under actions
         [B,H,fs,A] (or [B,H,A] when frameskip is 1) -> [B,H,K,D], one entry per action block.
         Keys/values of earlier steps are cached, so H steps cost H single-step passes."""
-        self._check_latents(z, history=False)
+        z = self._check_latents(z, history=False)
         b = z.shape[0]
+        actions = self._as_float(actions, "actions")
         if actions.dim() == 3 and self.frameskip == 1:
             actions = actions.unsqueeze(2)
         if actions.dim() != 4:
@@ -243,6 +245,8 @@ class WorldModel(nn.Module):
                 f"got {tuple(actions.shape)}"
             )
         horizon = actions.shape[1]
+        if horizon == 0:
+            raise ValueError("actions hold no action block (horizon 0): give at least one")
         actions = self._check_actions(actions, b, horizon).flatten(2)
         p = self._check_proprio(proprio, b, None)
         cache, outputs = None, []
@@ -258,7 +262,7 @@ class WorldModel(nn.Module):
         """One action block from the current latent alone (no history): z [B,K,D], actions
         [B,fs,A], proprio [B,P] -> (next latent [B,K,D], next proprio [B,P] in the env's units,
         None for a model without proprio). What an imagined environment steps with."""
-        self._check_latents(z, history=False)
+        z = self._check_latents(z, history=False)
         b = z.shape[0]
         actions = self._check_actions(actions, b, None).flatten(1)
         p = self._check_proprio(proprio, b, None)
@@ -270,10 +274,14 @@ class WorldModel(nn.Module):
 
     def energy(self, z: Tensor, z_goal: Tensor, metric: str = "l1") -> Tensor:
         """Mean distance over tokens and channels: [B,...,K,D] vs broadcastable goal -> [B,...]."""
+        z, z_goal = self._as_float(z, "latents"), self._as_float(z_goal, "goal latents")
         if z.shape[-2:] != z_goal.shape[-2:]:
             raise ValueError(
                 f"latent shapes differ: {tuple(z.shape)} vs goal {tuple(z_goal.shape)}"
             )
+        if z_goal.dim() >= 3 and z_goal.shape[0] not in (1, z.shape[0]):
+            raise ValueError(f"goal latents must have batch size 1 or {z.shape[0]} (one per "
+                             f"latent), got {z_goal.shape[0]}")
         if z_goal.dim() == 3 and z.dim() == 4:
             z_goal = z_goal.unsqueeze(1)
         diff = z - z_goal
@@ -284,21 +292,32 @@ class WorldModel(nn.Module):
         raise ValueError(f"unknown energy metric {metric!r} (known: l1, l2)")
 
     # ------------------------------------------------------------------ checks
-    def _check_latents(self, z: Tensor, history: bool) -> None:
+    # Inputs may be tensors or NumPy arrays of any floating dtype (computed in float32 on the
+    # model's device); integers, wrong shapes and NaN / infinite values raise ValueError.
+    def _as_float(self, x: Any, name: str) -> Tensor:
+        x = torch.as_tensor(x)
+        if not x.is_floating_point():
+            raise ValueError(f"{name} must be floating point, got {x.dtype}")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} hold NaN or infinite values")
+        return x.to(self.device, torch.float32)
+
+    def _check_latents(self, z: Any, history: bool) -> Tensor:
+        z = self._as_float(z, "latents")
         k, d = self.latent_shape
         ok = z.dim() == (4 if history else 3) and tuple(z.shape[-2:]) == (k, d)
         if not ok:
             expected = f"[B,T,{k},{d}]" if history else f"[B,{k},{d}]"
             raise ValueError(f"latents must be {expected}, got {tuple(z.shape)}")
+        return z
 
-    def _check_actions(self, actions: Tensor, b: int, steps: int | None) -> Tensor:
+    def _check_actions(self, actions: Any, b: int, steps: int | None) -> Tensor:
+        actions = self._as_float(actions, "actions")
         fs, a = self.frameskip, self.action_dim
         expected = (b, fs, a) if steps is None else (b, steps, fs, a)
         if tuple(actions.shape) != expected:
             raise ValueError(f"actions must have shape {list(expected)}, got {list(actions.shape)}")
-        if not actions.is_floating_point():
-            raise ValueError(f"actions must be floating point, got {actions.dtype}")
-        return actions.to(self.device, torch.float32)
+        return actions
 
     def _check_proprio(self, proprio: Tensor | None, b: int, steps: int | None) -> Tensor | None:
         p = self.proprio_dim
@@ -308,11 +327,10 @@ class WorldModel(nn.Module):
             return None
         if proprio is None:
             raise ValueError(f"this world model needs proprio of shape [B,{p}]")
-        proprio = torch.as_tensor(proprio)
+        proprio = self._as_float(proprio, "proprio")
         expected = (b, p) if steps is None else (b, steps, p)
         if tuple(proprio.shape) != expected:
             raise ValueError(f"proprio must have shape {list(expected)}, got {list(proprio.shape)}")
-        proprio = proprio.to(self.device, torch.float32)
         return (proprio - self.proprio_mean) / self.proprio_std
 
     def _autocast(self):

@@ -14,7 +14,9 @@ generators (bit-exact for models whose per-row outputs do not depend on the batc
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -99,6 +101,22 @@ class PlanResult:
 
 
 S = TypeVar("S", bound=PlannerSettings)
+
+
+@functools.lru_cache(maxsize=1)
+def _command_config() -> dict[str, Any]:
+    from importlib import resources
+
+    from omegaconf import OmegaConf
+
+    loaded = OmegaConf.load(str(resources.files("configs") / "mpc.yaml"))
+    return OmegaConf.to_container(loaded)  # type: ignore[return-value]
+
+
+def command_setting(key: str) -> Any:
+    """A default of ``planners.mpc`` (configs/mpc.yaml, the one place that holds them), e.g.
+    ``command_setting("cem")``; a fresh copy, safe to change."""
+    return copy.deepcopy(_command_config()[key])
 
 
 def planning_defaults(

@@ -32,6 +32,7 @@ from planners import get_planner
 from planners.base import (
     DEFAULT_ENERGY_STEPS,
     PlannerSettings,
+    command_setting,
     make_settings,
     planning_defaults,
 )
@@ -95,9 +96,10 @@ class MPCConfig:
     repeat_in_block: bool = True
     correction: str = "none"
     correction_gain: float = 1.0
-    cem: dict[str, Any] = field(default_factory=dict)
-    mppi: dict[str, Any] = field(default_factory=dict)
-    gradient: dict[str, Any] = field(default_factory=dict)
+    # the planners' settings default to configs/mpc.yaml's also when evaluate() gets a dict
+    cem: dict[str, Any] = field(default_factory=lambda: command_setting("cem"))
+    mppi: dict[str, Any] = field(default_factory=lambda: command_setting("mppi"))
+    gradient: dict[str, Any] = field(default_factory=lambda: command_setting("gradient"))
     oracle: OracleConfig = field(default_factory=OracleConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
 

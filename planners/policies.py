@@ -25,7 +25,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from planners.base import PlannerSettings, PlanResult, make_settings, planning_defaults, shift_plan
+from planners.base import (
+    PlannerSettings,
+    PlanResult,
+    command_setting,
+    make_settings,
+    planning_defaults,
+    shift_plan,
+)
 from planners.correction import OffsetCorrection
 
 
@@ -384,22 +391,16 @@ def _resolve_planner(
 def command_defaults(model: Any, planner: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """The settings ``planners.mpc`` plans with by default (configs/mpc.yaml, the horizon and
     energy steps the model was built for), so that the policy acts as the command does."""
-    from importlib import resources
-
-    from omegaconf import OmegaConf
-
-    config = OmegaConf.load(str(resources.files("configs") / "mpc.yaml"))
     horizon, energy_steps = planning_defaults(
         model, overrides.get("horizon"), overrides.get("energy_steps")
     )
-    weights = config.step_weights
     return {
-        **OmegaConf.to_container(config[planner]),
+        **command_setting(planner),
         "horizon": horizon,
         "energy_steps": energy_steps,
-        "metric": config.energy,
-        "step_weights": None if weights is None else list(weights),
-        "repeat_in_block": config.repeat_in_block,
+        "metric": command_setting("energy"),
+        "step_weights": command_setting("step_weights"),
+        "repeat_in_block": command_setting("repeat_in_block"),
     }
 
 

@@ -141,3 +141,44 @@ def test_collect_killed_at_any_moment_leaves_a_dataset_the_next_run_adopts(tmp_p
     assert again.returncode == 0, again.stderr
     data = EpisodeDataset(out)
     assert len(data) >= 3 and len(set(data.seeds)) == len(data)
+
+
+def test_a_video_on_a_full_disk_fails_loudly_and_leaves_no_file(tmp_path):
+    """ffmpeg's exit status is checked: no undecodable file appears, the error says why."""
+    path = tmp_path / "episode.mp4"
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        import numpy as np
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        from envs.video_io import VideoWriteError, write_mp4
+        frames = np.random.default_rng(0).integers(0, 256, (20, 64, 64, 3), dtype=np.uint8)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+        try:
+            write_mp4({str(path)!r}, frames, fps=10.0)
+        except VideoWriteError as exc:
+            print(exc)
+            sys.exit(3)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=REPO, timeout=60)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "could not write" in result.stdout and "ffmpeg" in result.stdout
+    assert not path.exists() and leftovers(tmp_path) == []
+
+
+def test_a_video_round_trips_bit_exactly(tmp_path):
+    import decord
+    import numpy as np
+
+    from envs.video_io import write_mp4
+
+    frames = np.random.default_rng(1).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    write_mp4(tmp_path / "clip.mp4", frames, fps=20.0)
+    decoded = decord.VideoReader(str(tmp_path / "clip.mp4")).get_batch(range(6)).asnumpy()
+    assert np.array_equal(decoded, frames)
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    write_json_atomic(tmp_path / "a.json", {})
+    (tmp_path / "b.json").write_text("{}")
+    assert (tmp_path / "a.json").stat().st_mode == (tmp_path / "b.json").stat().st_mode

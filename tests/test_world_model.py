@@ -175,6 +175,28 @@ def test_input_checking_names_shapes(model):
         model.rollout(z0, torch.zeros(2, 1, 3, 2, dtype=torch.long), torch.zeros(2, 4))
 
 
+def test_any_float_input_works_and_bad_ones_are_named(model):
+    z0 = model.encode(frames(2, 1))[:, 0]
+    actions, proprio = torch.rand(2, 2, 3, 2) * 2 - 1, torch.rand(2, 4)
+    reference = model.rollout(z0, actions, proprio)
+    for dtype in (torch.float64, torch.float16):
+        again = model.rollout(z0.to(dtype), actions.to(dtype), proprio.to(dtype))
+        assert again.dtype == torch.float32
+        assert torch.allclose(again, reference, atol=0.05 if dtype == torch.float16 else 1e-5)
+    assert torch.allclose(model.rollout(z0.numpy(), actions.numpy(), proprio.numpy()), reference)
+    with pytest.raises(ValueError, match="latents must be floating point, got torch.int64"):
+        model.rollout(z0.long(), actions, proprio)
+    with pytest.raises(ValueError, match="horizon 0"):
+        model.rollout(z0, actions[:, :0], proprio)
+    with pytest.raises(ValueError, match="latents hold NaN"):
+        model.rollout(z0 * float("nan"), actions, proprio)
+    with pytest.raises(ValueError, match="actions hold NaN"):
+        model.step(z0, actions[:, 0] * float("inf"), proprio)
+    with pytest.raises(ValueError, match="goal latents must have batch size 1 or 2"):
+        model.energy(reference, torch.zeros(3, *model.latent_shape))
+    assert model.energy(reference, z0[:1]).shape == (2, 2)
+
+
 def test_missing_and_corrupt_model_dirs(tmp_path, model):
     with pytest.raises(FileNotFoundError, match="no world model"):
         WorldModel.load(tmp_path / "absent")

@@ -119,4 +119,9 @@ def run_command(main: Callable[[list[str]], int], argv: list[str] | None = None)
     except KeyboardInterrupt:
         print("interrupted: the last checkpoint is kept", file=sys.stderr)
         code = 130
+    except OSError as exc:  # a full disk, a permission: every file written so far is whole
+        from jepa_world.files import describe_os_error
+
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        code = 1
     sys.exit(code)
