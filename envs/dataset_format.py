@@ -76,7 +76,47 @@ def load_manifest(root: Path) -> dict[str, Any]:
         )
     if not isinstance(manifest.get("episodes"), list):
         raise DatasetError(f"{root / MANIFEST} has no episode list")
+    for key, kind, minimum in MANIFEST_FIELDS:
+        value = manifest.get(key)
+        if not _is(value, kind) or (minimum is not None and value < minimum):
+            raise DatasetError(f"{root / MANIFEST}: {key} must be {_describe(kind, minimum)}, "
+                               f"got {value!r}")
+    for entry in manifest["episodes"]:
+        check_episode_entry(entry, root / MANIFEST)
     return manifest
+
+
+# (key, type, minimum) of the manifest and of each episode entry / meta.json
+MANIFEST_FIELDS = (("env_id", str, None), ("image_size", int, 1), ("action_dim", int, 1),
+                   ("proprio_dim", int, 0))
+EPISODE_FIELDS = (("name", str, None), ("index", int, 0), ("seed", int, 0), ("length", int, 1),
+                  ("files", dict, None))
+
+
+def check_episode_entry(entry: Any, where: Path) -> None:
+    """An episode's record (manifest entry or meta.json) with the fields readers rely on."""
+    if not isinstance(entry, dict):
+        raise DatasetError(f"{where}: an episode entry is not a JSON object: {entry!r:.60}")
+    for key, kind, minimum in EPISODE_FIELDS:
+        value = entry.get(key)
+        if not _is(value, kind) or (minimum is not None and value < minimum):
+            raise DatasetError(f"{where}: episode {entry.get('name', '?')!r}: {key} must be "
+                               f"{_describe(kind, minimum)}, got {value!r:.60}")
+    name = entry["name"]
+    if name != Path(name).name or name.startswith("."):
+        raise DatasetError(f"{where}: episode name {name!r} is not a folder name")
+    for filename, size in entry["files"].items():
+        if filename != Path(filename).name or not _is(size, int) or size < 0:
+            raise DatasetError(f"{where}: episode {name!r}: bad file record {filename!r}: {size!r}")
+
+
+def _is(value: Any, kind: type) -> bool:
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+
+
+def _describe(kind: type, minimum: int | None) -> str:
+    names = {str: "a string", int: "an integer", dict: "an object"}
+    return names[kind] + (f" >= {minimum}" if minimum is not None else "")
 
 
 def check_episode_files(root: Path, entry: dict[str, Any]) -> None:
@@ -104,5 +144,7 @@ def scan_orphan_episodes(root: Path, known: set[str]) -> list[dict[str, Any]]:
         if path.name.startswith(TMP_PREFIX) or path.name in known or not path.is_dir():
             continue
         if (path / META_FILE).is_file():
-            found.append(read_json(path / META_FILE, "episode metadata"))
+            meta = read_json(path / META_FILE, "episode metadata")
+            check_episode_entry(meta, path / META_FILE)
+            found.append(meta)
     return found

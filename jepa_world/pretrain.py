@@ -29,7 +29,8 @@ from jepa_world.schemas.pretrain import PretrainConfig, VideoData
 from jepa_world.training.checkpoint import (
     CHECKPOINT,
     check_same_settings,
-    load_checkpoint,
+    checkpoint_must_fit,
+    load_run_checkpoint,
     save_checkpoint,
 )
 from jepa_world.training.cli import UserError, load_config, run_command, typed_config
@@ -126,7 +127,7 @@ def _resume_state(out_dir: Path, cfg: PretrainConfig) -> dict | None:
     path = out_dir / CHECKPOINT
     if not path.exists():
         return None
-    state = load_checkpoint(path)
+    state = load_run_checkpoint(path)
     state["config"].setdefault("objective", "features")  # runs from before the pixel baseline
     check_same_settings(state["config"], asdict(cfg), _FIXED_ON_RESUME, out_dir)
     return state
@@ -180,11 +181,12 @@ def _train(cfg: PretrainConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
 
     step = 0
     if resume is not None:
-        model.encoder.load_state_dict(resume["encoder"])
-        model.predictor.load_state_dict(resume["predictor"])
-        target.load_state_dict(resume["target_encoder"])
-        optimizer.load_state_dict(resume["opt"])
-        step = int(resume["step"])
+        with checkpoint_must_fit(out_dir / CHECKPOINT):
+            model.encoder.load_state_dict(resume["encoder"])
+            model.predictor.load_state_dict(resume["predictor"])
+            target.load_state_dict(resume["target_encoder"])
+            optimizer.load_state_dict(resume["opt"])
+            step = int(resume["step"])
         if rt.is_main:
             print(
                 f"resuming from {out_dir / CHECKPOINT} at step {step}/{tc.steps}", file=sys.stderr

@@ -34,7 +34,8 @@ from jepa_world.schemas.train_ac import TrainACConfig
 from jepa_world.training.checkpoint import (
     CHECKPOINT,
     check_same_settings,
-    load_checkpoint,
+    checkpoint_must_fit,
+    load_run_checkpoint,
     save_checkpoint,
 )
 from jepa_world.training.cli import UserError, load_config, run_command, typed_config
@@ -214,7 +215,7 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
     tc = cfg.train
     resume = None
     if (out_dir / CHECKPOINT).exists():
-        resume = load_checkpoint(out_dir / CHECKPOINT)
+        resume = load_run_checkpoint(out_dir / CHECKPOINT)
         check_same_settings(resume["config"], asdict(cfg), _FIXED_ON_RESUME, out_dir)
         done = int(resume["step"])
         if done >= int(resume["config"]["train"]["steps"]):
@@ -254,9 +255,10 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
     )
     step = 0
     if resume is not None:
-        predictor.load_state_dict(resume["predictor"])
-        optimizer.load_state_dict(resume["opt"])
-        step = int(resume["step"])
+        with checkpoint_must_fit(out_dir / CHECKPOINT):
+            predictor.load_state_dict(resume["predictor"])
+            optimizer.load_state_dict(resume["opt"])
+            step = int(resume["step"])
         if rt.is_main:
             print(
                 f"resuming from {out_dir / CHECKPOINT} at step {step}/{tc.steps}", file=sys.stderr

@@ -62,7 +62,16 @@ class WorldModelConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown world-model config keys {sorted(unknown)}")
-        return cls(**data)
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
+        try:  # the declared types, checked (an int field holding "four" is refused)
+            typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), data))
+        except OmegaConfBaseException as exc:
+            text = " ".join(str(exc).split()).split(" full_key:")[0]
+            key = getattr(exc, "full_key", None)
+            raise ValueError(f"{f'{key}: ' if key else ''}{text}") from None
+        return typed  # type: ignore[return-value]
 
 
 class WorldModel(nn.Module):
@@ -364,7 +373,11 @@ class WorldModel(nn.Module):
             raise FileNotFoundError(f"world model config not found: {directory / CONFIG}") from None
         except (json.JSONDecodeError, TypeError, ValueError) as exc:
             raise ValueError(f"world model config {directory / CONFIG} is invalid: {exc}") from None
-        model = cls(config)
+        try:
+            model = cls(config)
+        except (TypeError, ValueError, KeyError) as exc:
+            text = " ".join(str(exc).split())[:200]
+            raise ValueError(f"world model config {directory / CONFIG} is invalid: {text}") from None
         try:
             state = load_file(str(directory / WEIGHTS))
         except FileNotFoundError:

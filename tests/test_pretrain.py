@@ -257,3 +257,19 @@ def test_malicious_checkpoint_in_out_dir_is_refused(tmp_path, corpus):
     result = pretrain(out, corpus, "train.steps=1")
     assert_one_line_error(result, "refusing to load")
     assert not marker.exists()
+
+
+def test_an_edited_checkpoint_in_out_dir_is_one_line(tmp_path, corpus):
+    from jepa_world.training.checkpoint import save_checkpoint
+
+    run = tmp_path / "run"
+    common = ("train.steps=3", "train.checkpoint_every=1")
+    assert pretrain(run, corpus, *common, "train.stop_at_step=1").returncode == 0
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    key = next(iter(state["encoder"]))
+    state["encoder"][key] = torch.zeros(3)
+    save_checkpoint(state, run / "checkpoint.pt")
+    assert_one_line_error(pretrain(run, corpus, *common), "does not fit this run", key)
+    del state["config"]
+    save_checkpoint(state, run / "checkpoint.pt")
+    assert_one_line_error(pretrain(run, corpus, *common), "lacks its run's config")

@@ -182,3 +182,25 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
     write_json_atomic(tmp_path / "a.json", {})
     (tmp_path / "b.json").write_text("{}")
     assert (tmp_path / "a.json").stat().st_mode == (tmp_path / "b.json").stat().st_mode
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda m: m.update(image_size="64"), "image_size must be an integer >= 1"),
+    (lambda m: m["episodes"][0].update(length=-3), "length must be an integer >= 1"),
+    (lambda m: m["episodes"][0].update(name="../../etc"), "is not a folder name"),
+    (lambda m: m["episodes"][0].pop("files"), "files must be an object"),
+    (lambda m: m["episodes"].append(7), "not a JSON object"),
+])
+def test_a_manifest_with_wrong_contents_is_one_line(tmp_path, small_dataset, change, needle):
+    import shutil
+
+    from tests.conftest import assert_one_line_error, run_cli
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    change(manifest)
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    result = run_cli("-m", "envs.collect", "--env", "reach", "--episodes", "1", "--steps", "5",
+                     "--out", str(data), "--seed", "900", "--quiet")
+    assert_one_line_error(result, needle)

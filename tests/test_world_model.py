@@ -205,6 +205,20 @@ def test_missing_and_corrupt_model_dirs(tmp_path, model):
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(ValueError, match="corrupt"):
         WorldModel.load(tmp_path / "wm")
+    model.save(tmp_path / "typed")
+    config_path = tmp_path / "typed" / "config.json"
+    original = json.loads(config_path.read_text())
+    for change, needle in [
+        (lambda c: c.update(frameskip="three"), "frameskip"),
+        (lambda c: c["predictor"].update(depth="four"), "cannot be interpreted as an integer"),
+        (lambda c: c.update(latent_mean=[0.0] * 5), "latent stats must have shape"),
+        (lambda c: c.update(pool=[3]), "does not divide the token grid"),
+    ]:
+        broken = json.loads(json.dumps(original))
+        change(broken)
+        config_path.write_text(json.dumps(broken))
+        with pytest.raises(ValueError, match=needle):
+            WorldModel.load(tmp_path / "typed")
 
 
 def test_pretrained_initialisation_copies_weights():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,29 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(
             f"checkpoint {path} is corrupt or truncated ({type(exc).__name__})"
         ) from None
+
+
+def load_run_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training run's own checkpoint (to resume): it must hold its config and step."""
+    state = load_checkpoint(path)
+    config = state.get("config") if isinstance(state, dict) else None
+    train = config.get("train") if isinstance(config, dict) else None
+    if not isinstance(train, dict) or not isinstance(state.get("step"), int):
+        raise UserError(f"checkpoint {path} lacks its run's config or step (not written by this "
+                        "command?): use another out_dir")
+    return state
+
+
+@contextlib.contextmanager
+def checkpoint_must_fit(path: Path) -> Iterator[None]:
+    """Loading a checkpoint's tensors into the run: a missing entry or a mis-shaped tensor
+    (an edited or foreign file) is one line, not a traceback."""
+    try:
+        yield
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        first = " ".join(str(exc).split())[:200]
+        raise UserError(f"checkpoint {path} does not fit this run ({type(exc).__name__}: "
+                        f"{first}); use another out_dir") from None
 
 
 def check_same_settings(saved: dict[str, Any], wanted: dict[str, Any], keys, out_dir: Path) -> None:
