@@ -125,6 +125,11 @@ def _open_datasets(paths) -> list[EpisodeDataset]:
     tasks = sorted({d.env_id for d in datasets})
     if len(tasks) > 1:
         raise UserError(f"data.paths mixes datasets of several tasks ({', '.join(tasks)})")
+    sizes = sorted({d.image_size for d in datasets})
+    if len(sizes) > 1:
+        listed = "; ".join(f"{s} px: {', '.join(str(d.root) for d in datasets if d.image_size == s)}"
+                           for s in sizes)
+        raise UserError(f"data.paths mixes image sizes ({listed}): record them at one size")
     return datasets
 
 
@@ -228,6 +233,13 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
     datasets = _open_datasets(list(cfg.data.paths))
     world_model, init_info = build_world_model(cfg, datasets)
     world_model.to(rt.device)
+    recorded = datasets[0].image_size
+    init_info["frames_resized"] = None
+    if recorded != world_model.image_size:  # kept in the provenance, said once here
+        init_info["frames_resized"] = {"recorded_px": recorded, "encoder_px": world_model.image_size}
+        if rt.is_main:
+            print(f"note: frames recorded at {recorded} px are resized to the encoder's "
+                  f"{world_model.image_size} px", file=sys.stderr)
     fs, steps = world_model.frameskip, tc.context
     latents = LatentTrajectories(datasets, world_model, tc.encode_batch_size, rt.is_main)
     train_eps, val_eps = _split(len(latents), cfg.data.val_fraction, cfg.seed)
@@ -419,6 +431,7 @@ def _provenance(cfg: TrainACConfig, datasets: list[EpisodeDataset], summary: dic
                 "path": str(d.root),
                 "env_id": d.env_id,
                 "episodes": len(d),
+                "image_size": d.image_size,
                 "seeds": [min(d.seeds), max(d.seeds)],
                 "software": d.manifest.get("software"),
             }
@@ -429,6 +442,7 @@ def _provenance(cfg: TrainACConfig, datasets: list[EpisodeDataset], summary: dic
         "reproduce": f"python -m jepa_world.build --env {_task_name(datasets[0].env_id)} --install",
         "init": cfg.model.init,
         "copied_from_pretrained": summary["copied_from_pretrained"],
+        "frames_resized": summary.get("frames_resized"),
     }
 
 

@@ -401,6 +401,26 @@ def test_train_ac_bad_input(tmp_path, pretrained, small_dataset):
     assert_one_line_error(result, "model.pool_mode must be one of mean, stack")
 
 
+def test_train_ac_records_resized_frames_and_refuses_mixed_sizes(
+    tmp_path, pretrained, small_dataset
+):
+    from envs.collect import collect
+
+    small = tmp_path / "data32"
+    collect("reach", 2, small, steps=12, image_size=32, workers=1, seed=300, progress=False)
+    mixed = run_cli("-m", "jepa_world.train_ac", *AC_TINY, f"encoder.checkpoint={pretrained}",
+                    f"data.paths=[{small_dataset},{small}]", f"out_dir={tmp_path / 'mixed'}")
+    assert_one_line_error(mixed, "mixes image sizes", "32 px", "64 px")
+    for data, resized in ((small, None), (small_dataset, {"recorded_px": 64, "encoder_px": 32})):
+        out = tmp_path / data.name
+        result = train_ac(out, pretrained, data, "train.steps=2", "data.val_fraction=0.5")
+        assert result.returncode == 0, result.stderr
+        assert ("resized to the encoder's 32 px" in result.stderr) == (resized is not None)
+        provenance = json.loads((out / "world_model" / "provenance.json").read_text())
+        assert provenance["frames_resized"] == resized
+        assert provenance["data"][0]["image_size"] == (32 if resized is None else 64)
+
+
 def test_shipped_reach_model_loads():
     model = WorldModel.load("reach")
     assert model.frameskip >= 1 and model.action_dim == 2
