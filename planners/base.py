@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ class PlannerSettings:
 
     def validate(self) -> None:
         """Raise ValueError with a one-line reason for impossible settings."""
+        _check_declared_numbers(self)
         _positive(self, "horizon")
         if self.metric not in METRICS:
             raise ValueError(f"unknown energy metric {self.metric!r} (known: l1, l2)")
@@ -148,6 +150,24 @@ def make_settings(cls: type[S], settings: S | None, overrides: dict[str, Any]) -
         result.step_weights = tuple(float(w) for w in result.step_weights)
     result.validate()
     return result
+
+
+def _check_declared_numbers(settings: Any) -> None:
+    """Every field declared ``int`` holds an integer (2.0 is taken as 2, 2.5 is refused) and
+    every float is finite: NaN or infinite settings would plan garbage and exit 0."""
+    for item in dataclasses.fields(settings):
+        value, kind = getattr(settings, item.name), str(item.type)
+        if value is None or isinstance(value, str):
+            continue
+        if kind == "int":
+            number = float(value)
+            if isinstance(value, bool) or not number.is_integer():
+                raise ValueError(f"{item.name} must be an integer, got {value}")
+            setattr(settings, item.name, int(number))
+        elif kind.startswith(("float", "tuple[float")):
+            values = value if isinstance(value, (tuple, list)) else (value,)
+            if not all(math.isfinite(float(v)) for v in values):
+                raise ValueError(f"{item.name} must be finite, got {value}")
 
 
 def _positive(settings: Any, *names: str) -> None:

@@ -26,7 +26,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from jepa_world.training.cli import UserError, load_config, run_command, typed_config
+from jepa_world.training.cli import (
+    UserError,
+    check_positive,
+    load_config,
+    run_command,
+    typed_config,
+)
 from jepa_world.training.runtime import resolve_device
 from planners import get_planner
 from planners.base import (
@@ -150,6 +156,7 @@ def check_config(cfg: MPCConfig) -> None:
         raise UserError(str(exc)) from None
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
         raise UserError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
+    check_positive(cfg.video, "video.", "fps", "scale")
 
 
 def planner_settings(

@@ -337,3 +337,20 @@ def test_offset_correction_goal_and_validation():
     assert correction.expected is None
     with pytest.raises(ValueError, match="gain"):
         OffsetCorrection(gain=1.5)
+
+
+@pytest.mark.parametrize(("name", "overrides", "needle"), [
+    ("cem", {"samples": 2.5}, "samples must be an integer, got 2.5"),
+    ("cem", {"std_init": float("nan")}, "std_init must be finite"),
+    ("cem", {"step_weights": (1.0, float("nan"), 1.0)}, "step_weights must be finite"),
+    ("mppi", {"temperature": float("inf")}, "temperature must be finite"),
+    ("gradient", {"lr": float("nan")}, "lr must be finite"),
+])
+def test_non_finite_or_fractional_settings_are_refused(name, overrides, needle):
+    from planners import get_planner
+    from planners.base import make_settings
+
+    _, settings_cls = get_planner(name)
+    with pytest.raises(ValueError, match=needle):
+        make_settings(settings_cls, None, overrides)
+    assert make_settings(settings_cls, None, {"horizon": 3.0}).horizon == 3
