@@ -204,3 +204,27 @@ def test_a_manifest_with_wrong_contents_is_one_line(tmp_path, small_dataset, cha
     result = run_cli("-m", "envs.collect", "--env", "reach", "--episodes", "1", "--steps", "5",
                      "--out", str(data), "--seed", "900", "--quiet")
     assert_one_line_error(result, needle)
+
+
+def test_pretrain_killed_mid_run_resumes_with_each_step_logged_once(tmp_path, small_dataset):
+    from tests.test_pretrain import TINY
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "jepa_world.pretrain", *TINY,
+               f"data.paths=[{small_dataset / 'episodes'}]", f"out_dir={out}",
+               "train.steps=30", "train.checkpoint_every=4"]
+    run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    log = out / "log.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 7):
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)  # between checkpoints: steps 5-7 are logged, not saved
+    run.wait()
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "resuming from" in again.stderr
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert steps == list(range(1, 31))
+    rows = (out / "log.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, 31))
