@@ -191,6 +191,8 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
         raise UserError(f"bad planner settings: {exc}") from None
     tokens, width = model.latent_shape
     proprio_dim = int(tasks[0].observation_space["proprio"].shape[0])
+    if cfg.imagination.data and not model.proprio_dim:
+        proprio_dim = 0  # imagination has only what the model predicts
     student_cfg = StudentConfig(
         world_model=model_name, tokens=tokens, width=width, proprio_dim=proprio_dim,
         action_dim=model.action_dim, frameskip=model.frameskip, hidden=cfg.student.hidden,
@@ -211,9 +213,20 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
         if changed:
             raise UserError(f"{out} holds a distillation with other settings ({', '.join(changed)}):"
                             " use another out_dir")
-        labels, history, done = Labels.load(out / LABELS), state["rounds"], len(state["rounds"])
+        history, done = state["rounds"], len(state["rounds"])
+        if done:
+            labels = Labels.load(out / LABELS)
         student = StudentPolicy.load(out / POLICY, model)
-        print(f"resuming {out} after round {done - 1}", file=sys.stderr)
+        imagined = state.get("imagination", [])
+        print(f"resuming {out} after {f'round {done - 1}' if done else 'imagination'}",
+              file=sys.stderr)
+    elif cfg.imagination.data:
+        imagined = imagine(cfg, student, planner, out)
+        student.save(out / POLICY)
+        write_json_atomic(state_path, {"config": settings, "rounds": [],
+                                       "imagination": imagined})
+    else:
+        imagined = []
     progress = tqdm(total=(cfg.rounds - done) * cfg.episodes_per_round * cfg.budget,
                     desc="distill", unit="step", disable=not cfg.progress, file=sys.stderr)
     try:
@@ -227,7 +240,8 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
             history.append(result)
             student.save(out / POLICY)
             labels.save(out / LABELS)
-            write_json_atomic(state_path, {"config": settings, "rounds": history})
+            write_json_atomic(state_path, {"config": settings, "rounds": history,
+                                           "imagination": imagined})
             tqdm.write(f"round {round_index} ({result['actor']} acting): success "
                        f"{100 * result['success_rate']:.0f} % at the end, "
                        f"{100 * result['success_any_rate']:.0f} % at any step; "
@@ -236,7 +250,52 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
         progress.close()
         for task in tasks:
             task.close()
-    return {"out_dir": str(out), "policy": str(out / POLICY), "rounds": history}
+    return {"out_dir": str(out), "policy": str(out / POLICY), "rounds": history,
+            "imagination": imagined}
+
+
+def imagine(cfg: DistillConfig, student: Any, planner: Any, out: Path) -> list[dict[str, float]]:
+    """The imagination stage (``jepa_world.rl.amortized``), resumable from its checkpoint."""
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from envs.dataset_format import DatasetError
+    from jepa_world.rl.amortized import RecordedFrames, train_in_imagination
+    from jepa_world.rl.imagined import ImaginedStarts
+
+    stage, model = cfg.imagination, student.world_model
+    objective = planner.settings
+    if objective.step_weights is not None and len(objective.step_weights) != stage.horizon:
+        raise UserError(f"the planner's step_weights have {len(objective.step_weights)} values: "
+                        f"set imagination.horizon={len(objective.step_weights)}")
+    objective = dataclasses.replace(objective, horizon=stage.horizon)
+    try:
+        starts = ImaginedStarts(model, list(stage.data), stage.episodes)
+    except (DatasetError, ValueError, FileNotFoundError) as exc:
+        raise UserError(f"imagination.data: {exc}") from None
+    frames = RecordedFrames(starts, model.frameskip, proprio=student.layout.proprio_dim > 0)
+    mean, std = frames.input_statistics()
+    student.net.input_mean.copy_(mean)
+    student.net.input_std.copy_(std)
+    bar = tqdm(total=stage.steps, desc="imagination", unit="step", disable=not cfg.progress,
+               file=sys.stderr)
+
+    def report(step: int, energy: float) -> None:
+        bar.n = step
+        bar.set_postfix(energy=f"{energy:.4f}", refresh=False)
+        bar.refresh()
+
+    try:
+        history = train_in_imagination(student.net, model, frames, stage, objective, cfg.seed,
+                                       out / "imagination.pt", report)
+    except FloatingPointError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        bar.close()
+    tqdm.write(f"imagination: {stage.steps} steps, the planner's energy "
+               f"{history[0]['energy']:.4f} -> {history[-1]['energy']:.4f}", file=sys.stderr)
+    return history
 
 
 def main(argv: list[str]) -> int:

@@ -12,6 +12,7 @@ One directory per model: ``weights.safetensors`` + ``config.json`` (enough to re
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -264,6 +265,33 @@ class WorldModel(nn.Module):
                 z, p, cache = self.predictor.step(z, actions[:, t], p, t, cache)
                 outputs.append(z)
         return torch.stack(outputs, dim=1).float()
+
+    def rollout_policy(
+        self,
+        z: Tensor,
+        act: Callable[[Tensor, Tensor | None], Tensor],
+        horizon: int,
+        proprio: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Closed-loop rollout: each block's actions [B,fs,A] come from ``act(latent [B,K,D],
+        proprio [B,P] in env units or None)`` applied to the predicted state, with the cached
+        steps of ``rollout``. Gradients flow through the frozen model into ``act`` (a policy
+        trained on the planner's objective). -> latents [B,H,K,D], proprio [B,H,P] or None."""
+        z = self._check_latents(z, history=False)
+        b = z.shape[0]
+        p = self._check_proprio(proprio, b, None)
+        if int(horizon) < 1:
+            raise ValueError(f"horizon must be a positive integer, got {horizon}")
+        cache, latents, proprios = None, [], []
+        with self._autocast():
+            for t in range(int(horizon)):
+                p_env = None if p is None else p.float() * self.proprio_std + self.proprio_mean
+                actions = self._check_actions(act(z.float(), p_env), b, None).flatten(1)
+                z, p, cache = self.predictor.step(z, actions, p, t, cache)
+                latents.append(z.float())
+                if p is not None:
+                    proprios.append(p.float() * self.proprio_std + self.proprio_mean)
+        return torch.stack(latents, 1), (torch.stack(proprios, 1) if proprios else None)
 
     def step(
         self, z: Tensor, actions: Tensor, proprio: Tensor | None = None

@@ -297,12 +297,6 @@ class Scorer:
         self.num_envs = self.z_now.shape[0]
         self.model_s = 0.0
         self.evaluations = 0
-        weights = None
-        if settings.energy_steps == "all":
-            raw = settings.step_weights or (1.0,) * settings.horizon
-            weights = torch.tensor(raw, dtype=torch.float32, device=self.device)
-            weights = weights / weights.sum()
-        self.weights = weights
 
     def __call__(self, params: Tensor) -> Tensor:
         """params [E,N,H,b,A] -> energies [E,N] (differentiable if params require grad)."""
@@ -314,14 +308,26 @@ class Scorer:
         proprio = None if self.proprio is None else self.proprio.repeat_interleave(n, dim=0)
         started = time.perf_counter()
         predicted = self.wm.rollout(z, actions, proprio)
-        if self.weights is None:
-            energy = self.wm.energy(predicted[:, -1], goal, self.settings.metric)
-        else:
-            per_step = self.wm.energy(predicted, goal, self.settings.metric)  # [EN,H]
-            energy = (per_step * self.weights.to(per_step.dtype)).sum(dim=-1)
+        energy = sequence_energy(self.wm, predicted, goal, self.settings)
         self.model_s += time.perf_counter() - started
         self.evaluations += e * n
         return energy.reshape(e, n).float()
+
+
+def sequence_energy(world_model: WorldModelProtocol, predicted: Tensor, goal: Tensor,
+                    settings: PlannerSettings) -> Tensor:
+    """The planner's objective for predicted latents [B,H,K,D] and goals [B or 1,K,D] -> [B]:
+    the last block's energy (``energy_steps="final"``) or the step-weighted mean over blocks.
+    Shared with what is trained to minimise it (``jepa_world.rl.amortized``)."""
+    if settings.energy_steps != "all":
+        return world_model.energy(predicted[:, -1], goal, settings.metric)
+    per_step = world_model.energy(predicted, goal, settings.metric)  # [B,H]
+    horizon = per_step.shape[1]
+    raw = settings.step_weights or (1.0,) * horizon
+    if len(raw) != horizon:
+        raise ValueError(f"step_weights has {len(raw)} values for {horizon} predicted blocks")
+    weights = torch.tensor(raw, dtype=per_step.dtype, device=per_step.device)
+    return (per_step * (weights / weights.sum())).sum(dim=-1)
 
 
 def gather_rows(values: Tensor, index: Tensor) -> Tensor:

@@ -102,3 +102,82 @@ def test_policy_flag_needs_a_distilled_policy(tmp_path):
     assert_one_line_error(result, "cannot load distilled policy", "missing config.json")
     result = run_cli("-m", "planners.mpc", "--env", "reach", "--model", "distilled")
     assert_one_line_error(result, "--policy DIR")
+
+
+def imagination_parts(small_dataset):
+    from jepa_world.rl.amortized import ImaginationSettings, RecordedFrames
+    from jepa_world.rl.imagined import ImaginedStarts
+    from jepa_world.rl.student import StudentConfig, StudentNet
+    from planners.policies import PlannerPolicy
+
+    model = tiny_model(env_id="jepa_world/Reach-v0")
+    frames = RecordedFrames(ImaginedStarts(model, small_dataset), model.frameskip, proprio=True)
+    tokens, width = model.latent_shape
+    config = StudentConfig(world_model="tiny", tokens=tokens, width=width, proprio_dim=6,
+                           action_dim=2, frameskip=5, hidden=32)
+    objective = PlannerPolicy(model, "cem", horizon=2).settings
+    settings = ImaginationSettings(steps=12, batch_size=16, horizon=2, checkpoint_every=6)
+    return model, frames, config, StudentNet, objective, settings
+
+
+def test_imagination_lowers_the_planners_energy_and_resumes_exactly(small_dataset, tmp_path):
+    import torch
+
+    from jepa_world.rl.amortized import train_in_imagination
+
+    model, frames, config, net_class, objective, settings = imagination_parts(small_dataset)
+    torch.manual_seed(0)
+    straight = net_class(config)
+    history = train_in_imagination(straight, model, frames, settings, objective, seed=1)
+    assert [h["step"] for h in history] == [6, 12]
+    torch.manual_seed(0)
+    split = net_class(config)
+    train_in_imagination(split, model, frames, settings, objective, seed=1,
+                         checkpoint=tmp_path / "imagination.pt", stop_at_step=6)
+    state = torch.load(tmp_path / "imagination.pt", weights_only=True)
+    assert state["step"] == 6
+    torch.manual_seed(0)
+    fresh = net_class(config)
+    train_in_imagination(fresh, model, frames, settings, objective, seed=1,
+                         checkpoint=tmp_path / "imagination.pt")
+    for key, value in straight.state_dict().items():
+        assert torch.allclose(value, fresh.state_dict()[key], atol=1e-6), key
+    # descending the planner's own objective, on batches it has not seen
+    torch.manual_seed(0)
+    untrained = net_class(config)
+    untrained.input_mean.copy_(fresh.input_mean)
+    assert energy_of(fresh, model, frames, objective) < energy_of(untrained, model, frames,
+                                                                  objective)
+
+
+def energy_of(net, model, frames, objective) -> float:
+    import torch
+
+    from jepa_world.rl.amortized import policy_inputs
+    from planners.base import sequence_energy
+
+    z, proprio, goal = frames.draw(np.random.default_rng(99), 64, 6, 0.0)
+    with torch.no_grad():
+        predicted, _ = model.rollout_policy(
+            z, lambda latent, p: net(policy_inputs(latent, p, goal)).unsqueeze(1).expand(-1, 5, -1),
+            2, proprio)
+        return float(sequence_energy(model, predicted, goal, objective).mean())
+
+
+def test_distill_with_imagination_only(small_dataset, tmp_path):
+    model_dir = tiny_model(env_id="jepa_world/Reach-v0").save(tmp_path / "wm")
+    out = tmp_path / "run"
+    args = [f"world_model={model_dir}", f"out_dir={out}", "rounds=0", "progress=false",
+            f"imagination.data=[{small_dataset}]", "imagination.steps=4",
+            "imagination.batch_size=8", "imagination.checkpoint_every=2",
+            "+planner_settings.horizon=2", "imagination.horizon=2"]
+    result = run_cli("-m", "jepa_world.distill", *args)
+    assert result.returncode == 0, result.stderr
+    state = json.loads((out / "state.json").read_text())
+    assert state["rounds"] == [] and [h["step"] for h in state["imagination"]] == [2, 4]
+    assert (out / "policy" / "weights.safetensors").is_file()
+    again = run_cli("-m", "jepa_world.distill", *args)
+    assert again.returncode == 0 and "resuming" in again.stderr
+    missing = run_cli("-m", "jepa_world.distill", args[0], f"out_dir={tmp_path / 'b'}",
+                      "rounds=0", f"imagination.data=[{tmp_path / 'nothing'}]")
+    assert_one_line_error(missing, "imagination.data")

@@ -494,3 +494,24 @@ def test_rollout_decodes_each_proprio_once():
     finally:
         handle.remove()
     assert len(calls) == 5
+
+
+def test_closed_loop_rollout_matches_open_loop_and_passes_gradients(model):
+    z0 = model.encode(frames(2, 1))[:, 0]
+    proprio = torch.rand(2, model.proprio_dim)
+    planned = torch.rand(2, 3, model.frameskip, model.action_dim) * 2 - 1
+    calls = []
+
+    def replay(z, p):  # a "policy" that replays the plan, seeing the predicted state
+        calls.append((z.shape, None if p is None else p.shape))
+        return planned[:, len(calls) - 1]
+
+    latents, predicted_proprio = model.rollout_policy(z0, replay, 3, proprio)
+    assert torch.allclose(latents, model.rollout(z0, planned, proprio), atol=1e-5)
+    assert len(calls) == 3 and predicted_proprio.shape == (2, 3, model.proprio_dim)
+    weight = torch.zeros(model.action_dim, requires_grad=True)
+    latents, _ = model.rollout_policy(
+        z0, lambda z, p: torch.tanh(weight).expand(2, model.frameskip, -1), 2, proprio)
+    latents.square().mean().backward()
+    assert weight.grad is not None and bool(weight.grad.abs().sum() > 0)
+    assert all(p.grad is None for p in model.parameters())

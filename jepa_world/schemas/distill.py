@@ -5,7 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from jepa_world.rl.amortized import ImaginationSettings
 from jepa_world.training.cli import UserError, check_non_negative, check_positive
+
+
+@dataclass
+class ImaginationStage(ImaginationSettings):
+    """Before the DAgger rounds: the student minimises the planner's energy inside the world
+    model (``jepa_world.rl.amortized``) from the frames of recorded datasets."""
+
+    data: list[str] = field(default_factory=list)  # recorded datasets of the task; [] = skip
+    episodes: int | None = None  # encode at most this many recorded episodes
 
 
 @dataclass
@@ -38,13 +48,23 @@ class DistillConfig:
     planner_settings: dict[str, Any] = field(default_factory=dict)
     student: StudentShape = field(default_factory=StudentShape)
     train: StudentTraining = field(default_factory=StudentTraining)
+    imagination: ImaginationStage = field(default_factory=ImaginationStage)
     progress: bool = True
 
     def validate(self) -> None:
-        for name in ("budget", "num_envs", "rounds", "episodes_per_round", "label_every"):
+        for name in ("budget", "num_envs", "episodes_per_round", "label_every"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UserError(f"{name} must be a positive integer, got {value}")
+        if self.rounds < (0 if self.imagination.data else 1):
+            raise UserError(f"rounds must be >= 1 (>= 0 with imagination.data), got {self.rounds}")
+        try:
+            self.imagination.validate()
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        if self.imagination.episodes is not None and self.imagination.episodes < 1:
+            raise UserError(f"imagination.episodes must be a positive integer, "
+                            f"got {self.imagination.episodes}")
         for name in ("hidden", "depth"):
             if getattr(self.student, name) < 1:
                 raise UserError(f"student.{name} must be a positive integer, "
