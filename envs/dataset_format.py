@@ -76,11 +76,7 @@ def load_manifest(root: Path) -> dict[str, Any]:
         )
     if not isinstance(manifest.get("episodes"), list):
         raise DatasetError(f"{root / MANIFEST} has no episode list")
-    for key, kind, minimum in MANIFEST_FIELDS:
-        value = manifest.get(key)
-        if not _is(value, kind) or (minimum is not None and value < minimum):
-            raise DatasetError(f"{root / MANIFEST}: {key} must be {_describe(kind, minimum)}, "
-                               f"got {value!r}")
+    _check_fields(manifest, MANIFEST_FIELDS, f"{root / MANIFEST}")
     for entry in manifest["episodes"]:
         check_episode_entry(entry, root / MANIFEST)
     return manifest
@@ -97,17 +93,21 @@ def check_episode_entry(entry: Any, where: Path) -> None:
     """An episode's record (manifest entry or meta.json) with the fields readers rely on."""
     if not isinstance(entry, dict):
         raise DatasetError(f"{where}: an episode entry is not a JSON object: {entry!r:.60}")
-    for key, kind, minimum in EPISODE_FIELDS:
-        value = entry.get(key)
-        if not _is(value, kind) or (minimum is not None and value < minimum):
-            raise DatasetError(f"{where}: episode {entry.get('name', '?')!r}: {key} must be "
-                               f"{_describe(kind, minimum)}, got {value!r:.60}")
+    _check_fields(entry, EPISODE_FIELDS, f"{where}: episode {entry.get('name', '?')!r}")
     name = entry["name"]
     if name != Path(name).name or name.startswith("."):
         raise DatasetError(f"{where}: episode name {name!r} is not a folder name")
     for filename, size in entry["files"].items():
         if filename != Path(filename).name or not _is(size, int) or size < 0:
             raise DatasetError(f"{where}: episode {name!r}: bad file record {filename!r}: {size!r}")
+
+
+def _check_fields(record: dict[str, Any], fields: tuple, where: str) -> None:
+    for key, kind, minimum in fields:
+        value = record.get(key)
+        if not _is(value, kind) or (minimum is not None and value < minimum):
+            raise DatasetError(f"{where}: {key} must be {_describe(kind, minimum)}, "
+                               f"got {value!r:.60}")
 
 
 def _is(value: Any, kind: type) -> bool:

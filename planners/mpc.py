@@ -61,7 +61,8 @@ ORACLE_NOTE = (
     "state (an upper bound, not a learned result)"
 )
 RANDOM_NOTE = "random: uniform random actions, no planner (a lower bound)"
-DISTILLED_NOTE = "distilled: a small policy trained on the planner's actions (python -m jepa_world.distill)"
+DISTILLED_NOTE = ("distilled: a small policy trained on the planner's actions and/or its energy "
+                  "in imagination (python -m jepa_world.distill)")
 
 
 # ---------------------------------------------------------------------- configuration
