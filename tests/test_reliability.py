@@ -228,3 +228,31 @@ def test_pretrain_killed_mid_run_resumes_with_each_step_logged_once(tmp_path, sm
     assert steps == list(range(1, 31))
     rows = (out / "log.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(1, 31))
+
+
+def test_collect_on_a_full_disk_is_one_line_and_the_dataset_survives(tmp_path):
+    from jepa_world.data.episodes import EpisodeDataset
+    from tests.conftest import assert_one_line_error
+
+    out = tmp_path / "data"
+    args = ["--env", "reach", "--episodes", "2", "--steps", "8", "--out", str(out), "--quiet"]
+    assert subprocess.run([sys.executable, "-m", "envs.collect", *args], cwd=REPO,
+                          timeout=300).returncode == 0
+    manifest = (out / "manifest.json").read_bytes()
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # no video fits
+        from envs.collect import main
+        sys.exit(main({[*args[:3], "1", *args[4:], "--seed", "50"]!r}))
+    """)
+    full = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert_one_line_error(full, "could not write", "completed episodes are kept")
+    assert len(EpisodeDataset(out)) == 2
+    assert json.loads((out / "manifest.json").read_bytes())["episodes"] == json.loads(
+        manifest)["episodes"]
+    again = subprocess.run([sys.executable, "-m", "envs.collect", *args[:3], "1", *args[4:],
+                            "--seed", "50"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert len(EpisodeDataset(out)) == 3
