@@ -115,20 +115,18 @@ class WorldModel(nn.Module):
                 **config.predictor,
             )
         )
-        self.register_buffer(
-            "image_mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False
-        )
-        self.register_buffer(
-            "image_std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False
-        )
+        image_mean = _statistic("image_mean", config.image_mean, 3, positive=False)
+        image_std = _statistic("image_std", config.image_std, 3, positive=True)
+        self.register_buffer("image_mean", image_mean.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", image_std.view(1, 3, 1, 1), persistent=False)
         d = self.latent_dim
         self.register_buffer("latent_mean", torch.zeros(d), persistent=False)
         self.register_buffer("latent_std", torch.ones(d), persistent=False)
-        if config.latent_mean:
+        if config.latent_mean or config.latent_std:
             self.set_latent_stats(torch.tensor(config.latent_mean), torch.tensor(config.latent_std))
         p = config.proprio_dim
-        mean = torch.tensor(config.proprio_mean or [0.0] * p, dtype=torch.float32)
-        std = torch.tensor(config.proprio_std or [1.0] * p, dtype=torch.float32)
+        mean = _statistic("proprio_mean", config.proprio_mean or [0.0] * p, p, positive=False)
+        std = _statistic("proprio_std", config.proprio_std or [1.0] * p, p, positive=True)
         self.register_buffer("proprio_mean", mean, persistent=False)
         self.register_buffer("proprio_std", std, persistent=False)
         self.freeze()
@@ -138,6 +136,8 @@ class WorldModel(nn.Module):
         counts alike in the predictor's inputs, its loss and the planning energy."""
         if mean.shape != (self.latent_dim,) or std.shape != (self.latent_dim,):
             raise ValueError(f"latent stats must have shape [{self.latent_dim}]")
+        mean = _statistic("latent_mean", mean, self.latent_dim, positive=False)
+        std = _statistic("latent_std", std, self.latent_dim, positive=True)
         self.latent_mean.copy_(mean)
         self.latent_std.copy_(std)
         self.config.latent_mean = [float(v) for v in mean]
@@ -427,6 +427,25 @@ class WorldModel(nn.Module):
     def provenance(self, directory: str | Path | None = None) -> dict[str, Any]:
         path = resolve_model_dir(directory) / PROVENANCE if directory else None
         return json.loads(path.read_text()) if path and path.exists() else {}
+
+
+def _statistic(name: str, values: Any, size: int, positive: bool) -> Tensor:
+    """A normalisation statistic of a config: ``size`` finite values (std: all > 0), or one
+    line; NaN or zero statistics would otherwise load fine and plan zeros."""
+    tensor = torch.as_tensor(values, dtype=torch.float32).reshape(-1)
+    if tensor.numel() != size:
+        raise ValueError(f"{name} must hold {size} values, got {tensor.numel()}")
+    if not bool(torch.isfinite(tensor).all()) or (positive and not bool((tensor > 0).all())):
+        kind = "finite and > 0" if positive else "finite"
+        raise ValueError(f"{name} must be {kind}, got a value {_first_bad(tensor, positive)}")
+    return tensor
+
+
+def _first_bad(tensor: Tensor, positive: bool) -> float:
+    bad = ~torch.isfinite(tensor)
+    if positive:
+        bad |= tensor <= 0
+    return float(tensor[bad][0])
 
 
 def shipped_names() -> list[str]:

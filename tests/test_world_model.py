@@ -213,6 +213,10 @@ def test_missing_and_corrupt_model_dirs(tmp_path, model):
         (lambda c: c["predictor"].update(depth="four"), "cannot be interpreted as an integer"),
         (lambda c: c.update(latent_mean=[0.0] * 5), "latent stats must have shape"),
         (lambda c: c.update(pool=[3]), "does not divide the token grid"),
+        (lambda c: c.update(latent_mean=[0.0] * 96, latent_std=[0.0] * 96),
+         "latent_std must be finite and > 0, got a value 0.0"),
+        (lambda c: c.update(proprio_mean=[float("nan")] * 4), "proprio_mean must be finite"),
+        (lambda c: c.update(image_std=[0.2, 0.2]), "image_std must hold 3 values"),
     ]:
         broken = json.loads(json.dumps(original))
         change(broken)
