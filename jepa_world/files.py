@@ -107,11 +107,35 @@ def save_safetensors_atomic(tensors: dict[str, Any], path: str | Path,
         save_file(contiguous, str(tmp), metadata=metadata)
 
 
+class _WriteErrors:
+    """A binary handle that keeps the OSError of a failed write: torch's zip writer reports a
+    full disk as a RuntimeError about stream positions, which would hide the reason."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle, self.error = handle, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
 def save_torch_atomic(state: Any, path: str | Path) -> None:
     import torch
 
     with atomic_open(path, "wb") as handle:
-        torch.save(state, handle)
+        writer = _WriteErrors(handle)
+        try:
+            torch.save(state, writer)
+        except RuntimeError:
+            if writer.error is not None:
+                raise writer.error from None
+            raise
 
 
 def remove_stale_tmp(folder: str | Path) -> None:

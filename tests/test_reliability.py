@@ -256,3 +256,48 @@ def test_collect_on_a_full_disk_is_one_line_and_the_dataset_survives(tmp_path):
                             "--seed", "50"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert len(EpisodeDataset(out)) == 3
+
+
+def limited(command: list[str], limit: int) -> subprocess.CompletedProcess:
+    """``command`` (python -m ...) with files capped at ``limit`` bytes, as on a full disk."""
+    script = textwrap.dedent(f"""
+        import resource, runpy, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+        sys.argv = {[command[1], *command[2:]]!r}
+        runpy.run_module({command[1]!r}, run_name="__main__", alter_sys=True)
+    """)
+    return subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_mpc_json_on_a_full_disk_keeps_the_old_results(tmp_path):
+    report = tmp_path / "metrics.json"
+    report.write_text('{"success_rate": 0.94}\n')
+    result = limited(["-m", "planners.mpc", "--env", "reach", "--model", "random", "--episodes",
+                      "1", "--budget", "5", "--quiet", "--json", str(report)], 2048)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode != 0 and len(errors) == 1, result.stderr
+    assert "File too large" in errors[0] and "Traceback" not in result.stderr
+    assert json.loads(report.read_text()) == {"success_rate": 0.94}
+    assert leftovers(tmp_path) == []
+
+
+def test_a_checkpoint_on_a_full_disk_keeps_the_last_one(tmp_path, small_dataset):
+    from tests.test_pretrain import TINY
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "jepa_world.pretrain", *TINY,
+               f"data.paths=[{small_dataset / 'episodes'}]", f"out_dir={out}",
+               "train.steps=4", "train.checkpoint_every=2"]
+    first = subprocess.run([*command, "train.stop_at_step=2"], cwd=REPO, capture_output=True,
+                           text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    kept = (out / "checkpoint.pt").read_bytes()
+    full = limited(command[1:], 64 * 1024)  # logs fit, a checkpoint does not
+    errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+    assert full.returncode != 0 and len(errors) == 1 and "File too large" in errors[0], full.stderr
+    assert "Traceback" not in full.stderr
+    assert (out / "checkpoint.pt").read_bytes() == kept and leftovers(out) == []
+    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0 and "at step 2/4" in resumed.stderr, resumed.stderr
