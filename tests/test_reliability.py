@@ -190,7 +190,7 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
     (lambda m: m["episodes"][0].update(name="../../etc"), "is not a folder name"),
     (lambda m: m["episodes"][0].pop("files"), "files must be an object"),
     (lambda m: m["episodes"].append(7), "not a JSON object"),
-])
+], ids=["image-size-as-text", "negative-length", "path-as-name", "no-file-sizes", "not-an-object"])
 def test_a_manifest_with_wrong_contents_is_one_line(tmp_path, small_dataset, change, needle):
     import shutil
 
