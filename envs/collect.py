@@ -181,10 +181,11 @@ def _prepare_output(root: Path) -> None:
 
 def _remove_stale_tmp(root: Path) -> None:
     """Half-written episodes from a killed run: never listed, safe to delete under the lock."""
+    from jepa_world.files import remove_stale_tmp
+
     for path in (root / EPISODES_DIR).glob(f"{TMP_PREFIX}*"):
         shutil.rmtree(path, ignore_errors=True)
-    for path in root.glob(f"{TMP_PREFIX}*"):
-        path.unlink(missing_ok=True)
+    remove_stale_tmp(root)
 
 
 def _open_or_create_manifest(root: Path, config: CollectConfig) -> dict[str, Any]:

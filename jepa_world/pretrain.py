@@ -38,6 +38,7 @@ from jepa_world.training.logger import RunLogger
 from jepa_world.training.optim import make_adamw, set_lr_and_wd
 from jepa_world.training.run_dir import (
     check_resume_step,
+    finished,
     hold_out_dir,
     prepare_out_dir,
     refuse_changed_finished_run,
@@ -146,7 +147,7 @@ def _train(cfg: PretrainConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
     resume = _resume_state(out_dir, cfg)
     if resume is not None:
         done = int(resume["step"])
-        if done >= int(resume["config"]["train"]["steps"]):  # finished: see run_dir
+        if finished(resume):  # same settings change nothing, others are refused
             refuse_changed_finished_run(resume["config"], asdict(cfg), done, out_dir)
             return {"step": done, "total_steps": cfg.train.steps, "steps_run": 0,
                     "first_loss": None, "last_loss": resume.get("loss"), "seconds": 0.0,

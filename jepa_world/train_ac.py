@@ -43,6 +43,7 @@ from jepa_world.training.logger import RunLogger
 from jepa_world.training.optim import make_adamw, set_lr_and_wd
 from jepa_world.training.run_dir import (
     check_resume_step,
+    finished,
     hold_out_dir,
     prepare_out_dir,
     refuse_changed_finished_run,
@@ -223,10 +224,10 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
         resume = load_run_checkpoint(out_dir / CHECKPOINT)
         check_same_settings(resume["config"], asdict(cfg), _FIXED_ON_RESUME, out_dir)
         done = int(resume["step"])
-        if done >= int(resume["config"]["train"]["steps"]):
-            finished = _finished(cfg, resume, out_dir)
-            if finished is not None:
-                return finished
+        if finished(resume):
+            summary = _finished(cfg, resume, out_dir)
+            if summary is not None:
+                return summary
         else:
             check_resume_step(done, tc.steps, tc.stop_at_step, out_dir)
     seed_everything(cfg.seed + rt.rank)

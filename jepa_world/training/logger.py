@@ -65,8 +65,8 @@ def trim_logs(out_dir: Path, last_step: int) -> None:
     jsonl = Path(out_dir) / JSONL
     if jsonl.exists():
         lines = jsonl.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if _jsonl_step(line) is not None
-                and _jsonl_step(line) <= last_step and line.endswith("\n")]
+        kept = [line for line in lines
+                if line.endswith("\n") and _kept(_jsonl_step(line), last_step)]
         if kept != lines:
             with atomic_open(jsonl, "w") as handle:
                 handle.writelines(kept)
@@ -75,13 +75,17 @@ def trim_logs(out_dir: Path, last_step: int) -> None:
         with open(table, newline="") as handle:
             rows = list(csv.reader(handle))
         header, body = rows[0], rows[1:]
-        kept_rows = [row for row in body if _csv_step(row) is not None
-                     and _csv_step(row) <= last_step and len(row) == len(header)]
+        kept_rows = [row for row in body
+                     if len(row) == len(header) and _kept(_csv_step(row), last_step)]
         if kept_rows != body:
             with atomic_open(table, "w", newline="") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(header)
                 writer.writerows(kept_rows)
+
+
+def _kept(step: int | None, last_step: int) -> bool:
+    return step is not None and step <= last_step
 
 
 def _jsonl_step(line: str) -> int | None:

@@ -63,6 +63,11 @@ def changed_settings(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]
     ]
 
 
+def finished(resume: dict[str, Any]) -> bool:
+    """Whether a run's checkpoint is its last: it reached the steps it was started with."""
+    return int(resume["step"]) >= int(resume["config"]["train"]["steps"])
+
+
 def refuse_changed_finished_run(saved: dict[str, Any], wanted: dict[str, Any], step: int,
                                 out_dir: Path) -> None:
     changed = changed_settings(saved, wanted)
