@@ -53,3 +53,16 @@ def small_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("reach_dataset")
     collect("reach", 4, root, steps=20, workers=1, seed=100, progress=False)
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sb3_log_folder(tmp_path_factory):
+    """stable-baselines3 makes an (empty) log folder in the system temp dir on every learn();
+    point it at pytest's temp dir so that test runs leave nothing behind."""
+    previous = os.environ.get("SB3_LOGDIR")
+    os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3_logs"))
+    yield
+    if previous is None:
+        os.environ.pop("SB3_LOGDIR", None)
+    else:
+        os.environ["SB3_LOGDIR"] = previous
