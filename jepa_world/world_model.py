@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from jepa_world.models import EncoderConfig, VisionTransformer
 from jepa_world.models.ac_predictor import ACPredictor
+from planners.energy import latent_distance
 
 WEIGHTS, CONFIG, PROVENANCE = "weights.safetensors", "config.json", "provenance.json"
 # task name -> folder under jepa_world/assets/ (what python -m jepa_world.build --install fills)
@@ -310,7 +311,8 @@ class WorldModel(nn.Module):
         return z_next.float(), p_next
 
     def energy(self, z: Tensor, z_goal: Tensor, metric: str = "l1") -> Tensor:
-        """Mean distance over tokens and channels: [B,...,K,D] vs broadcastable goal -> [B,...]."""
+        """Mean distance over tokens and channels: [B,...,K,D] vs broadcastable goal -> [B,...]
+        (the planners' ``latent_distance``, with the inputs checked)."""
         z, z_goal = self._as_float(z, "latents"), self._as_float(z_goal, "goal latents")
         if z.shape[-2:] != z_goal.shape[-2:]:
             raise ValueError(
@@ -321,12 +323,7 @@ class WorldModel(nn.Module):
                              f"latent), got {z_goal.shape[0]}")
         if z_goal.dim() == 3 and z.dim() == 4:
             z_goal = z_goal.unsqueeze(1)
-        diff = z - z_goal
-        if metric == "l1":
-            return diff.abs().mean(dim=(-2, -1))
-        if metric == "l2":
-            return diff.pow(2).mean(dim=(-2, -1))
-        raise ValueError(f"unknown energy metric {metric!r} (known: l1, l2)")
+        return latent_distance(z, z_goal, metric)
 
     # ------------------------------------------------------------------ checks
     # Inputs may be tensors or NumPy arrays of any floating dtype (computed in float32 on the

@@ -26,8 +26,8 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import torch
 from torch import Tensor
 
-METRICS = ("l1", "l2")
-ENERGY_STEPS = ("final", "all")
+from planners.energy import Energy
+
 DEFAULT_HORIZON = 3  # action blocks, when neither the command line nor the model sets one
 DEFAULT_ENERGY_STEPS = "all"  # likewise
 
@@ -36,7 +36,9 @@ Generators = torch.Generator | Sequence[torch.Generator] | None
 
 @runtime_checkable
 class WorldModelProtocol(Protocol):
-    """The part of ``jepa_world.WorldModel`` that planners use."""
+    """The part of ``jepa_world.WorldModel`` that planners use: it predicts, the planner's
+    ``planners.energy.Energy`` scores (a model may add a ``distance(z, goal, metric)`` of its
+    own, as the simulator oracle does)."""
 
     action_dim: int
     frameskip: int
@@ -45,8 +47,6 @@ class WorldModelProtocol(Protocol):
     def encode(self, frames: Any) -> Tensor: ...
 
     def rollout(self, z: Tensor, actions: Tensor, proprio: Tensor | None = None) -> Tensor: ...
-
-    def energy(self, z: Tensor, z_goal: Tensor, metric: str = "l1") -> Tensor: ...
 
 
 @dataclass
@@ -68,22 +68,18 @@ class PlannerSettings:
     action_low: float = -1.0
     action_high: float = 1.0
 
+    def objective(self, world_model: Any = None) -> Energy:
+        """The energy these settings describe (with ``world_model``'s own distance, if any)."""
+        return Energy.for_model(self, world_model)
+
     def validate(self) -> None:
         """Raise ValueError with a one-line reason for impossible settings."""
         _check_declared_numbers(self)
         _positive(self, "horizon")
-        if self.metric not in METRICS:
-            raise ValueError(f"unknown energy metric {self.metric!r} (known: l1, l2)")
-        if self.energy_steps not in ENERGY_STEPS:
-            raise ValueError(f"energy_steps must be 'final' or 'all', got {self.energy_steps!r}")
-        if self.step_weights is not None:
-            weights = list(self.step_weights)
-            if len(weights) != self.horizon:
-                raise ValueError(
-                    f"step_weights needs {self.horizon} values (one per block), got {len(weights)}"
-                )
-            if min(weights) < 0 or sum(weights) <= 0:
-                raise ValueError("step_weights must be non-negative with a positive sum")
+        self.objective()  # metric, energy_steps and step_weights valid
+        if self.step_weights is not None and len(self.step_weights) != self.horizon:
+            raise ValueError(f"step_weights needs {self.horizon} values (one per block), "
+                             f"got {len(self.step_weights)}")
         if not self.action_low < self.action_high:
             raise ValueError(
                 f"action_low must be below action_high, got {self.action_low}, {self.action_high}"
@@ -272,7 +268,8 @@ def _draw(fn, generator: Generators, num_envs: int, shape: tuple[int, ...]) -> T
 # ---------------------------------------------------------------------- scoring
 class Scorer:
     """Scores candidate sequences [E,N,H,b,A] with one ``rollout`` call on E*N sequences and
-    keeps the time spent inside the world model (``model_s``) for timing breakdowns."""
+    the planner's ``Energy``, and keeps the time spent inside the world model (``model_s``)
+    for timing breakdowns."""
 
     def __init__(
         self,
@@ -280,10 +277,13 @@ class Scorer:
         z_now: Tensor,
         z_goal: Tensor,
         proprio: Tensor | None,
-        settings: PlannerSettings,
+        objective: Energy,
     ) -> None:
+        if not isinstance(objective, Energy):
+            raise TypeError(f"objective must be a planners.energy.Energy, got "
+                            f"{type(objective).__name__}")
         self.wm = world_model
-        self.settings = settings
+        self.objective = objective
         self.device = torch.device(world_model.device)
         self.frameskip = int(world_model.frameskip)
         self.z_now = z_now.to(self.device)
@@ -308,26 +308,10 @@ class Scorer:
         proprio = None if self.proprio is None else self.proprio.repeat_interleave(n, dim=0)
         started = time.perf_counter()
         predicted = self.wm.rollout(z, actions, proprio)
-        energy = sequence_energy(self.wm, predicted, goal, self.settings)
+        energy = self.objective(predicted, goal)
         self.model_s += time.perf_counter() - started
         self.evaluations += e * n
         return energy.reshape(e, n).float()
-
-
-def sequence_energy(world_model: WorldModelProtocol, predicted: Tensor, goal: Tensor,
-                    settings: PlannerSettings) -> Tensor:
-    """The planner's objective for predicted latents [B,H,K,D] and goals [B or 1,K,D] -> [B]:
-    the last block's energy (``energy_steps="final"``) or the step-weighted mean over blocks.
-    Shared with what is trained to minimise it (``jepa_world.rl.amortized``)."""
-    if settings.energy_steps != "all":
-        return world_model.energy(predicted[:, -1], goal, settings.metric)
-    per_step = world_model.energy(predicted, goal, settings.metric)  # [B,H]
-    horizon = per_step.shape[1]
-    raw = settings.step_weights or (1.0,) * horizon
-    if len(raw) != horizon:
-        raise ValueError(f"step_weights has {len(raw)} values for {horizon} predicted blocks")
-    weights = torch.tensor(raw, dtype=per_step.dtype, device=per_step.device)
-    return (per_step * (weights / weights.sum())).sum(dim=-1)
 
 
 def gather_rows(values: Tensor, index: Tensor) -> Tensor:

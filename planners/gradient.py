@@ -100,7 +100,8 @@ def plan(
     optimizer = torch.optim.Adam([params], lr=cfg.lr)
 
     with torch.no_grad():
-        score = Scorer(world_model, z_now.detach(), z_goal.detach(), proprio, cfg)
+        score = Scorer(world_model, z_now.detach(), z_goal.detach(), proprio,
+                       cfg.objective(world_model))
     best = BestTracker(num_envs, shape, device)
     history = []
     with torch.enable_grad():

@@ -2,7 +2,8 @@
 
 The "latent" of a state is the simulator state itself, ``[qpos, qvel]`` as a [B,1,nq+nv]
 float64 tensor (one token), ``rollout`` runs MuJoCo with ``mujoco.rollout`` (batched C
-rollouts, optionally multi-threaded) from those exact states, and ``energy`` is the mean (l1)
+rollouts, optionally multi-threaded) from those exact states, and ``distance`` (what the
+planners' energy compares states with) is the mean (l1)
 or mean square (l2) of the task's ``oracle_cost`` against the goal state (for reachers the
 joint-angle errors, for pushers the object's offset). The oracle reads the simulator state and
 the goal state, which a fair planner never sees: its numbers bound what a perfect world model
@@ -98,7 +99,7 @@ class OracleModel:
         ends = states[:, per_block - 1 :: per_block, 1:]  # [B,H,nq+nv]
         return torch.from_numpy(np.ascontiguousarray(ends)).unsqueeze(2)
 
-    def energy(self, z: Tensor, z_goal: Tensor, metric: str = "l1") -> Tensor:
+    def distance(self, z: Tensor, z_goal: Tensor, metric: str = "l1") -> Tensor:
         """Mean (l1) or mean square (l2) of the task's cost against the goal state:
         [B,...,1,S] -> [B,...]."""
         if metric not in ("l1", "l2"):

@@ -154,14 +154,13 @@ def energy_of(net, model, frames, objective) -> float:
     import torch
 
     from jepa_world.rl.amortized import policy_inputs
-    from planners.base import sequence_energy
 
     z, proprio, goal = frames.draw(np.random.default_rng(99), 64, 6, 0.0)
     with torch.no_grad():
         predicted, _ = model.rollout_policy(
             z, lambda latent, p: net(policy_inputs(latent, p, goal)).unsqueeze(1).expand(-1, 5, -1),
             2, proprio)
-        return float(sequence_energy(model, predicted, goal, objective).mean())
+        return float(objective.objective(model)(predicted, goal).mean())
 
 
 def test_distill_with_imagination_only(small_dataset, tmp_path):

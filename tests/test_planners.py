@@ -167,11 +167,12 @@ def test_energy_steps_all_prefers_early_arrival():
     assert first_all < first_final
     # weights that only count the last block turn "all" back into "final"
     candidates = torch.rand(1, 16, 3, 1, 2) * 2 - 1
-    score_final = Scorer(model, z0, goal, None, CEMSettings(horizon=3))
+    score_final = Scorer(model, z0, goal, None, CEMSettings(horizon=3).objective())
     weighted = CEMSettings(horizon=3, energy_steps="all", step_weights=(0.0, 0.0, 2.0))
-    score_last = Scorer(model, z0, goal, None, weighted)
+    score_last = Scorer(model, z0, goal, None, weighted.objective())
     torch.testing.assert_close(score_last(candidates), score_final(candidates))
-    uniform = Scorer(model, z0, goal, None, CEMSettings(horizon=3, energy_steps="all"))
+    uniform = Scorer(model, z0, goal, None,
+                     CEMSettings(horizon=3, energy_steps="all").objective())
     per_step = model.energy(model.rollout(z0.expand(16, -1, -1),
                                           candidates[0].expand(-1, -1, 4, -1)), goal)
     torch.testing.assert_close(uniform(candidates)[0], per_step.mean(dim=1))
@@ -354,3 +355,73 @@ def test_non_finite_or_fractional_settings_are_refused(name, overrides, needle):
     with pytest.raises(ValueError, match=needle):
         make_settings(settings_cls, None, overrides)
     assert make_settings(settings_cls, None, {"horizon": 3.0}).horizon == 3
+
+
+def test_energy_objective_validates_and_weights_blocks():
+    from planners.energy import Energy, latent_distance
+
+    with pytest.raises(ValueError, match="metric"):
+        Energy(metric="cosine")
+    with pytest.raises(ValueError, match="energy_steps"):
+        Energy(steps="first")
+    for weights in ((1.0, -1.0), (0.0, 0.0), (1.0, float("nan"))):
+        with pytest.raises(ValueError, match="step_weights"):
+            Energy(step_weights=weights)
+    predicted = torch.stack([torch.full((2, 3, 4), float(t)) for t in range(3)], dim=1)
+    goal = torch.zeros(2, 3, 4)
+    torch.testing.assert_close(Energy("l1", "final")(predicted, goal), torch.full((2,), 2.0))
+    torch.testing.assert_close(Energy("l2", "all")(predicted, goal), torch.full((2,), 5 / 3))
+    weighted = Energy("l1", "all", (0.0, 1.0, 3.0))(predicted, goal)
+    torch.testing.assert_close(weighted, torch.full((2,), (1.0 + 6.0) / 4))
+    with pytest.raises(ValueError, match="3 predicted blocks"):
+        Energy(step_weights=(1.0, 1.0))(predicted, goal)
+    torch.testing.assert_close(latent_distance(predicted[:, 2], goal, "l2"), torch.full((2,), 4.0))
+
+
+def test_scorer_uses_the_world_models_own_distance():
+    """A model that defines ``distance`` (the simulator oracle does) is scored with it."""
+    from planners.energy import Energy
+
+    class OwnDistance(LinearModel):
+        def distance(self, z, goal, metric):
+            return (z - goal)[..., 0, 0].abs()  # the first channel of the first token only
+
+    model = OwnDistance(frameskip=4)
+    model_plain = LinearModel(frameskip=4)
+    _, z0, goal, _ = problem()
+    candidates = torch.rand(1, 8, 3, 1, 2) * 2 - 1
+    settings = CEMSettings(horizon=3, energy_steps="final")
+    assert settings.objective(model).distance == model.distance
+    own = Scorer(model, z0, goal, None, settings.objective(model))(candidates)
+    plain = Scorer(model_plain, z0, goal, None, settings.objective(model_plain))(candidates)
+    last = model.rollout(z0.expand(8, -1, -1), candidates[0].expand(-1, -1, 4, -1))[:, -1]
+    torch.testing.assert_close(own[0], (last - goal)[:, 0, 0].abs())
+    assert not torch.allclose(own, plain)
+    with pytest.raises(TypeError, match="Energy"):
+        Scorer(model, z0, goal, None, settings)
+    assert isinstance(settings.objective(), Energy)
+
+
+def test_sampling_skeleton_takes_any_refit():
+    """Random shooting is the skeleton with a refit that changes nothing: it still keeps the
+    best sequence seen, so its best energy never rises over the iterations."""
+    from planners.sampling import SamplingSettings, search
+
+    model, z0, goal, _ = problem(num_envs=2)
+    settings = SamplingSettings(horizon=3, samples=32, elites=4, iterations=5)
+    settings.validate()
+    calls = []
+
+    def unchanged(elites, elite_energy, mean, std):
+        calls.append((tuple(elites.shape), tuple(elite_energy.shape)))
+        return mean, std
+
+    found = search(model, z0, goal, None, None, generators([0, 1]), settings, unchanged)
+    assert calls == [((2, 4, 3, 1, 2), (2, 4))] * 5
+    history = torch.stack(found.history)
+    assert (history[1:] <= history[:-1]).all()
+    result = found.result("shooting", found.best.params, found.best.energy, model.frameskip)
+    assert result.actions.shape == (2, 3, 4, 2)
+    assert result.info["evaluations"] == 2 * 32 * 5
+    with pytest.raises(ValueError, match="sampling.elites"):
+        SamplingSettings(samples=4, elites=8).validate()

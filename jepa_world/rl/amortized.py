@@ -2,7 +2,7 @@
 
 Amortised planning: instead of imitating the planner's (noisy, warm-start dependent) actions,
 the policy is trained to do what the planner does, namely to minimise the planner's energy
-(``planners.base.sequence_energy``: the same metric and step weighting) of the latents the
+(``planners.energy.Energy``: the same metric and step weighting) of the latents the
 world model predicts when the policy acts. Each sample starts at a recorded frame (its latent
 and proprioception, ``ImaginedStarts``) and aims at a goal latent: a frame the same episode
 reached 1..``goal_within`` blocks later, or with probability ``uniform_goals`` any recorded
@@ -110,9 +110,9 @@ def train_in_imagination(
     ``checkpoint`` (a file) is written atomically and resumed from when it exists;
     ``stop_at_step`` ends this call early (the schedule still spans ``settings.steps``)."""
     from jepa_world.files import save_torch_atomic
-    from planners.base import sequence_energy
 
     settings.validate()
+    objective = planner_settings.objective(world_model)
     for param in world_model.parameters():
         param.requires_grad_(False)
     optimizer = torch.optim.AdamW(net.mlp.parameters(), lr=settings.lr,
@@ -144,7 +144,7 @@ def train_in_imagination(
 
         predicted, _ = world_model.rollout_policy(z.to(device), act, settings.horizon,
                                                   None if proprio is None else proprio.to(device))
-        loss = sequence_energy(world_model, predicted, goal, planner_settings).mean()
+        loss = objective(predicted, goal).mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the imagined energy is {float(loss)} at step {step}: "
                                      "lower imagination.lr")

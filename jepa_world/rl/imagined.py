@@ -27,7 +27,7 @@ from torch import Tensor
 from jepa_world.data.episodes import EpisodeDataset
 from jepa_world.data.latents import LatentTrajectories
 from jepa_world.rl.layout import LatentLayout
-from jepa_world.rl.reward import METRICS
+from planners.energy import METRICS
 
 
 class ImaginedStarts:

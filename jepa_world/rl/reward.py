@@ -14,8 +14,7 @@ from jepa_world.rl.observations import (
     goal_pixels,
     pixel_space,
 )
-
-METRICS = ("l1", "l2")
+from planners.energy import METRICS
 
 
 class GoalEnergyReward(gym.Wrapper, gym.utils.RecordConstructorArgs):

@@ -1,0 +1,86 @@
+"""The planners' objective as one small object: how far predicted latents end from the goal.
+
+Planners score action sequences by rolling a world model forward and asking an ``Energy``
+how far the predictions are from the goal latent; world models only predict. The object
+holds the three choices that define the objective (distance metric, which predicted blocks
+count, their weights), so that the planners, the scorer and what is trained to minimise the
+same objective (``jepa_world.rl.amortized``) cannot disagree about it.
+
+A world model whose states are not latents brings its own distance (the simulator oracle
+compares joint angles modulo 2*pi): ``Energy.for_model`` picks up a ``distance(z, goal,
+metric)`` method when the model has one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+METRICS = ("l1", "l2")
+ENERGY_STEPS = ("final", "all")
+
+Distance = Callable[[Tensor, Tensor, str], Tensor]
+
+
+def latent_distance(z: Tensor, goal: Tensor, metric: str) -> Tensor:
+    """Mean absolute (l1) or mean squared (l2) difference over tokens and channels:
+    z [...,K,D] against a broadcastable goal -> [...]."""
+    diff = z - goal
+    if metric == "l1":
+        return diff.abs().mean(dim=(-2, -1))
+    if metric == "l2":
+        return diff.pow(2).mean(dim=(-2, -1))
+    raise ValueError(f"unknown energy metric {metric!r} (known: {', '.join(METRICS)})")
+
+
+@dataclass(frozen=True)
+class Energy:
+    """``steps="final"`` scores the last predicted block only (the V-JEPA 2-AC / DINO-WM
+    protocol); ``"all"`` takes the mean over the predicted blocks weighted by
+    ``step_weights`` (one non-negative weight per block, normalised; uniform when None)."""
+
+    metric: str = "l2"
+    steps: str = "all"
+    step_weights: tuple[float, ...] | None = None
+    distance: Distance = latent_distance
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown energy metric {self.metric!r} (known: {', '.join(METRICS)})")
+        if self.steps not in ENERGY_STEPS:
+            raise ValueError(f"energy_steps must be 'final' or 'all', got {self.steps!r}")
+        if self.step_weights is not None:
+            weights = tuple(float(w) for w in self.step_weights)
+            if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+                raise ValueError(
+                    f"step_weights must be finite, non-negative, with a positive sum: {weights}"
+                )
+            object.__setattr__(self, "step_weights", weights)
+
+    @classmethod
+    def for_model(cls, settings: Any, world_model: Any = None) -> Energy:
+        """The objective a planner's settings (``metric``, ``energy_steps``, ``step_weights``)
+        describe, with the world model's own distance if it defines one."""
+        distance = getattr(world_model, "distance", None) or latent_distance
+        return cls(settings.metric, settings.energy_steps, settings.step_weights, distance)
+
+    def per_block(self, predicted: Tensor, goal: Tensor) -> Tensor:
+        """predicted [B,H,K,D], goal [B or 1,K,D] -> distance of every block [B,H]."""
+        return self.distance(predicted, goal.unsqueeze(1), self.metric)
+
+    def __call__(self, predicted: Tensor, goal: Tensor) -> Tensor:
+        """predicted [B,H,K,D], goal [B or 1,K,D] -> energy [B] (differentiable)."""
+        if self.steps == "final":
+            return self.distance(predicted[:, -1], goal, self.metric)
+        per_block = self.per_block(predicted, goal)
+        horizon = per_block.shape[1]
+        raw = self.step_weights or (1.0,) * horizon
+        if len(raw) != horizon:
+            raise ValueError(f"step_weights has {len(raw)} values for {horizon} predicted blocks")
+        weights = torch.tensor(raw, dtype=per_block.dtype, device=per_block.device)
+        return (per_block * (weights / weights.sum())).sum(dim=-1)

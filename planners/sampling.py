@@ -1,0 +1,133 @@
+"""One skeleton for the sampling planners: CEM and MPPI differ only in how they refit.
+
+Every iteration samples ``samples`` sequences around a diagonal Gaussian (the current mean is
+always one of them, so a good warm start is never lost), clamps them into the action box,
+scores them all with one batched rollout, remembers the best sequence ever scored, keeps the
+``elites`` lowest energies and hands them to the planner's ``refit``, which returns the next
+mean and std. What each planner returns (the best sequence, the mean, a drawn elite) is its
+own choice, made from the ``Search`` this returns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from planners.base import (
+    BestTracker,
+    Generators,
+    PlannerSettings,
+    PlanResult,
+    Scorer,
+    WorldModelProtocol,
+    gather_rows,
+    lowest,
+    prepare,
+    randn,
+    to_blocks,
+)
+
+# (elites [E,M,H,b,A], their energies [E,M], mean [E,H,b,A], std [E,H,b,A]) -> (mean, std)
+Refit = Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+@dataclass
+class SamplingSettings(PlannerSettings):
+    """Shared by the sampling planners. ``std_init`` is in action units (the box is
+    [-1, 1]); ``std_min`` keeps the search from collapsing."""
+
+    section: ClassVar[str] = "sampling"  # the settings' section in configs/mpc.yaml
+
+    samples: int = 300
+    elites: int = 30
+    iterations: int = 30
+    std_init: float = 1.0
+    std_min: float = 0.05
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("samples", "elites", "iterations"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(
+                    f"{self.section}.{name} must be a positive integer, got {getattr(self, name)}"
+                )
+        if self.elites > self.samples:
+            raise ValueError(
+                f"{self.section}.elites ({self.elites}) exceeds {self.section}.samples "
+                f"({self.samples})"
+            )
+        if self.std_init <= 0 or self.std_min < 0:
+            raise ValueError(
+                f"{self.section}.std_init must be positive and {self.section}.std_min "
+                "non-negative"
+            )
+
+
+@dataclass
+class Search:
+    """Where a sampling search ended: the last Gaussian, the last elites, the best sequence
+    seen (``best``), the scorer (for scoring a final choice) and the best energy per
+    iteration (``history``)."""
+
+    mean: Tensor
+    std: Tensor
+    elites: Tensor
+    elite_energy: Tensor
+    best: BestTracker
+    score: Scorer
+    history: list[Tensor]
+    started: float
+
+    def result(self, planner: str, params: Tensor, energy: Tensor, frameskip: int) -> PlanResult:
+        """The plan of searched ``params`` [E,H,b,A] with their ``energy`` [E]."""
+        info: dict[str, Any] = {
+            "planner": planner,
+            "iterations": len(self.history),
+            "evaluations": self.score.evaluations,
+            "model_s": self.score.model_s,
+            "total_s": time.perf_counter() - self.started,
+            "history": torch.stack(self.history),
+            "final_std": self.std.mean(dim=tuple(range(1, self.std.dim()))),
+        }
+        actions = to_blocks(params, frameskip).contiguous()
+        return PlanResult(actions=actions, energy=energy, info=info)
+
+
+def search(
+    world_model: WorldModelProtocol,
+    z_now: Tensor,
+    z_goal: Tensor,
+    proprio: Tensor | None,
+    init_mean: Tensor | None,
+    generator: Generators,
+    settings: SamplingSettings,
+    refit: Refit,
+    std_init: float | None = None,
+) -> Search:
+    """Run ``settings.iterations`` sample / score / refit rounds for E environments at once
+    (``std_init`` overrides the settings' first std)."""
+    started = time.perf_counter()
+    generators, shape, mean = prepare(world_model, z_now, z_goal, init_mean, generator, settings)
+    num_envs, device = mean.shape[0], mean.device
+    score = Scorer(world_model, z_now, z_goal, proprio, settings.objective(world_model))
+    std = torch.full_like(mean, settings.std_init if std_init is None else std_init)
+    best = BestTracker(num_envs, shape, device)
+    history: list[Tensor] = []
+    elites = elite_energy = mean.unsqueeze(1)
+    for _ in range(settings.iterations):
+        noise = randn(generators, num_envs, (settings.samples, *shape), device)
+        candidates = mean.unsqueeze(1) + std.unsqueeze(1) * noise
+        candidates[:, 0] = mean
+        candidates = candidates.clamp(settings.action_low, settings.action_high)
+        energy = score(candidates)
+        best.update(energy, candidates)
+        elite_energy, index = lowest(energy, settings.elites)
+        elites = gather_rows(candidates, index)
+        mean, std = refit(elites, elite_energy, mean, std)
+        history.append(best.energy.clone())
+    return Search(mean, std, elites, elite_energy, best, score, history, started)
