@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jepa_world.models import EncoderConfig, VisionTransformer
-from jepa_world.models.ac_predictor import ACPredictor
+from jepa_world.models.ac_predictor import ACPredictor, StepCache
 from planners.energy import latent_distance
 
 WEIGHTS, CONFIG, PROVENANCE = "weights.safetensors", "config.json", "provenance.json"
@@ -31,6 +31,9 @@ WEIGHTS, CONFIG, PROVENANCE = "weights.safetensors", "config.json", "provenance.
 SHIPPED = {"reach": "reach", "push": "push", "gym:Reacher-v5": "gym-reacher-v5"}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 POOL_MODES = ("mean", "stack")
+# auto: bf16 autocast on CUDA, fp32 elsewhere; bf16 on a CPU with bf16 matrix units (AVX512-BF16,
+# AMX) makes planning faster at some cost in precision (benchmarks/RESULTS.md, issue 15)
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -130,7 +133,20 @@ class WorldModel(nn.Module):
         std = _statistic("proprio_std", config.proprio_std or [1.0] * p, p, positive=True)
         self.register_buffer("proprio_mean", mean, persistent=False)
         self.register_buffer("proprio_std", std, persistent=False)
+        self._precision = "auto"
         self.freeze()
+
+    @property
+    def precision(self) -> str:
+        """The arithmetic of encode / predict / rollout: "auto", "fp32" or "bf16" (autocast);
+        outputs are float32 in every case."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        if value not in PRECISIONS:
+            raise ValueError(f"unknown precision {value!r} (known: {', '.join(PRECISIONS)})")
+        self._precision = value
 
     def set_latent_stats(self, mean: Tensor, std: Tensor) -> None:
         """Standardise latents channel-wise with training-data statistics: every channel then
@@ -247,6 +263,49 @@ class WorldModel(nn.Module):
         Keys/values of earlier steps are cached, so H steps cost H single-step passes."""
         z = self._check_latents(z, history=False)
         b = z.shape[0]
+        actions = self._check_action_blocks(actions, b)
+        p = self._check_proprio(proprio, b, None)
+        return self._unroll(z, actions, p, None)
+
+    def rollout_many(self, z: Tensor, actions: Tensor, proprio: Tensor | None = None) -> Tensor:
+        """N candidate action sequences from each of E starts (what a planner scores): z
+        [E,K,D], actions [E,N,H,fs,A], proprio [E,P] -> [E,N,H,K,D]. The same as ``rollout``
+        on the starts repeated N times, with what depends on the start alone (the proprio
+        decoder's output for the current proprio) computed once per start."""
+        z = self._check_latents(z, history=False)
+        e = z.shape[0]
+        actions = self._as_float(actions, "actions")
+        if actions.dim() not in (4, 5) or actions.shape[0] != e:
+            raise ValueError(f"actions must be [{e},N,H,{self.frameskip},{self.action_dim}] "
+                             f"(N sequences for each of the {e} starts), "
+                             f"got {tuple(actions.shape)}")
+        n = actions.shape[1]
+        actions = self._check_action_blocks(actions.flatten(0, 1), e * n)
+        p = self._check_proprio(proprio, e, None)
+        cache = None
+        if p is not None:
+            if self.predictor.decoder is not None:
+                with self._autocast():
+                    decoded = self.predictor.decoder(p).repeat_interleave(n, dim=0)
+                p = p.repeat_interleave(n, dim=0)
+                cache = StepCache.first(len(self.predictor.blocks), p, decoded)
+            else:
+                p = p.repeat_interleave(n, dim=0)
+        predicted = self._unroll(z.repeat_interleave(n, dim=0), actions, p, cache)
+        return predicted.reshape(e, n, *predicted.shape[1:])
+
+    def _unroll(self, z: Tensor, actions: Tensor, p: Tensor | None,
+                cache: StepCache | None) -> Tensor:
+        """The cached predictor steps of ``rollout``: actions [B,H,fs*A] -> latents [B,H,K,D]."""
+        outputs = []
+        with self._autocast():
+            for t in range(actions.shape[1]):
+                z, p, cache = self.predictor.step(z, actions[:, t], p, t, cache)
+                outputs.append(z)
+        return torch.stack(outputs, dim=1).float()
+
+    def _check_action_blocks(self, actions: Any, b: int) -> Tensor:
+        """[B,H,fs,A] (or [B,H,A] when frameskip is 1) -> [B,H,fs*A], checked."""
         actions = self._as_float(actions, "actions")
         if actions.dim() == 3 and self.frameskip == 1:
             actions = actions.unsqueeze(2)
@@ -258,14 +317,7 @@ class WorldModel(nn.Module):
         horizon = actions.shape[1]
         if horizon == 0:
             raise ValueError("actions hold no action block (horizon 0): give at least one")
-        actions = self._check_actions(actions, b, horizon).flatten(2)
-        p = self._check_proprio(proprio, b, None)
-        cache, outputs = None, []
-        with self._autocast():
-            for t in range(horizon):
-                z, p, cache = self.predictor.step(z, actions[:, t], p, t, cache)
-                outputs.append(z)
-        return torch.stack(outputs, dim=1).float()
+        return self._check_actions(actions, b, horizon).flatten(2)
 
     def rollout_policy(
         self,
@@ -368,9 +420,10 @@ class WorldModel(nn.Module):
         return (proprio - self.proprio_mean) / self.proprio_std
 
     def _autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return torch.autocast("cpu", enabled=False)
+        kind = self.device.type
+        if self._precision == "bf16" or (self._precision == "auto" and kind == "cuda"):
+            return torch.autocast(kind, dtype=torch.bfloat16)
+        return torch.autocast(kind, enabled=False)
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, provenance: dict[str, Any] | None = None) -> Path:

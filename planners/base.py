@@ -301,13 +301,15 @@ class Scorer:
     def __call__(self, params: Tensor) -> Tensor:
         """params [E,N,H,b,A] -> energies [E,N] (differentiable if params require grad)."""
         e, n = params.shape[:2]
-        actions = to_blocks(params, self.frameskip).reshape(e * n, *params.shape[2:-2],
-                                                            self.frameskip, params.shape[-1])
-        z = self.z_now.repeat_interleave(n, dim=0)
-        goal = self.z_goal.expand(e, *self.z_goal.shape[1:]).repeat_interleave(n, dim=0)
-        proprio = None if self.proprio is None else self.proprio.repeat_interleave(n, dim=0)
+        actions = to_blocks(params, self.frameskip)
         started = time.perf_counter()
-        predicted = self.wm.rollout(z, actions, proprio)
+        if hasattr(self.wm, "rollout_many"):  # shares the work that depends on the start only
+            predicted = self.wm.rollout_many(self.z_now, actions, self.proprio).flatten(0, 1)
+        else:
+            proprio = None if self.proprio is None else self.proprio.repeat_interleave(n, dim=0)
+            predicted = self.wm.rollout(self.z_now.repeat_interleave(n, dim=0),
+                                        actions.flatten(0, 1), proprio)
+        goal = self.z_goal.expand(e, *self.z_goal.shape[1:]).repeat_interleave(n, dim=0)
         energy = self.objective(predicted, goal)
         self.model_s += time.perf_counter() - started
         self.evaluations += e * n

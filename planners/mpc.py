@@ -92,6 +92,7 @@ class MPCConfig:
     checkpoint: str | None = None
     policy: str | None = None
     device: str = "auto"
+    precision: str = "auto"
     planner: str = "cem"
     warm_start: bool = True
     horizon: int | None = None
@@ -157,6 +158,10 @@ def check_config(cfg: MPCConfig) -> None:
         raise UserError(str(exc)) from None
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
         raise UserError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
+    from jepa_world.world_model import PRECISIONS
+
+    if cfg.precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
     check_positive(cfg.video, "video.", "fps", "scale")
 
 
@@ -321,6 +326,8 @@ def evaluate(
         cfg.checkpoint = default_checkpoint(cfg.env)
     if cfg.model == "learned" and model is None:
         model = load_world_model(cfg.checkpoint, resolve_device(cfg.device))
+    if cfg.model == "learned" and hasattr(model, "precision"):
+        model.precision = cfg.precision
     if cfg.model == "distilled":
         model = None
     cfg.horizon, cfg.energy_steps = planning_defaults(model, cfg.horizon, cfg.energy_steps)

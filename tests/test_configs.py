@@ -100,6 +100,7 @@ def test_small_objects_mask_hides_whole_frames_over_half_the_clip():
         ("probe", "probe.steps=0", "probe.steps must be positive"),
         ("mpc", "budget=0", "budget must be a positive integer"),
         ("mpc", "planner=simplex", "unknown planner"),
+        ("mpc", "precision=fp16", "precision must be one of auto, fp32, bf16"),
     ],
 )
 def test_bad_values_are_one_line(name, override, needle):

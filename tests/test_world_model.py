@@ -519,3 +519,47 @@ def test_closed_loop_rollout_matches_open_loop_and_passes_gradients(model):
     latents.square().mean().backward()
     assert weight.grad is not None and bool(weight.grad.abs().sum() > 0)
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_rollout_many_equals_rollout_on_repeated_starts(model):
+    """N candidate sequences per start (the planners' call): the same predictions as
+    ``rollout`` on the starts repeated N times, the start's proprio decoded once per start."""
+    z0 = model.encode(frames(2, 1))[:, 0]
+    actions = torch.rand(2, 5, 4, 3, 2) * 2 - 1
+    proprio = torch.randn(2, 4)
+    calls = []
+    decoder = model.predictor.decoder
+    handle = None if decoder is None else decoder.register_forward_hook(
+        lambda _module, inputs, _out: calls.append(inputs[0].shape[0]))
+    try:
+        many = model.rollout_many(z0, actions, proprio)
+    finally:
+        if handle is not None:
+            handle.remove()
+    assert many.shape == (2, 5, 4, *model.latent_shape)
+    repeated = model.rollout(z0.repeat_interleave(5, 0), actions.flatten(0, 1),
+                             proprio.repeat_interleave(5, 0))
+    torch.testing.assert_close(many.flatten(0, 1), repeated, atol=1e-5, rtol=1e-5)
+    if decoder is not None:
+        assert calls == [2] + [10] * 4  # the starts once, then each predicted proprio
+    with pytest.raises(ValueError, match=r"N sequences for each of the 2 starts"):
+        model.rollout_many(z0, actions[:1], proprio)
+    with pytest.raises(ValueError, match="actions"):
+        model.rollout_many(z0, actions[..., :1], proprio)
+
+
+def test_bf16_precision_computes_in_bf16_and_returns_float32(model):
+    z0 = model.encode(frames(2, 1))[:, 0]
+    actions, proprio = torch.rand(2, 3, 3, 2) * 2 - 1, torch.randn(2, 4)
+    exact = model.rollout(z0, actions, proprio)
+    model.precision = "bf16"
+    try:
+        assert model.encode(frames(2, 1)).dtype == torch.float32
+        rounded = model.rollout(z0, actions, proprio)
+    finally:
+        model.precision = "auto"
+    assert rounded.dtype == torch.float32
+    assert not torch.equal(rounded, exact)  # bf16 arithmetic did happen
+    torch.testing.assert_close(rounded, exact, atol=0.1, rtol=0.05)
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        model.precision = "fp16"

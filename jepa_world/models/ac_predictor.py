@@ -29,9 +29,15 @@ class StepCache:
     steps, and the proprio decoder's output for the proprio it predicted last (the next step's
     input in a rollout, so it is not decoded twice)."""
 
-    kv: list[tuple[Tensor, Tensor]]
+    kv: list[tuple[Tensor, Tensor] | None]
     proprio: Tensor | None = None
     decoded: Tensor | None = None
+
+    @classmethod
+    def first(cls, depth: int, proprio: Tensor, decoded: Tensor) -> StepCache:
+        """The cache before the first step, when the decoder's output for the starting
+        proprio is already known (``proprio`` must be the very tensor then passed to step)."""
+        return cls([None] * depth, proprio, decoded)
 
 
 
