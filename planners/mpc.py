@@ -91,6 +91,7 @@ class MPCConfig:
     model: str = "learned"
     checkpoint: str | None = None
     policy: str | None = None
+    proposal: str | None = None
     device: str = "auto"
     precision: str = "auto"
     planner: str = "cem"
@@ -137,6 +138,9 @@ def check_config(cfg: MPCConfig) -> None:
     if (cfg.model == "distilled") != (cfg.policy is not None):
         raise UserError("--policy DIR (a python -m jepa_world.distill result) goes with "
                         "model=distilled, and only with it")
+    if cfg.proposal is not None and (cfg.model != "learned" or cfg.planner == "gradient"):
+        raise UserError("proposal=DIR (a distilled policy) goes with the learned model and a "
+                        "sampling planner (cem, mppi)")
     if cfg.correction not in ("none", "offset"):
         raise UserError(f"unknown correction {cfg.correction!r} (known: none, offset)")
     try:
@@ -258,17 +262,25 @@ def make_policy(cfg: MPCConfig, tasks: list[Any], model: Any) -> Any:
             f"{env_proprio}: it was trained on another version of the task, retrain it"
         )
     gain = cfg.correction_gain if cfg.correction == "offset" else None
+    proposal = None
+    if cfg.proposal is not None:
+        student = load_distilled(cfg.proposal, task, env_id, model)
+        try:
+            proposal = student.proposal(model, settings.horizon)
+        except ValueError as exc:
+            raise UserError(f"proposal {cfg.proposal!r}: {exc}") from None
     return PlannerPolicy(model, plan_fn, settings, warm_start=cfg.warm_start,
                          shrink_horizon=cfg.shrink_horizon, correction_gain=gain,
-                         budget=cfg.budget)
+                         budget=cfg.budget, proposal=proposal)
 
 
-def load_distilled(path: str, task: Any, env_id: str) -> Any:
-    """A distilled policy with its world model, checked against the task."""
+def load_distilled(path: str, task: Any, env_id: str, world_model: Any = None) -> Any:
+    """A distilled policy with its world model (``world_model``, else the one it names),
+    checked against the task."""
     from jepa_world.rl.student import StudentPolicy
 
     try:
-        policy = StudentPolicy.load(path)
+        policy = StudentPolicy.load(path, world_model)
     except (FileNotFoundError, ValueError, OSError) as exc:
         raise UserError(f"cannot load distilled policy {path!r}: {' '.join(str(exc).split())}") \
             from None
@@ -417,6 +429,7 @@ def summarize(
         "planner": cfg.planner if cfg.model in ("learned", "oracle") else None,
         "checkpoint": cfg.checkpoint if cfg.model == "learned" else None,
         "policy": cfg.policy,
+        "proposal": cfg.proposal,
         "model": cfg.model,
         "note": {"oracle": ORACLE_NOTE, "random": RANDOM_NOTE,
                  "distilled": DISTILLED_NOTE}.get(cfg.model),

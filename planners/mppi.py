@@ -93,12 +93,15 @@ def plan(
     init_mean: Tensor | None = None,
     generator: Generators = None,
     settings: MPPISettings | None = None,
+    proposals: Tensor | None = None,
     **overrides: Any,
 ) -> PlanResult:
-    """Plan for E environments at once: z_now / z_goal [E,K,D] -> actions [E,H,fs,A]."""
+    """Plan for E environments at once: z_now / z_goal [E,K,D] -> actions [E,H,fs,A];
+    ``proposals`` [E,P,H,fs,A]: sequences to score in the first iteration."""
     cfg = make_settings(MPPISettings, settings, overrides)
     found = search(world_model, z_now, z_goal, proprio, init_mean, generator, cfg,
-                   lambda *state: refit(cfg, *state), std_init=min(cfg.std_init, cfg.std_max))
+                   lambda *state: refit(cfg, *state), std_init=min(cfg.std_init, cfg.std_max),
+                   proposals=proposals)
     if cfg.output == "best":
         params, energy = found.best.params, found.best.energy
     else:

@@ -16,6 +16,7 @@ states, which makes it an upper bound); the others see observations only.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -165,6 +166,11 @@ class PlannerPolicy:
     Each episode draws its planner noise from its own generator: the seed given to
     :meth:`bind` for it or, without one, a seed derived from ``seed``, the slot and the episode
     count, so results do not depend on how many episodes share a batch.
+
+    ``proposal(z_now [E,K,D], goal [E,K,D], proprio [E,P] or None) -> [E,H,fs,A]`` (or
+    [E,P,H,fs,A]) suggests sequences that a sampling planner scores first at every replanning
+    step, e.g. a distilled policy rolled out in the world model
+    (``jepa_world.rl.StudentPolicy.proposal``).
     """
 
     kind = "learned"
@@ -180,10 +186,14 @@ class PlannerPolicy:
         correction_gain: float | None = None,
         budget: int | None = None,
         seed: int = 0,
+        proposal: Callable[[Tensor, Tensor, Tensor | None], Tensor] | None = None,
         **overrides: Any,
     ) -> None:
         self.model = model
         self.plan_fn, self.settings = _resolve_planner(model, planner, settings, overrides)
+        if proposal is not None and "proposals" not in inspect.signature(self.plan_fn).parameters:
+            raise ValueError("this planner takes no proposals: use a sampling planner (cem, mppi)")
+        self.proposal = proposal
         self.frameskip = int(model.frameskip)
         self.warm_start, self.shrink_horizon = bool(warm_start), bool(shrink_horizon)
         if correction_gain is not None:
@@ -310,10 +320,14 @@ class PlannerPolicy:
         init = None if any(w is None for w in warm) else torch.stack(warm)
         if init is None and any(w is not None for w in warm):
             init = self._fill_missing(warm)
+        settings = self._settings_for(self._steps_left(envs[0]))
+        extra = {}
+        if self.proposal is not None:
+            proposed = self.proposal(z_now, goal, proprio)
+            extra["proposals"] = proposed if proposed.dim() == 5 else proposed.unsqueeze(1)
         result = self.plan_fn(
             self.model, z_now, goal, proprio=proprio, init_mean=init,
-            generator=[self._generators[e] for e in envs],
-            settings=self._settings_for(self._steps_left(envs[0])),
+            generator=[self._generators[e] for e in envs], settings=settings, **extra,
         )
         if self.correction_gain is not None:
             self._expect(z_now, result.actions[:, :1], proprio, envs)

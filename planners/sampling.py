@@ -6,6 +6,10 @@ scores them all with one batched rollout, remembers the best sequence ever score
 ``elites`` lowest energies and hands them to the planner's ``refit``, which returns the next
 mean and std. What each planner returns (the best sequence, the mean, a drawn elite) is its
 own choice, made from the ``Search`` this returns.
+
+``proposals`` (sequences from elsewhere, e.g. a distilled policy rolled out in the world
+model) take the first iteration's sample slots after the mean: the search then starts from
+the better of the warm start and the proposals, and a proposal is kept if nothing beats it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from planners.base import (
     Scorer,
     WorldModelProtocol,
     gather_rows,
+    initial_mean,
     lowest,
     prepare,
     randn,
@@ -108,12 +113,15 @@ def search(
     settings: SamplingSettings,
     refit: Refit,
     std_init: float | None = None,
+    proposals: Tensor | None = None,
 ) -> Search:
     """Run ``settings.iterations`` sample / score / refit rounds for E environments at once
-    (``std_init`` overrides the settings' first std)."""
+    (``std_init`` overrides the settings' first std; ``proposals`` [E,P,H,fs,A] are scored in
+    the first round)."""
     started = time.perf_counter()
     generators, shape, mean = prepare(world_model, z_now, z_goal, init_mean, generator, settings)
     num_envs, device = mean.shape[0], mean.device
+    proposed = _proposals(proposals, num_envs, shape, settings, device)
     score = Scorer(world_model, z_now, z_goal, proprio, settings.objective(world_model))
     std = torch.full_like(mean, settings.std_init if std_init is None else std_init)
     best = BestTracker(num_envs, shape, device)
@@ -123,6 +131,8 @@ def search(
         noise = randn(generators, num_envs, (settings.samples, *shape), device)
         candidates = mean.unsqueeze(1) + std.unsqueeze(1) * noise
         candidates[:, 0] = mean
+        if proposed is not None and not history:
+            candidates[:, 1 : 1 + proposed.shape[1]] = proposed
         candidates = candidates.clamp(settings.action_low, settings.action_high)
         energy = score(candidates)
         best.update(energy, candidates)
@@ -131,3 +141,22 @@ def search(
         mean, std = refit(elites, elite_energy, mean, std)
         history.append(best.energy.clone())
     return Search(mean, std, elites, elite_energy, best, score, history, started)
+
+
+def _proposals(proposals: Tensor | None, num_envs: int, shape: tuple[int, ...],
+               settings: SamplingSettings, device: torch.device) -> Tensor | None:
+    """[E,P,H,fs,A] proposals in the search's shape [E,P,H,b,A] (block means when one action
+    per block is searched; cut or padded with their last block to the horizon)."""
+    if proposals is None:
+        return None
+    proposals = torch.as_tensor(proposals, dtype=torch.float32, device=device)
+    if proposals.dim() != 5 or proposals.shape[0] != num_envs or proposals.shape[-1] != shape[-1]:
+        raise ValueError(f"proposals must be [{num_envs},P,H,fs,{shape[-1]}], "
+                         f"got {tuple(proposals.shape)}")
+    count = proposals.shape[1]
+    if not 0 < count < settings.samples:
+        raise ValueError(f"{count} proposals need more samples than that "
+                         f"({settings.section}.samples = {settings.samples})")
+    flat = proposals.flatten(0, 1)
+    fitted = initial_mean(flat, flat.shape[0], shape, settings, device)
+    return fitted.reshape(num_envs, count, *shape)

@@ -68,6 +68,38 @@ def test_the_student_plugs_into_planners_mpc(distilled, tmp_path):
     assert len(metrics["records"][0]["plan_ms"]) == 10
 
 
+def test_the_student_proposes_sequences_that_the_planner_scores(distilled, model_dir, tmp_path):
+    """The student rolled out in the world model is a proposal: block-held actions in the box,
+    scored at every replanning step of ``planners.mpc proposal=DIR``."""
+    import torch
+
+    from jepa_world.rl.student import StudentPolicy
+    from jepa_world.world_model import WorldModel
+
+    model = WorldModel.load(model_dir)
+    student = StudentPolicy.load(distilled / "policy", model)
+    propose = student.proposal(model, 3)
+    z, goal = torch.randn(2, *model.latent_shape), torch.randn(2, *model.latent_shape)
+    proprio = torch.randn(2, model.proprio_dim)
+    actions = propose(z, goal, proprio)
+    assert actions.shape == (2, 3, model.frameskip, model.action_dim)
+    assert torch.equal(actions, actions[:, :, :1].expand_as(actions))  # held within a block
+    assert actions.abs().max() <= 1.0
+    first = student.net(torch.cat([z.flatten(1), proprio, goal.flatten(1)], 1))
+    torch.testing.assert_close(actions[:, 0, 0], first)
+
+    report = tmp_path / "m.json"
+    result = run_cli("-m", "planners.mpc", "--env", "reach", "--checkpoint", str(model_dir),
+                     "--episodes", "1", "--budget", "10", "--quiet", "--json", str(report),
+                     "image_size=32", f"proposal={distilled / 'policy'}", "cem.samples=8",
+                     "cem.elites=2", "cem.iterations=1", "horizon=2")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(report.read_text())["proposal"] == str(distilled / "policy")
+    gradient = run_cli("-m", "planners.mpc", "--env", "reach", "--checkpoint", str(model_dir),
+                       "--planner", "gradient", f"proposal={distilled / 'policy'}")
+    assert_one_line_error(gradient, "sampling planner")
+
+
 def test_the_student_reads_dict_and_flat_observations_alike(distilled):
     import gymnasium as gym
 

@@ -14,6 +14,7 @@ from planners import (
     shift_plan,
 )
 from planners.base import Scorer, initial_mean
+from planners.policies import PlannerPolicy
 
 
 class LinearModel:
@@ -425,3 +426,29 @@ def test_sampling_skeleton_takes_any_refit():
     assert result.info["evaluations"] == 2 * 32 * 5
     with pytest.raises(ValueError, match="sampling.elites"):
         SamplingSettings(samples=4, elites=8).validate()
+
+
+def test_proposals_are_scored_in_the_first_iteration():
+    """A proposal that reaches the goal is kept even by a search too small to find it; bad
+    proposal shapes or counts are refused."""
+    from planners.sampling import SamplingSettings, search
+
+    model, z0, goal, known = problem(num_envs=2, seed=5)
+    settings = SamplingSettings(horizon=3, samples=4, elites=2, iterations=1, energy_steps="final")
+
+    def keep(elites, elite_energy, mean, std):
+        return mean, std
+
+    blind = search(model, z0, goal, None, None, generators([0, 1]), settings, keep)
+    helped = search(model, z0, goal, None, None, generators([0, 1]), settings, keep,
+                    proposals=known.unsqueeze(1))
+    exact = settings.objective(model)(model.rollout(z0, known), goal)
+    torch.testing.assert_close(helped.best.energy, exact)
+    assert (helped.best.energy < blind.best.energy).all()
+    with pytest.raises(ValueError, match="more samples"):
+        search(model, z0, goal, None, None, generators([0, 1]), settings, keep,
+               proposals=known.unsqueeze(1).expand(-1, 4, -1, -1, -1))
+    with pytest.raises(ValueError, match="proposals must be"):
+        search(model, z0, goal, None, None, generators([0, 1]), settings, keep, proposals=known)
+    with pytest.raises(ValueError, match="takes no proposals"):
+        PlannerPolicy(model, "gradient", proposal=lambda z, g, p: known)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,35 @@ class StudentPolicy:
         for e in range(count):
             self.slots.plan_ms[e].append(round(elapsed, 3))
         return (actions[0] if single else actions), None
+
+    def proposal(self, world_model: Any, horizon: int
+                 ) -> Callable[[Tensor, Tensor, Tensor | None], Tensor]:
+        """This policy rolled out in ``world_model`` for ``horizon`` blocks from the current
+        latent, each block's action held for its ``frameskip`` steps (as in imagination
+        training): ``(z [E,K,D], goal [E,K,D], proprio [E,P] in env units or None) ->
+        actions [E,H,fs,A]``, a proposal for a sampling planner
+        (``PlannerPolicy(..., proposal=...)``)."""
+        from jepa_world.rl.amortized import policy_inputs
+
+        fs = int(world_model.frameskip)
+        if fs != self.frameskip or tuple(world_model.latent_shape) != (self.config.tokens,
+                                                                        self.config.width):
+            raise ValueError("the policy was distilled for another world model (frameskip "
+                             "or latent shape differ)")
+
+        @torch.no_grad()
+        def propose(z: Tensor, goal: Tensor, proprio: Tensor | None) -> Tensor:
+            chosen: list[Tensor] = []
+
+            def act(latent: Tensor, p: Tensor | None) -> Tensor:
+                block = self.net(policy_inputs(latent, p, goal)).unsqueeze(1).expand(-1, fs, -1)
+                chosen.append(block)
+                return block
+
+            world_model.rollout_policy(z, act, horizon, proprio)
+            return torch.stack(chosen, 1)
+
+        return propose
 
     def _flat_from_pixels(self, batch: dict[str, np.ndarray], starts: list[int]) -> Tensor:
         """Encode the frames, and the goal images of the episodes that start now."""
