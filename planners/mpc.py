@@ -228,8 +228,10 @@ def action_box(task: Any) -> tuple[float, float]:
     return float(low[0]), float(high[0])
 
 
-def make_policy(cfg: MPCConfig, tasks: list[Any], model: Any) -> Any:
-    """The actor the config asks for, checked against the task."""
+def make_policy(cfg: MPCConfig, tasks: list[Any], model: Any,
+                plan: tuple[Callable[..., Any], PlannerSettings] | None = None) -> Any:
+    """The actor the config asks for, checked against the task; ``plan`` (a plan function
+    and its settings) replaces the config's planner."""
     task = tasks[0]
     env_id = task.spec.id if task.spec is not None else cfg.env
     action_dim = int(task.action_space.shape[0])
@@ -237,7 +239,7 @@ def make_policy(cfg: MPCConfig, tasks: list[Any], model: Any) -> Any:
         return RandomPolicy(task.action_space.low, task.action_space.high, cfg.frameskip)
     if cfg.model == "distilled":
         return load_distilled(cfg.policy, task, env_id)
-    plan_fn, settings = planner_settings(cfg, action_box(task))
+    plan_fn, settings = plan if plan is not None else planner_settings(cfg, action_box(task))
     if cfg.model == "oracle":
         from planners.oracle import OracleModel
 
@@ -323,11 +325,14 @@ def evaluate(
     video_dir: str | Path | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    plan: tuple[Callable[..., Any], PlannerSettings] | None = None,
 ) -> dict[str, Any]:
     """Run the evaluation that ``cfg`` (configs/mpc.yaml) describes; returns the metrics.
 
     ``model`` overrides the learned model (an object following the world-model protocol), so
-    that benchmarks load a checkpoint once for many runs.
+    that benchmarks load a checkpoint once for many runs. ``plan``: a plan function with the
+    planners' signature and its settings (your own planner, a library's), evaluated under the
+    same protocol instead of ``cfg.planner``.
     """
     from tqdm import tqdm
 
@@ -356,7 +361,9 @@ def evaluate(
     records: list[EpisodeRecord] = []
     policy = None
     try:
-        policy = make_policy(cfg, tasks, model)
+        policy = make_policy(cfg, tasks, model, plan)
+        if plan is not None:  # recorded as the planner that ran
+            cfg.planner = f"{plan[0].__module__}.{plan[0].__qualname__}"
         runner = EpisodeRunner(tasks, policy, cfg.budget, cfg.seed, goal, video)
         blocks = -(-cfg.budget // policy.frameskip)
         bar = tqdm(total=cfg.episodes * blocks, desc=f"mpc {cfg.model}", unit="block",
