@@ -163,6 +163,31 @@ def test_learned_model_path(tiny_checkpoint, planner):
     assert metrics["timing"]["encode_ms_per_replan"] > 0
 
 
+def random_shooting(world_model, z_now, z_goal, *, proprio=None, init_mean=None,
+                    generator=None, settings=None):
+    """A user's own planner: the sampling skeleton with a refit that changes nothing."""
+    from planners.sampling import search
+
+    found = search(world_model, z_now, z_goal, proprio, init_mean, generator, settings,
+                   lambda elites, energy, mean, std: (mean, std))
+    return found.result("random shooting", found.best.params, found.best.energy,
+                        int(world_model.frameskip))
+
+
+def test_any_plan_function_runs_under_the_same_protocol(tiny_checkpoint):
+    from planners.sampling import SamplingSettings
+
+    settings = SamplingSettings(horizon=2, samples=8, elites=2, iterations=2)
+    settings.validate()
+    cfg = config(checkpoint=str(tiny_checkpoint), episodes=2, num_envs=2, budget=10,
+                 device="cpu")
+    metrics = mpc.evaluate(cfg, progress=False, log=lambda line: None,
+                           plan=(random_shooting, settings))
+    assert metrics["planner"] == "tests.test_mpc.random_shooting"
+    assert metrics["settings"]["samples"] == 8 and len(metrics["records"]) == 2
+    assert metrics["timing"]["replans"] == 2  # one call per block of 5 steps, both envs
+
+
 def test_model_for_another_proprio_layout_is_refused(tmp_path):
     from jepa_world.world_model import WorldModel, WorldModelConfig
 
