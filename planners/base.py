@@ -30,6 +30,7 @@ from planners.energy import Energy
 
 DEFAULT_HORIZON = 3  # action blocks, when neither the command line nor the model sets one
 DEFAULT_ENERGY_STEPS = "all"  # likewise
+CPU_CHUNK = 256  # sequences per world-model call when scoring on a CPU
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
@@ -267,9 +268,10 @@ def _draw(fn, generator: Generators, num_envs: int, shape: tuple[int, ...]) -> T
 
 # ---------------------------------------------------------------------- scoring
 class Scorer:
-    """Scores candidate sequences [E,N,H,b,A] with one ``rollout`` call on E*N sequences and
-    the planner's ``Energy``, and keeps the time spent inside the world model (``model_s``)
-    for timing breakdowns."""
+    """Scores candidate sequences [E,N,H,b,A] with batched world-model rollouts (``chunk``
+    sequences per call: "auto" = ``CPU_CHUNK`` on a CPU, all at once elsewhere; None = all)
+    and the planner's ``Energy``, and keeps the time spent inside the world model
+    (``model_s``) for timing breakdowns."""
 
     def __init__(
         self,
@@ -278,6 +280,7 @@ class Scorer:
         z_goal: Tensor,
         proprio: Tensor | None,
         objective: Energy,
+        chunk: int | str | None = "auto",
     ) -> None:
         if not isinstance(objective, Energy):
             raise TypeError(f"objective must be a planners.energy.Energy, got "
@@ -295,6 +298,10 @@ class Scorer:
             )
         self.proprio = None if proprio is None else torch.as_tensor(proprio).to(self.device)
         self.num_envs = self.z_now.shape[0]
+        # sequences per world-model call: on a CPU a few hundred at a time stay in cache and
+        # score a large batch faster than one call (benchmarks/RESULTS.md, issue 15)
+        self.chunk = CPU_CHUNK if chunk == "auto" and self.device.type == "cpu" else (
+            None if chunk == "auto" else chunk)
         self.model_s = 0.0
         self.evaluations = 0
 
@@ -303,17 +310,24 @@ class Scorer:
         e, n = params.shape[:2]
         actions = to_blocks(params, self.frameskip)
         started = time.perf_counter()
+        goal = self.z_goal.expand(e, *self.z_goal.shape[1:])
+        step = max(1, self.chunk // e) if self.chunk else n
+        parts = [self._energy(actions[:, i:i + step], goal) for i in range(0, n, step)]
+        self.model_s += time.perf_counter() - started
+        self.evaluations += e * n
+        return torch.cat(parts, dim=1).float()
+
+    def _energy(self, actions: Tensor, goal: Tensor) -> Tensor:
+        """actions [E,n,H,fs,A] -> energies [E,n], one world-model call."""
+        e, n = actions.shape[:2]
         if hasattr(self.wm, "rollout_many"):  # shares the work that depends on the start only
             predicted = self.wm.rollout_many(self.z_now, actions, self.proprio).flatten(0, 1)
         else:
             proprio = None if self.proprio is None else self.proprio.repeat_interleave(n, dim=0)
             predicted = self.wm.rollout(self.z_now.repeat_interleave(n, dim=0),
                                         actions.flatten(0, 1), proprio)
-        goal = self.z_goal.expand(e, *self.z_goal.shape[1:]).repeat_interleave(n, dim=0)
-        energy = self.objective(predicted, goal)
-        self.model_s += time.perf_counter() - started
-        self.evaluations += e * n
-        return energy.reshape(e, n).float()
+        energy = self.objective(predicted, goal.repeat_interleave(n, dim=0))
+        return energy.reshape(e, n)
 
 
 def gather_rows(values: Tensor, index: Tensor) -> Tensor:

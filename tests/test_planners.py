@@ -452,3 +452,15 @@ def test_proposals_are_scored_in_the_first_iteration():
         search(model, z0, goal, None, None, generators([0, 1]), settings, keep, proposals=known)
     with pytest.raises(ValueError, match="takes no proposals"):
         PlannerPolicy(model, "gradient", proposal=lambda z, g, p: known)
+
+
+def test_scoring_in_chunks_gives_the_same_energies():
+    model, z0, goal, _ = problem(num_envs=2)
+    objective = CEMSettings(horizon=3, energy_steps="all").objective()
+    candidates = torch.rand(2, 10, 3, 1, 2) * 2 - 1
+    whole = Scorer(model, z0, goal, None, objective, chunk=None)
+    model.calls = 0
+    pieces = Scorer(model, z0, goal, None, objective, chunk=6)  # 3 sequences per env per call
+    torch.testing.assert_close(pieces(candidates), whole(candidates))
+    assert model.calls == 4 + 1 and pieces.evaluations == 20
+    assert Scorer(model, z0, goal, None, objective).chunk == 256  # "auto" on the CPU
