@@ -44,7 +44,10 @@ Refit = Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
 @dataclass
 class SamplingSettings(PlannerSettings):
     """Shared by the sampling planners. ``std_init`` is in action units (the box is
-    [-1, 1]); ``std_min`` keeps the search from collapsing."""
+    [-1, 1]); ``std_min`` keeps the search from collapsing. ``explore``: the fraction of every
+    iteration's samples drawn around the mean with the wide ``std_explore`` instead of the
+    current std, so that a search started narrow around a warm start can still find a far
+    better sequence."""
 
     section: ClassVar[str] = "sampling"  # the settings' section in configs/mpc.yaml
 
@@ -53,6 +56,8 @@ class SamplingSettings(PlannerSettings):
     iterations: int = 30
     std_init: float = 1.0
     std_min: float = 0.05
+    explore: float = 0.0
+    std_explore: float = 1.0
 
     def validate(self) -> None:
         super().validate()
@@ -66,6 +71,9 @@ class SamplingSettings(PlannerSettings):
                 f"{self.section}.elites ({self.elites}) exceeds {self.section}.samples "
                 f"({self.samples})"
             )
+        if not 0.0 <= self.explore < 1.0 or self.std_explore <= 0:
+            raise ValueError(f"{self.section}.explore must be in [0, 1) and "
+                             f"{self.section}.std_explore positive")
         if self.std_init <= 0 or self.std_min < 0:
             raise ValueError(
                 f"{self.section}.std_init must be positive and {self.section}.std_min "
@@ -122,6 +130,7 @@ def search(
     generators, shape, mean = prepare(world_model, z_now, z_goal, init_mean, generator, settings)
     num_envs, device = mean.shape[0], mean.device
     proposed = _proposals(proposals, num_envs, shape, settings, device)
+    wide = min(int(round(settings.explore * settings.samples)), settings.samples - 1)
     score = Scorer(world_model, z_now, z_goal, proprio, settings.objective(world_model))
     std = torch.full_like(mean, settings.std_init if std_init is None else std_init)
     best = BestTracker(num_envs, shape, device)
@@ -129,7 +138,11 @@ def search(
     elites = elite_energy = mean.unsqueeze(1)
     for _ in range(settings.iterations):
         noise = randn(generators, num_envs, (settings.samples, *shape), device)
-        candidates = mean.unsqueeze(1) + std.unsqueeze(1) * noise
+        spread = std.unsqueeze(1).expand_as(noise)
+        if wide:
+            spread = torch.cat([spread[:, :-wide], torch.full_like(spread[:, -wide:],
+                                                                   settings.std_explore)], 1)
+        candidates = mean.unsqueeze(1) + spread * noise
         candidates[:, 0] = mean
         if proposed is not None and not history:
             candidates[:, 1 : 1 + proposed.shape[1]] = proposed

@@ -464,3 +464,23 @@ def test_scoring_in_chunks_gives_the_same_energies():
     torch.testing.assert_close(pieces(candidates), whole(candidates))
     assert model.calls == 4 + 1 and pieces.evaluations == 20
     assert Scorer(model, z0, goal, None, objective).chunk == 256  # "auto" on the CPU
+
+
+def test_explore_keeps_a_wide_fraction_of_the_samples():
+    """A search started narrow finds a far better sequence only through its wide fraction."""
+    from planners.sampling import SamplingSettings, search
+
+    model, z0, goal, _ = problem(num_envs=2, seed=7)
+
+    def keep(elites, elite_energy, mean, std):
+        return mean, std
+
+    def best(explore: float):
+        settings = SamplingSettings(horizon=3, samples=64, elites=4, iterations=1,
+                                    std_init=0.01, explore=explore, energy_steps="final")
+        settings.validate()
+        return search(model, z0, goal, None, None, generators([0, 1]), settings, keep).best.energy
+
+    assert (best(0.5) < 0.8 * best(0.0)).all()
+    with pytest.raises(ValueError, match="explore"):
+        SamplingSettings(explore=1.0).validate()
