@@ -20,6 +20,7 @@ sequences scored per replanning step for every planner.
   scale of this model's energies.
 - nevergrad: ``NGOpt`` on the H x A block actions in the action box, initialised at the warm
   start, asked for ``samples`` candidates at a time (``num_workers``), scored in one batch.
+- pytorch-mppi's sampling noise has our CEM's ``std_init`` (configs/mpc.yaml) as its std.
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ def main() -> None:
         cfg = mpc.typed_config(mpc.MPCConfig, load_config("mpc", overrides))
         horizon, steps = mpc.planning_defaults(model, cfg.horizon, cfg.energy_steps)
         settings = LibrarySettings(horizon=horizon, metric=cfg.energy, energy_steps=steps,
-                                   **budget, **keys)
+                                   std_init=float(cfg.cem["std_init"]), **budget, **keys)
         settings.validate()
         return evaluate([], (plan_fn, settings))
 
