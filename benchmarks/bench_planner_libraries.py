@@ -26,6 +26,8 @@ sequences scored per replanning step for every planner.
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -76,7 +78,8 @@ def _start(world_model: Any, z_now: Any, init_mean: Any, settings: LibrarySettin
 
 def nevergrad_plan(world_model: Any, z_now: torch.Tensor, z_goal: torch.Tensor, *,
                    proprio: torch.Tensor | None = None, init_mean: Any = None,
-                   generator: Any = None, settings: LibrarySettings) -> PlanResult:
+                   generator: Any = None, settings: LibrarySettings,
+                   optimizer_name: str = "NGOpt") -> PlanResult:
     import nevergrad as ng
 
     started = time.perf_counter()
@@ -90,8 +93,8 @@ def nevergrad_plan(world_model: Any, z_now: torch.Tensor, z_goal: torch.Tensor, 
         param.set_bounds(settings.action_low, settings.action_high)
         param.random_state = np.random.RandomState(_env_seed(generator, e))
         budget = settings.samples * settings.iterations
-        optimizer = ng.optimizers.NGOpt(parametrization=param, budget=budget,
-                                        num_workers=settings.samples)
+        optimizer = ng.optimizers.registry[optimizer_name](
+            parametrization=param, budget=budget, num_workers=settings.samples)
         for _ in range(settings.iterations):
             asked = [optimizer.ask() for _ in range(settings.samples)]
             batch = torch.tensor(np.stack([a.value for a in asked]), dtype=torch.float32)
@@ -106,7 +109,7 @@ def nevergrad_plan(world_model: Any, z_now: torch.Tensor, z_goal: torch.Tensor, 
     params = torch.cat(plans)
     return PlanResult(to_blocks(params, int(world_model.frameskip)).contiguous(),
                       torch.cat(energies),
-                      {"planner": "nevergrad.NGOpt", "evaluations": evaluations,
+                      {"planner": f"nevergrad.{optimizer_name}", "evaluations": evaluations,
                        "model_s": model_s, "total_s": time.perf_counter() - started})
 
 
@@ -175,6 +178,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="reach")
     parser.add_argument("--energy-scale", type=float, default=0.01,
                         help="pytorch-mppi's second lambda_ (about this model's energy spread)")
+    parser.add_argument("--nevergrad", default="NGOpt,CMA",
+                        help="nevergrad optimisers, one row each")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     model = mpc.load_world_model(args.checkpoint, torch.device("cpu"))
@@ -194,18 +199,30 @@ def main() -> None:
         settings.validate()
         return evaluate([], (plan_fn, settings))
 
+    def attempt(name: str, run: Any) -> tuple[str, dict | str]:
+        """A failing library is a row that says why, not a lost table."""
+        try:
+            return name, run()
+        except Exception as exc:  # noqa: BLE001 - any library failure is reported
+            return name, f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+
+    cem = [f"cem.samples={args.samples}", f"cem.iterations={args.iterations}",
+           f"cem.elites={elites}"]
+    mppi = ["planner=mppi", f"mppi.samples={args.samples}", f"mppi.iterations={args.iterations}",
+            f"mppi.elites={elites}"]
     runs = [
-        ("ours: CEM", evaluate([f"cem.samples={args.samples}",
-                                f"cem.iterations={args.iterations}", f"cem.elites={elites}"])),
-        ("ours: MPPI", evaluate(["planner=mppi", f"mppi.samples={args.samples}",
-                                 f"mppi.iterations={args.iterations}",
-                                 f"mppi.elites={elites}"])),
-        ("pytorch-mppi MPPI, lambda 1 (default)", library(pytorch_mppi_plan)),
-        (f"pytorch-mppi MPPI, lambda {args.energy_scale:g}",
-         library(pytorch_mppi_plan, temperature=args.energy_scale)),
-        ("nevergrad NGOpt", library(nevergrad_plan)),
+        attempt("ours: CEM (configs/mpc.yaml, this budget)", lambda: evaluate(cem)),
+        attempt("ours: MPPI (configs/mpc.yaml, this budget)", lambda: evaluate(mppi)),
+        attempt("pytorch-mppi MPPI, lambda 1 (default)", lambda: library(pytorch_mppi_plan)),
+        attempt(f"pytorch-mppi MPPI, lambda {args.energy_scale:g}",
+                lambda: library(pytorch_mppi_plan, temperature=args.energy_scale)),
     ]
-    rows = [[name, f"{100 * m['success_rate']:.0f} %", f"{100 * m['success_any_rate']:.0f} %",
+    for name in [n for n in args.nevergrad.split(",") if n]:
+        plan_fn = functools.partial(nevergrad_plan, optimizer_name=name)
+        plan_fn.__module__, plan_fn.__qualname__ = __name__, f"nevergrad_plan[{name}]"
+        runs.append(attempt(f"nevergrad {name}", lambda plan_fn=plan_fn: library(plan_fn)))
+    rows = [[name, m, "", "", "", ""] if isinstance(m, str) else
+            [name, f"{100 * m['success_rate']:.0f} %", f"{100 * m['success_any_rate']:.0f} %",
              f"{m['final_joint_error_mean']:.3f}", f"{m['plan_ms_median']:.0f}",
              f"{m['plan_ms_p90']:.0f}"] for name, m in runs]
     report(f"Planners against libraries: {args.checkpoint}, {args.samples} x "
@@ -219,3 +236,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    sys.stdout.flush()
+    # nevergrad's scipy-based optimisers run in a non-daemon thread that an error leaves
+    # waiting forever, which would keep the interpreter from exiting
+    os._exit(0)
