@@ -184,7 +184,13 @@ def main() -> None:
     args = parser.parse_args()
     model = mpc.load_world_model(args.checkpoint, torch.device("cpu"))
     budget = {"samples": args.samples, "iterations": args.iterations}
-    elites = max(2, min(30, args.samples // 4))
+    defaults = load_config("mpc", [])
+
+    def elites(section: str) -> int:
+        """The section's elite fraction of configs/mpc.yaml, at this budget's samples."""
+        fraction = defaults[section].elites / defaults[section].samples
+        return max(2, round(fraction * args.samples))
+
     overrides = [f"episodes={args.episodes}", f"checkpoint={args.checkpoint}"]
 
     def evaluate(extra: list[str], plan: Any = None) -> dict:
@@ -207,9 +213,9 @@ def main() -> None:
             return name, f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
 
     cem = [f"cem.samples={args.samples}", f"cem.iterations={args.iterations}",
-           f"cem.elites={elites}"]
+           f"cem.elites={elites('cem')}"]
     mppi = ["planner=mppi", f"mppi.samples={args.samples}", f"mppi.iterations={args.iterations}",
-            f"mppi.elites={elites}"]
+            f"mppi.elites={elites('mppi')}"]
     runs = [
         attempt("ours: CEM (configs/mpc.yaml, this budget)", lambda: evaluate(cem)),
         attempt("ours: MPPI (configs/mpc.yaml, this budget)", lambda: evaluate(mppi)),
