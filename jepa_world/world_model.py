@@ -283,14 +283,13 @@ class WorldModel(nn.Module):
         actions = self._check_action_blocks(actions.flatten(0, 1), e * n)
         p = self._check_proprio(proprio, e, None)
         cache = None
-        if p is not None:
-            if self.predictor.decoder is not None:
-                with self._autocast():
-                    decoded = self.predictor.decoder(p).repeat_interleave(n, dim=0)
-                p = p.repeat_interleave(n, dim=0)
-                cache = StepCache.first(len(self.predictor.blocks), p, decoded)
-            else:
-                p = p.repeat_interleave(n, dim=0)
+        if p is not None and self.predictor.decoder is not None:
+            with self._autocast():
+                decoded = self.predictor.decoder(p).repeat_interleave(n, dim=0)
+            p = p.repeat_interleave(n, dim=0)
+            cache = StepCache.first(len(self.predictor.blocks), p, decoded)
+        elif p is not None:
+            p = p.repeat_interleave(n, dim=0)
         predicted = self._unroll(z.repeat_interleave(n, dim=0), actions, p, cache)
         return predicted.reshape(e, n, *predicted.shape[1:])
 
