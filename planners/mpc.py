@@ -456,6 +456,7 @@ def summarize(
             "model_ms_per_replan": 1000 * stats.model_s / replans,
             "env_ms_per_step": 1000 * runner.env_s / max(runner.env_steps, 1),
             "envs_per_replan": len(runner.tasks),
+            "iterations_per_plan": stats.iterations / stats.plans if stats.plans else None,
         },
         "config": OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True),
         "records": [r.to_json() for r in records],

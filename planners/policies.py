@@ -39,13 +39,16 @@ from planners.correction import OffsetCorrection
 
 @dataclass
 class PolicyStats:
-    """Seconds spent per stage across a run, and one latency per planner call."""
+    """Seconds spent per stage across a run, one latency per planner call, and the search
+    iterations the environments' plans took (sampling planners; 0 for the others)."""
 
     encode_s: float = 0.0
     planner_s: float = 0.0
     model_s: float = 0.0
     replans: int = 0
     call_ms: list[float] = field(default_factory=list)
+    iterations: int = 0
+    plans: int = 0
 
 
 def episode_seed(base: int, env: int, episode: int) -> int:
@@ -338,6 +341,10 @@ class PlannerPolicy:
         self.stats.model_s += float(result.info.get("model_s", 0.0))
         self.stats.replans += 1
         self.stats.call_ms.append(1000.0 * (done - started))
+        ran = result.info.get("iterations_per_env")
+        if ran is not None:
+            self.stats.iterations += int(ran.sum())
+            self.stats.plans += len(envs)
         shifted = shift_plan(result.actions.detach(), 1) if self.warm_start else None
         for i, e in enumerate(envs):
             todo = min(self.frameskip, self._steps_left(e))

@@ -58,6 +58,7 @@ class SamplingSettings(PlannerSettings):
     std_min: float = 0.05
     explore: float = 0.0
     std_explore: float = 1.0
+    min_improvement: float = 0.0
 
     def validate(self) -> None:
         super().validate()
@@ -74,6 +75,9 @@ class SamplingSettings(PlannerSettings):
         if not 0.0 <= self.explore < 1.0 or self.std_explore <= 0:
             raise ValueError(f"{self.section}.explore must be in [0, 1) and "
                              f"{self.section}.std_explore positive")
+        if not 0.0 <= self.min_improvement < 1.0:
+            raise ValueError(f"{self.section}.min_improvement must be in [0, 1), got "
+                             f"{self.min_improvement}")
         if self.std_init <= 0 or self.std_min < 0:
             raise ValueError(
                 f"{self.section}.std_init must be positive and {self.section}.std_min "
@@ -84,8 +88,8 @@ class SamplingSettings(PlannerSettings):
 @dataclass
 class Search:
     """Where a sampling search ended: the last Gaussian, the last elites, the best sequence
-    seen (``best``), the scorer (for scoring a final choice) and the best energy per
-    iteration (``history``)."""
+    seen (``best``), the scorer (for scoring a final choice), the best energy per
+    iteration (``history``) and how many iterations each environment ran (``ran``)."""
 
     mean: Tensor
     std: Tensor
@@ -95,12 +99,14 @@ class Search:
     score: Scorer
     history: list[Tensor]
     started: float
+    ran: Tensor
 
     def result(self, planner: str, params: Tensor, energy: Tensor, frameskip: int) -> PlanResult:
         """The plan of searched ``params`` [E,H,b,A] with their ``energy`` [E]."""
         info: dict[str, Any] = {
             "planner": planner,
             "iterations": len(self.history),
+            "iterations_per_env": self.ran,
             "evaluations": self.score.evaluations,
             "model_s": self.score.model_s,
             "total_s": time.perf_counter() - self.started,
@@ -136,6 +142,8 @@ def search(
     best = BestTracker(num_envs, shape, device)
     history: list[Tensor] = []
     elites = elite_energy = mean.unsqueeze(1)
+    active = torch.ones(num_envs, dtype=torch.bool, device=device)
+    ran = torch.zeros(num_envs, dtype=torch.long, device=device)
     for _ in range(settings.iterations):
         noise = randn(generators, num_envs, (settings.samples, *shape), device)
         spread = std.unsqueeze(1).expand_as(noise)
@@ -148,12 +156,33 @@ def search(
             candidates[:, 1 : 1 + proposed.shape[1]] = proposed
         candidates = candidates.clamp(settings.action_low, settings.action_high)
         energy = score(candidates)
-        best.update(energy, candidates)
-        elite_energy, index = lowest(energy, settings.elites)
-        elites = gather_rows(candidates, index)
-        mean, std = refit(elites, elite_energy, mean, std)
+        ran += active
+        previous = best.energy
+        if active.all():
+            best.update(energy, candidates)
+            elite_energy, index = lowest(energy, settings.elites)
+            elites = gather_rows(candidates, index)
+            mean, std = refit(elites, elite_energy, mean, std)
+        else:  # stopped environments keep their best, elites and Gaussian
+            best.update(energy.masked_fill(~active.unsqueeze(1), float("inf")), candidates)
+            new_energy, index = lowest(energy, settings.elites)
+            new_elites = gather_rows(candidates, index)
+            new_mean, new_std = refit(new_elites, new_energy, mean, std)
+            elite_energy = _where_env(active, new_energy, elite_energy)
+            elites = _where_env(active, new_elites, elites)
+            mean, std = _where_env(active, new_mean, mean), _where_env(active, new_std, std)
         history.append(best.energy.clone())
-    return Search(mean, std, elites, elite_energy, best, score, history, started)
+        if settings.min_improvement > 0 and len(history) > 1:
+            gain = previous - best.energy
+            active = active & (gain > settings.min_improvement * previous.abs())
+            if not active.any():
+                break
+    return Search(mean, std, elites, elite_energy, best, score, history, started, ran)
+
+
+def _where_env(active: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    """Per environment (dim 0): ``new`` where ``active``, else ``old``."""
+    return torch.where(active.reshape(-1, *([1] * (new.dim() - 1))), new, old)
 
 
 def _proposals(proposals: Tensor | None, num_envs: int, shape: tuple[int, ...],

@@ -484,3 +484,32 @@ def test_explore_keeps_a_wide_fraction_of_the_samples():
     assert (best(0.5) < 0.8 * best(0.0)).all()
     with pytest.raises(ValueError, match="explore"):
         SamplingSettings(explore=1.0).validate()
+
+
+@pytest.mark.parametrize("name", ["cem", "mppi"])
+def test_min_improvement_stops_each_environment_on_its_own(name):
+    """An environment whose warm start is already optimal stops after two iterations while a
+    far one searches on; each gets the plan it would get alone, and a batch whose
+    environments have all stopped ends early."""
+    plan, _ = get_planner(name)
+    model, z0, goal, actions = problem(num_envs=2, seed=5)
+    warm = actions.clone()
+    warm[1] = 0.0  # environment 0 starts on its optimum, environment 1 does not
+    settings = {**SMALL[name], "iterations": 8, "min_improvement": 0.01}
+    batched = plan(model, z0, goal, generator=generators([3, 4]), init_mean=warm, horizon=3,
+                   **settings)
+    ran = batched.info["iterations_per_env"].tolist()
+    assert ran[0] == 2 and ran[1] > 2, ran
+    for e, seed in enumerate([3, 4]):
+        single = plan(model, z0[e : e + 1], goal[e : e + 1], generator=generators([seed]),
+                      init_mean=warm[e : e + 1], horizon=3, **settings)
+        torch.testing.assert_close(batched.actions[e : e + 1], single.actions, rtol=0, atol=1e-6)
+        assert single.info["iterations_per_env"].item() == ran[e]
+    settled = plan(model, z0[:1], goal[:1], generator=generators([3]), init_mean=warm[:1],
+                   horizon=3, **settings)
+    assert settled.info["iterations"] == 2
+    full = plan(model, z0, goal, generator=generators([3, 4]), init_mean=warm, horizon=3,
+                **{**settings, "min_improvement": 0.0})
+    assert full.info["iterations"] == 8
+    with pytest.raises(ValueError, match="min_improvement"):
+        plan(model, z0, goal, horizon=3, **{**settings, "min_improvement": 1.5})
