@@ -86,6 +86,10 @@ class WorldModel(nn.Module):
     Latents are the encoder's layer-normed, pooled tokens standardised per channel with the
     training data's statistics (stored in the config)."""
 
+    # rollouts read the frozen weights and nothing else: planners may score chunks of
+    # candidates from several threads at once (planners.threads)
+    parallel_scoring = True
+
     def __init__(
         self,
         config: WorldModelConfig,

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from planners.energy import Energy
+from planners.threads import cpu_workers, run_parallel
 
 DEFAULT_HORIZON = 3  # action blocks, when neither the command line nor the model sets one
 DEFAULT_ENERGY_STEPS = "all"  # likewise
@@ -58,7 +59,9 @@ class PlannerSettings:
     protocol); ``"all"`` averages the energy over every predicted block, weighted by
     ``step_weights`` (H values, normalised; uniform when None), which rewards getting close
     early. ``repeat_in_block`` searches one action per block, repeated ``frameskip`` times: the
-    search space shrinks from H*fs*A to H*A dimensions.
+    search space shrinks from H*fs*A to H*A dimensions. ``workers``: CPU threads that score
+    candidates at once, one intra-op thread each (0 = torch's thread count; 1 = off, torch's
+    own intra-op threads only).
     """
 
     horizon: int = 5
@@ -68,6 +71,7 @@ class PlannerSettings:
     repeat_in_block: bool = True
     action_low: float = -1.0
     action_high: float = 1.0
+    workers: int = 0
 
     def objective(self, world_model: Any = None) -> Energy:
         """The energy these settings describe (with ``world_model``'s own distance, if any)."""
@@ -77,6 +81,8 @@ class PlannerSettings:
         """Raise ValueError with a one-line reason for impossible settings."""
         _check_declared_numbers(self)
         _positive(self, "horizon")
+        if self.workers < 0:
+            raise ValueError(f"workers must be 0 (auto) or a positive integer, got {self.workers}")
         self.objective()  # metric, energy_steps and step_weights valid
         if self.step_weights is not None and len(self.step_weights) != self.horizon:
             raise ValueError(f"step_weights needs {self.horizon} values (one per block), "
@@ -271,7 +277,12 @@ class Scorer:
     """Scores candidate sequences [E,N,H,b,A] with batched world-model rollouts (``chunk``
     sequences per call: "auto" = ``CPU_CHUNK`` on a CPU, all at once elsewhere; None = all)
     and the planner's ``Energy``, and keeps the time spent inside the world model
-    (``model_s``) for timing breakdowns."""
+    (``model_s``) for timing breakdowns.
+
+    ``workers``: on a CPU, chunks are scored by that many threads at once, each with one
+    intra-op thread (``planners.threads``; 0 = torch's thread count, 1 = off), for world
+    models that declare ``parallel_scoring = True`` (their rollouts share no mutable state).
+    Gradients (the gradient planner) are always computed in the calling thread."""
 
     def __init__(
         self,
@@ -281,6 +292,7 @@ class Scorer:
         proprio: Tensor | None,
         objective: Energy,
         chunk: int | str | None = "auto",
+        workers: int = 0,
     ) -> None:
         if not isinstance(objective, Energy):
             raise TypeError(f"objective must be a planners.energy.Energy, got "
@@ -302,6 +314,8 @@ class Scorer:
         # score a large batch faster than one call (benchmarks/RESULTS.md, issue 15)
         self.chunk = CPU_CHUNK if chunk == "auto" and self.device.type == "cpu" else (
             None if chunk == "auto" else chunk)
+        parallel = self.device.type == "cpu" and getattr(world_model, "parallel_scoring", False)
+        self.workers = cpu_workers(workers) if parallel else 1
         self.model_s = 0.0
         self.evaluations = 0
 
@@ -312,7 +326,12 @@ class Scorer:
         started = time.perf_counter()
         goal = self.z_goal.expand(e, *self.z_goal.shape[1:])
         step = max(1, self.chunk // e) if self.chunk else n
-        parts = [self._energy(actions[:, i:i + step], goal) for i in range(0, n, step)]
+        workers = 1 if params.requires_grad else self.workers
+        if workers > 1:  # at least one chunk per worker
+            step = min(step, -(-n // workers))
+        jobs = [functools.partial(self._energy, actions[:, i:i + step], goal)
+                for i in range(0, n, step)]
+        parts = run_parallel(jobs, workers)
         self.model_s += time.perf_counter() - started
         self.evaluations += e * n
         return torch.cat(parts, dim=1).float()

@@ -94,6 +94,7 @@ class MPCConfig:
     proposal: str | None = None
     device: str = "auto"
     precision: str = "auto"
+    workers: int = 0
     planner: str = "cem"
     warm_start: bool = True
     horizon: int | None = None
@@ -182,6 +183,7 @@ def planner_settings(
             "energy_steps": cfg.energy_steps or DEFAULT_ENERGY_STEPS,
             "step_weights": None if cfg.step_weights is None else list(cfg.step_weights),
             "repeat_in_block": cfg.repeat_in_block,
+            "workers": cfg.workers,
             "action_low": action_box[0],
             "action_high": action_box[1],
         }

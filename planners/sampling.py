@@ -137,7 +137,8 @@ def search(
     num_envs, device = mean.shape[0], mean.device
     proposed = _proposals(proposals, num_envs, shape, settings, device)
     wide = min(int(round(settings.explore * settings.samples)), settings.samples - 1)
-    score = Scorer(world_model, z_now, z_goal, proprio, settings.objective(world_model))
+    score = Scorer(world_model, z_now, z_goal, proprio, settings.objective(world_model),
+                   workers=settings.workers)
     std = torch.full_like(mean, settings.std_init if std_init is None else std_init)
     best = BestTracker(num_envs, shape, device)
     history: list[Tensor] = []

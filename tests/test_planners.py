@@ -513,3 +513,49 @@ def test_min_improvement_stops_each_environment_on_its_own(name):
     assert full.info["iterations"] == 8
     with pytest.raises(ValueError, match="min_improvement"):
         plan(model, z0, goal, horizon=3, **{**settings, "min_improvement": 1.5})
+
+
+class ThreadRecordingModel(LinearModel):
+    """Opts into parallel scoring and records which threads ran its rollouts, with which
+    intra-op thread count and grad mode."""
+
+    parallel_scoring = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[int, int, bool]] = []
+
+    def rollout(self, z, actions, proprio=None):
+        import threading
+
+        self.seen.append((threading.get_ident(), torch.get_num_threads(),
+                          torch.is_grad_enabled()))
+        return super().rollout(z, actions, proprio)
+
+
+def test_parallel_scoring_splits_chunks_over_single_threaded_workers():
+    import threading
+
+    model, z0, goal, _ = problem(num_envs=2, seed=1)
+    model = ThreadRecordingModel()
+    objective = CEMSettings(horizon=3, energy_steps="all").objective()
+    candidates = torch.rand(2, 40, 3, 1, 2) * 2 - 1
+    serial = Scorer(model, z0, goal, None, objective, chunk=20, workers=1)(candidates)
+    assert {seen[0] for seen in model.seen} == {threading.get_ident()}
+    before = torch.get_num_threads()
+    model.seen.clear()
+    with torch.no_grad():
+        parallel = Scorer(model, z0, goal, None, objective, chunk=20, workers=3)(candidates)
+    torch.testing.assert_close(parallel, serial)
+    assert len({seen[0] for seen in model.seen}) >= 2 and len(model.seen) == 4  # 4 chunks
+    assert all(threads == 1 and not grad for _, threads, grad in model.seen)
+    assert torch.get_num_threads() == before  # the process's setting comes back
+    # gradients stay in the calling thread; a model that does not opt in is never split
+    model.seen.clear()
+    params = candidates.clone().requires_grad_(True)
+    Scorer(model, z0, goal, None, objective, chunk=20, workers=3)(params).sum().backward()
+    assert {seen[0] for seen in model.seen} == {threading.get_ident()}
+    plain = LinearModel()
+    assert Scorer(plain, z0, goal, None, objective, workers=3).workers == 1
+    with pytest.raises(ValueError, match="workers"):
+        CEMSettings(workers=-1).validate()
