@@ -71,10 +71,19 @@ class Case:
         return result
 
     def flops(self) -> int:
+        """FLOPs of one call, counted with scoring in this thread only (the counter does not
+        see other threads' work; the work is the same)."""
+        import dataclasses
+
         from torch.utils.flop_counter import FlopCounterMode
 
-        with FlopCounterMode(display=False) as counter:
-            self()
+        settings, warm = self.settings, self.warm
+        self.settings = dataclasses.replace(settings, workers=1)
+        try:
+            with FlopCounterMode(display=False) as counter:
+                self()
+        finally:
+            self.settings, self.warm = settings, warm
         return counter.get_total_flops()
 
     def times_ms(self, repeats: int) -> list[float]:
