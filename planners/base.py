@@ -81,8 +81,7 @@ class PlannerSettings:
         """Raise ValueError with a one-line reason for impossible settings."""
         _check_declared_numbers(self)
         _positive(self, "horizon")
-        if self.workers < 0:
-            raise ValueError(f"workers must be 0 (auto) or a positive integer, got {self.workers}")
+        cpu_workers(self.workers)  # the one place that knows the valid worker counts
         self.objective()  # metric, energy_steps and step_weights valid
         if self.step_weights is not None and len(self.step_weights) != self.horizon:
             raise ValueError(f"step_weights needs {self.horizon} values (one per block), "

@@ -159,16 +159,14 @@ def search(
         energy = score(candidates)
         ran += active
         previous = best.energy
+        new_energy, index = lowest(energy, settings.elites)
+        new_elites = gather_rows(candidates, index)
+        new_mean, new_std = refit(new_elites, new_energy, mean, std)
         if active.all():
             best.update(energy, candidates)
-            elite_energy, index = lowest(energy, settings.elites)
-            elites = gather_rows(candidates, index)
-            mean, std = refit(elites, elite_energy, mean, std)
+            elite_energy, elites, mean, std = new_energy, new_elites, new_mean, new_std
         else:  # stopped environments keep their best, elites and Gaussian
             best.update(energy.masked_fill(~active.unsqueeze(1), float("inf")), candidates)
-            new_energy, index = lowest(energy, settings.elites)
-            new_elites = gather_rows(candidates, index)
-            new_mean, new_std = refit(new_elites, new_energy, mean, std)
             elite_energy = _where_env(active, new_energy, elite_energy)
             elites = _where_env(active, new_elites, elites)
             mean, std = _where_env(active, new_mean, mean), _where_env(active, new_std, std)
