@@ -29,30 +29,29 @@ import torch  # noqa: E402
 
 from benchmarks.results import report  # noqa: E402
 from jepa_world.data.episodes import EpisodeDataset  # noqa: E402
+from jepa_world.data.latents import LatentTrajectories  # noqa: E402
 from jepa_world.training.cli import load_config  # noqa: E402
 from planners import mpc  # noqa: E402
 from planners.energy import latent_distance  # noqa: E402
 
 
 def encoded_states(model: Any, roots: list[str], target: str, limit: int) -> tuple[list, list]:
-    """Per episode: latents [T,K*D] and the recorded ``target`` array [T,S]."""
-    latents, states = [], []
-    for root in roots:
-        data = EpisodeDataset(root)
+    """Per episode: latents [T,K*D] (``LatentTrajectories``) and the recorded ``target``
+    array [T,S], for the first ``limit`` episodes of ``roots`` in order."""
+    datasets = [EpisodeDataset(root) for root in roots]
+    states = []
+    for data in datasets:
         for ep in range(len(data)):
-            if len(latents) >= limit:
-                return latents, states
+            if len(states) == limit:
+                break
             arrays = data.arrays(ep)
             if target not in arrays:
-                raise SystemExit(f"{root} episode {ep} has no array {target!r} "
+                raise SystemExit(f"{data.root} episode {ep} has no array {target!r} "
                                  f"(has: {', '.join(sorted(arrays))})")
-            frames = torch.from_numpy(data.frames(ep))
-            with torch.inference_mode():
-                z = torch.cat([model.encode(frames[i:i + 64].unsqueeze(0))[0]
-                               for i in range(0, len(frames), 64)])
-            latents.append(z.flatten(1).double())
             states.append(torch.as_tensor(arrays[target]).double())
-    return latents, states
+    with torch.inference_mode():
+        encoded = LatentTrajectories(datasets, model, 64, show_progress=True, limit=limit)
+    return [z.flatten(1).double() for z in encoded.latents], states
 
 
 def fit_readout(latents: list, states: list, ridge: float) -> tuple[torch.Tensor, list[float]]:
