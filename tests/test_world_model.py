@@ -521,6 +521,35 @@ def test_closed_loop_rollout_matches_open_loop_and_passes_gradients(model):
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_compiled_rollouts_match_eager():
+    """``compile_rollouts``: the planner's calls (rollout_many over two batch sizes, rollout,
+    step, in inference mode and with gradients to the actions) give the eager predictions, and
+    ``compile_rollouts(False)`` goes back to eager."""
+    model = tiny_model(decoder=True)
+    z0 = model.encode(frames(2, 1))[:, 0]
+    actions = torch.rand(2, 6, 3, 3, 2) * 2 - 1
+    proprio = torch.randn(2, 4)
+    with torch.inference_mode():
+        eager = [model.rollout_many(z0, actions[:, :n], proprio) for n in (6, 2)]
+        eager_step = model.step(z0, actions[:, 0, 0], proprio)
+    assert not model.compiled
+    assert model.compile_rollouts() is model and model.compiled
+    with torch.inference_mode():
+        for n, expected in zip((6, 2), eager, strict=True):
+            torch.testing.assert_close(model.rollout_many(z0, actions[:, :n], proprio), expected,
+                                       atol=1e-5, rtol=1e-5)
+        for got, want in zip(model.step(z0, actions[:, 0, 0], proprio), eager_step, strict=True):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    grad_actions = actions[:, 0].clone().requires_grad_(True)
+    model.rollout(z0, grad_actions, proprio).square().sum().backward()
+    compiled_grad = grad_actions.grad
+    model.compile_rollouts(False)
+    assert not model.compiled
+    grad_actions.grad = None
+    model.rollout(z0, grad_actions, proprio).square().sum().backward()
+    torch.testing.assert_close(compiled_grad, grad_actions.grad, atol=1e-4, rtol=1e-4)
+
+
 def test_rollout_many_equals_rollout_on_repeated_starts(model):
     """N candidate sequences per start (the planners' call): the same predictions as
     ``rollout`` on the starts repeated N times, the start's proprio decoded once per start."""
