@@ -182,6 +182,32 @@ def test_imagination_lowers_the_planners_energy_and_resumes_exactly(small_datase
                                                                   objective)
 
 
+def test_goal_draws_later_frames_anywhere_or_the_start_itself(small_dataset):
+    import torch
+
+    from jepa_world.rl.amortized import ImaginationSettings
+
+    frames = imagination_parts(small_dataset)[1]
+
+    def draw(uniform: float, still: float):
+        return frames.draw(np.random.default_rng(3), 400, 6, uniform, still)
+
+    z, _, goal = draw(0.0, 0.0)
+    same = (goal == z).flatten(1).all(1)
+    assert not same.any()  # always a later frame of the same recording
+    z_old, _, goal_old = frames.draw(np.random.default_rng(3), 400, 6, 0.0)
+    assert torch.equal(goal_old, goal) and torch.equal(z_old, z)  # the default draw is unchanged
+    z, _, goal = draw(0.0, 1.0)
+    assert torch.equal(goal, z)
+    z, _, goal = draw(0.5, 0.25)
+    fraction = float((goal == z).flatten(1).all(1).float().mean())
+    assert 0.17 < fraction < 0.33
+    with pytest.raises(ValueError, match="still_goals must be in"):
+        ImaginationSettings(still_goals=1.5).validate()
+    with pytest.raises(ValueError, match="at most 1"):
+        ImaginationSettings(uniform_goals=0.6, still_goals=0.6).validate()
+
+
 def energy_of(net, model, frames, objective) -> float:
     import torch
 

@@ -35,6 +35,7 @@ class ImaginationSettings:
     horizon: int = 4  # blocks the policy acts per sample
     goal_within: int = 6  # reachable goals: at most this many blocks ahead in the recording
     uniform_goals: float = 0.2  # fraction of goals drawn from any recorded frame
+    still_goals: float = 0.0  # fraction of goals equal to the start frame (hold a reached goal)
     lr: float = 1.0e-3  # cosine-decayed to 0 over ``steps``
     weight_decay: float = 1.0e-4
     checkpoint_every: int = 500
@@ -44,8 +45,13 @@ class ImaginationSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"imagination.{name} must be a positive integer, got {value}")
-        if not 0.0 <= self.uniform_goals <= 1.0:
-            raise ValueError(f"imagination.uniform_goals must be in [0, 1], got {self.uniform_goals}")
+        for name in ("uniform_goals", "still_goals"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"imagination.{name} must be in [0, 1], got {value}")
+        if self.uniform_goals + self.still_goals > 1.0:
+            raise ValueError(f"imagination.uniform_goals + still_goals must be at most 1, got "
+                             f"{self.uniform_goals} + {self.still_goals}")
         if not 0.0 < self.lr < float("inf"):
             raise ValueError(f"imagination.lr must be positive and finite, got {self.lr}")
         if not 0.0 <= self.weight_decay < float("inf"):
@@ -63,8 +69,11 @@ class RecordedFrames:
         self.frameskip = int(frameskip)
 
     def draw(self, rng: np.random.Generator, count: int, goal_within: int,
-             uniform_goals: float) -> tuple[Tensor, Tensor | None, Tensor]:
-        """(start latents, start proprio, goal latents) of ``count`` samples."""
+             uniform_goals: float, still_goals: float = 0.0
+             ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """(start latents, start proprio, goal latents) of ``count`` samples: goals later in
+        the same recording, any recorded frame (``uniform_goals``) or the start frame itself
+        (``still_goals``: the arm, moving as recorded, must come back and stay)."""
         episode = rng.integers(len(self.lengths), size=count)
         length = self.lengths[episode]
         start = (rng.random(count) * (length - self.frameskip)).astype(np.int64)
@@ -74,6 +83,9 @@ class RecordedFrames:
         anywhere = rng.random(count) < uniform_goals
         goal[anywhere] = rng.integers(len(self.latents), size=int(anywhere.sum()))
         index = torch.from_numpy(self.offsets[episode] + start)
+        if still_goals > 0:  # no extra draw otherwise: earlier runs' batches stay the same
+            still = ~anywhere & (rng.random(count) < still_goals / max(1e-12, 1 - uniform_goals))
+            goal[still] = index.numpy()[still]
         proprio = None if self.proprio is None else self.proprio[index]
         return self.latents[index], proprio, self.latents[torch.from_numpy(goal)]
 
@@ -135,7 +147,7 @@ def train_in_imagination(
     while step < stop:
         rng = np.random.default_rng([seed, step])
         z, proprio, goal = frames.draw(rng, settings.batch_size, settings.goal_within,
-                                       settings.uniform_goals)
+                                       settings.uniform_goals, settings.still_goals)
         goal = goal.to(device)
 
         def act(latent: Tensor, p: Tensor | None, goal: Tensor = goal) -> Tensor:
