@@ -2,13 +2,14 @@
 comes to the machine's matrix rate, and how it scales with samples, horizon and environments.
 
     python benchmarks/bench_replanning.py [--checkpoint reach] [--repeats 20]
-        [--precisions fp32,bf16] [--no-record] [key=value ...]
+        [--precisions fp32,bf16] [--compile] [--no-record] [key=value ...]
 
 Trailing key=value arguments override configs/mpc.yaml's planner settings (``cem.samples=128``,
 ``horizon=5``). Tables:
-1. one replanning step per precision: FLOPs of the step (torch's FlopCounterMode: matrix
-   products and attention), median / p90 time, achieved GFLOP/s and its share of the machine's
-   measured fp32 matrix rate (a 2048^3 matmul, best of 5, same threads);
+1. one replanning step per precision (and, with ``--compile``, the same through
+   ``WorldModel.compile_rollouts``): FLOPs of the step (torch's FlopCounterMode on the eager
+   model: matrix products and attention), median / p90 time, achieved GFLOP/s and its share
+   of the machine's measured fp32 matrix rate (a 2048^3 matmul, best of 5, same threads);
 2. replanning time against samples and against horizon (fp32);
 3. environments planned in one call: time per call and per environment.
 The inputs are random latents, goals and proprio (the compute does not depend on their
@@ -105,6 +106,8 @@ def main() -> None:
     parser.add_argument("--samples", default="64,128,256,512")
     parser.add_argument("--horizons", default="1,3,5")
     parser.add_argument("--envs", default="1,4,16")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time each precision with the rollouts compiled")
     parser.add_argument("--no-record", action="store_true")
     args, overrides = parser.parse_known_args()
     record = not args.no_record
@@ -127,15 +130,19 @@ def main() -> None:
             f"{args.checkpoint} model")
     with torch.inference_mode():
         rows = []
-        for precision in args.precisions.split(","):
-            model.precision = precision
-            one = case()
-            flops = one.flops()
-            med, p90 = median_p90(one.times_ms(args.repeats))
-            rate = flops / (med / 1000) / 1e9
-            rows.append([precision, f"{flops / 1e9:.1f}", f"{med:.0f}", f"{p90:.0f}",
-                         f"{rate:.0f}", f"{100 * rate / peaks['fp32']:.0f} %",
-                         f"{100 * rate / peaks[precision]:.0f} %"])
+        for compiled in (False, True) if args.compile else (False,):
+            for precision in args.precisions.split(","):
+                model.precision = precision
+                one = case()
+                flops = one.flops()  # eager: the counter does not see compiled kernels
+                model.compile_rollouts(compiled)
+                med, p90 = median_p90(one.times_ms(args.repeats))
+                model.compile_rollouts(False)
+                rate = flops / (med / 1000) / 1e9
+                rows.append([precision + (", compiled" if compiled else ""),
+                             f"{flops / 1e9:.1f}", f"{med:.0f}", f"{p90:.0f}", f"{rate:.0f}",
+                             f"{100 * rate / peaks['fp32']:.0f} %",
+                             f"{100 * rate / peaks[precision]:.0f} %"])
         model.precision = "fp32"
         report(f"Replanning step: FLOPs, time and matrix-rate utilisation ({what})",
                ["precision", "GFLOP per step", "ms median", "ms p90", "GFLOP/s",

@@ -95,7 +95,6 @@ class MPCConfig:
     device: str = "auto"
     precision: str = "auto"
     workers: int = 0
-    compile: bool = False
     planner: str = "cem"
     warm_start: bool = True
     horizon: int | None = None
@@ -348,11 +347,6 @@ def evaluate(
         model = load_world_model(cfg.checkpoint, resolve_device(cfg.device))
     if cfg.model == "learned" and hasattr(model, "precision"):
         model.precision = cfg.precision
-    if cfg.model == "learned" and cfg.compile:
-        if not hasattr(model, "compile_rollouts"):
-            raise UserError(f"compile=true needs a jepa_world.WorldModel, got "
-                            f"{type(model).__name__}")
-        model.compile_rollouts()
     if cfg.model == "distilled":
         model = None
     cfg.horizon, cfg.energy_steps = planning_defaults(model, cfg.horizon, cfg.energy_steps)
