@@ -29,7 +29,7 @@ from torch import Tensor
 from planners.energy import Energy
 from planners.threads import cpu_workers, run_parallel
 
-DEFAULT_HORIZON = 3  # action blocks, when neither the command line nor the model sets one
+DEFAULT_HORIZON = 2  # action blocks, when neither the command line nor the model sets one
 DEFAULT_ENERGY_STEPS = "all"  # likewise
 CPU_CHUNK = 256  # sequences per world-model call when scoring on a CPU
 
