@@ -148,7 +148,8 @@ def imagination_parts(small_dataset):
     config = StudentConfig(world_model="tiny", tokens=tokens, width=width, proprio_dim=6,
                            action_dim=2, frameskip=5, hidden=32)
     objective = PlannerPolicy(model, "cem", horizon=2).settings
-    settings = ImaginationSettings(steps=12, batch_size=16, horizon=2, checkpoint_every=6)
+    settings = ImaginationSettings(steps=12, batch_size=16, horizon=2, checkpoint_every=6,
+                                   clip_grad=1.0)
     return model, frames, config, StudentNet, objective, settings
 
 
@@ -206,6 +207,8 @@ def test_goal_draws_later_frames_anywhere_or_the_start_itself(small_dataset):
         ImaginationSettings(still_goals=1.5).validate()
     with pytest.raises(ValueError, match="at most 1"):
         ImaginationSettings(uniform_goals=0.6, still_goals=0.6).validate()
+    with pytest.raises(ValueError, match="clip_grad must be >= 0"):
+        ImaginationSettings(clip_grad=float("nan")).validate()
 
 
 def energy_of(net, model, frames, objective) -> float:

@@ -38,6 +38,7 @@ class ImaginationSettings:
     still_goals: float = 0.0  # fraction of goals equal to the start frame (hold a reached goal)
     lr: float = 1.0e-3  # cosine-decayed to 0 over ``steps``
     weight_decay: float = 1.0e-4
+    clip_grad: float = 0.0  # > 0: clip the gradient norm (the imagined energy can spike)
     checkpoint_every: int = 500
 
     def validate(self) -> None:
@@ -54,8 +55,10 @@ class ImaginationSettings:
                              f"{self.uniform_goals} + {self.still_goals}")
         if not 0.0 < self.lr < float("inf"):
             raise ValueError(f"imagination.lr must be positive and finite, got {self.lr}")
-        if not 0.0 <= self.weight_decay < float("inf"):
-            raise ValueError(f"imagination.weight_decay must be >= 0, got {self.weight_decay}")
+        for name in ("weight_decay", "clip_grad"):
+            value = getattr(self, name)
+            if not 0.0 <= value < float("inf"):
+                raise ValueError(f"imagination.{name} must be >= 0 and finite, got {value}")
 
 
 class RecordedFrames:
@@ -162,6 +165,8 @@ def train_in_imagination(
                                      "lower imagination.lr")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if settings.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(net.mlp.parameters(), settings.clip_grad)
         optimizer.step()
         schedule.step()
         step += 1
