@@ -160,8 +160,9 @@ class WorldModel(nn.Module):
 
     def compile_rollouts(self, enabled: bool = True) -> WorldModel:
         """Run rollouts (``rollout``, ``rollout_many``, ``step``) through ``torch.compile`` of the
-        predictor's cached step: fused kernels and far fewer operator calls, which is what a
-        planner's many small batches pay for on a CPU. Each horizon step and batch shape
+        predictor's cached step: fused kernels and far fewer kernel launches, for devices where
+        a planner's many small kernels are launch-bound (on a small CPU the matrix products
+        dominate and it is no faster: benchmarks/RESULTS.md). Each horizon step and batch shape
         compiles once on first use (tens of seconds; Inductor caches the code on disk for later
         processes); teacher-forced training is unaffected. ``enabled=False`` restores eager."""
         if not enabled:
