@@ -130,19 +130,19 @@ def main() -> None:
             f"{args.checkpoint} model")
     with torch.inference_mode():
         rows = []
-        for compiled in (False, True) if args.compile else (False,):
-            for precision in args.precisions.split(","):
-                model.precision = precision
-                one = case()
-                flops = one.flops()  # eager: the counter does not see compiled kernels
+        for precision in args.precisions.split(","):
+            model.precision = precision
+            one = case()
+            flops = one.flops()  # on the eager model: the counter does not see compiled kernels
+            for compiled in (False, True) if args.compile else (False,):
                 model.compile_rollouts(compiled)
                 med, p90 = median_p90(one.times_ms(args.repeats))
-                model.compile_rollouts(False)
                 rate = flops / (med / 1000) / 1e9
                 rows.append([precision + (", compiled" if compiled else ""),
                              f"{flops / 1e9:.1f}", f"{med:.0f}", f"{p90:.0f}", f"{rate:.0f}",
                              f"{100 * rate / peaks['fp32']:.0f} %",
                              f"{100 * rate / peaks[precision]:.0f} %"])
+            model.compile_rollouts(False)
         model.precision = "fp32"
         report(f"Replanning step: FLOPs, time and matrix-rate utilisation ({what})",
                ["precision", "GFLOP per step", "ms median", "ms p90", "GFLOP/s",
