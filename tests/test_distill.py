@@ -211,17 +211,64 @@ def test_goal_draws_later_frames_anywhere_or_the_start_itself(small_dataset):
         ImaginationSettings(clip_grad=float("nan")).validate()
 
 
-def energy_of(net, model, frames, objective) -> float:
+def test_root_loss_keeps_the_minimum_and_its_gradient_near_the_goal():
     import torch
 
-    from jepa_world.rl.amortized import policy_inputs
+    from jepa_world.rl.amortized import ImaginationSettings, imagination_loss
+    from planners.energy import Energy
+
+    energy = Energy("l2", "all", (1.0, 3.0))
+    root = imagination_loss(energy, "root")
+    assert imagination_loss(energy, "energy") is energy
+    goal = torch.randn(4, 3, 8)
+    predicted = goal.unsqueeze(1).repeat(1, 2, 1, 1)
+    assert torch.allclose(root(predicted, goal), torch.zeros(4), atol=1e-5)
+    offset = torch.randn(4, 2, 3, 8)
+    per_block = energy.per_block(predicted + offset, goal)
+    expected = (per_block.sqrt() * torch.tensor([1.0, 3.0])).sum(1) / 4.0
+    assert torch.allclose(root(predicted + offset, goal), expected, atol=1e-6)
+    # near the goal the squared energy's gradient vanishes with the distance, the root's does not
+    grads = {}
+    for scale in (1e-1, 1e-3):
+        for kind in ("energy", "root"):
+            x = (predicted + scale * offset).requires_grad_(True)
+            imagination_loss(energy, kind)(x, goal).sum().backward()
+            grads[kind, scale] = float(x.grad.norm())
+    assert grads["energy", 1e-3] < 0.02 * grads["energy", 1e-1]
+    assert grads["root", 1e-3] > 0.5 * grads["root", 1e-1]
+    with pytest.raises(ValueError, match="imagination.loss must be one of energy, root"):
+        ImaginationSettings(loss="huber").validate()
+
+
+def test_imagination_descends_the_root_loss(small_dataset):
+    import torch
+
+    from jepa_world.rl.amortized import train_in_imagination
+
+    model, frames, config, net_class, objective, settings = imagination_parts(small_dataset)
+    settings.loss = "root"
+    torch.manual_seed(0)
+    trained = net_class(config)
+    history = train_in_imagination(trained, model, frames, settings, objective, seed=1)
+    torch.manual_seed(0)
+    untrained = net_class(config)
+    untrained.input_mean.copy_(trained.input_mean)
+    assert history[-1]["energy"] < history[0]["energy"]
+    assert (energy_of(trained, model, frames, objective, "root")
+            < energy_of(untrained, model, frames, objective, "root"))
+
+
+def energy_of(net, model, frames, objective, loss: str = "energy") -> float:
+    import torch
+
+    from jepa_world.rl.amortized import imagination_loss, policy_inputs
 
     z, proprio, goal = frames.draw(np.random.default_rng(99), 64, 6, 0.0)
     with torch.no_grad():
         predicted, _ = model.rollout_policy(
             z, lambda latent, p: net(policy_inputs(latent, p, goal)).unsqueeze(1).expand(-1, 5, -1),
             2, proprio)
-        return float(objective.objective(model)(predicted, goal).mean())
+        return float(imagination_loss(objective.objective(model), loss)(predicted, goal).mean())
 
 
 def test_distill_with_imagination_only(small_dataset, tmp_path):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ import torch
 from torch import Tensor
 
 from jepa_world.rl.imagined import ImaginedStarts
+
+LOSSES = ("energy", "root")
 
 
 @dataclass
@@ -39,6 +41,7 @@ class ImaginationSettings:
     lr: float = 1.0e-3  # cosine-decayed to 0 over ``steps``
     weight_decay: float = 1.0e-4
     clip_grad: float = 0.0  # > 0: clip the gradient norm (the imagined energy can spike)
+    loss: str = "energy"  # or "root": the square root of each block's energy (see below)
     checkpoint_every: int = 500
 
     def validate(self) -> None:
@@ -50,6 +53,9 @@ class ImaginationSettings:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"imagination.{name} must be in [0, 1], got {value}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"imagination.loss must be one of {', '.join(LOSSES)}, "
+                             f"got {self.loss!r}")
         if self.uniform_goals + self.still_goals > 1.0:
             raise ValueError(f"imagination.uniform_goals + still_goals must be at most 1, got "
                              f"{self.uniform_goals} + {self.still_goals}")
@@ -109,6 +115,23 @@ def policy_inputs(z: Tensor, proprio: Tensor | None, goal: Tensor) -> Tensor:
     return torch.cat(parts, 1)
 
 
+def imagination_loss(objective: Any, kind: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """The per-sample loss the student descends. ``energy``: the planner's energy itself.
+    ``root``: the mean over blocks of the square root of each block's energy. Both are zero
+    exactly at the goal latent, but a squared distance has a gradient that vanishes there, so
+    the student learns to come close and not to stop on the goal; the root's gradient keeps
+    its size near the goal. Blocks are weighted as the planner weighs them."""
+    if kind == "energy":
+        return objective
+    if kind != "root":
+        raise ValueError(f"unknown imagination loss {kind!r} (known: {', '.join(LOSSES)})")
+
+    def root_distance(z: Tensor, goal: Tensor, metric: str) -> Tensor:
+        return objective.distance(z, goal, metric).clamp_min(1e-12).sqrt()
+
+    return replace(objective, distance=root_distance)
+
+
 def train_in_imagination(
     net: torch.nn.Module,
     world_model: Any,
@@ -127,7 +150,7 @@ def train_in_imagination(
     from jepa_world.files import save_torch_atomic
 
     settings.validate()
-    objective = planner_settings.objective(world_model)
+    objective = imagination_loss(planner_settings.objective(world_model), settings.loss)
     for param in world_model.parameters():
         param.requires_grad_(False)
     optimizer = torch.optim.AdamW(net.mlp.parameters(), lr=settings.lr,
