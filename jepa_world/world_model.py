@@ -293,11 +293,20 @@ class WorldModel(nn.Module):
         p = self._check_proprio(proprio, b, None)
         return self._unroll(z, actions, p, None)
 
-    def rollout_many(self, z: Tensor, actions: Tensor, proprio: Tensor | None = None) -> Tensor:
+    def rollout_many(
+        self,
+        z: Tensor,
+        actions: Tensor,
+        proprio: Tensor | None = None,
+        then: Callable[[Tensor, Tensor | None], Tensor] | None = None,
+        then_blocks: int = 0,
+    ) -> Tensor:
         """N candidate action sequences from each of E starts (what a planner scores): z
         [E,K,D], actions [E,N,H,fs,A], proprio [E,P] -> [E,N,H,K,D]. The same as ``rollout``
         on the starts repeated N times, with what depends on the start alone (the proprio
-        decoder's output for the current proprio) computed once per start."""
+        decoder's output for the current proprio) computed once per start. ``then``: a policy
+        (as in ``rollout_policy``, over the E*N rows, start-major) that acts ``then_blocks``
+        more blocks closed loop after the sequences -> [E,N,H+then_blocks,K,D]."""
         z = self._check_latents(z, history=False)
         e = z.shape[0]
         actions = self._as_float(actions, "actions")
@@ -316,18 +325,37 @@ class WorldModel(nn.Module):
             cache = StepCache.first(len(self.predictor.blocks), p, decoded)
         elif p is not None:
             p = p.repeat_interleave(n, dim=0)
-        predicted = self._unroll(z.repeat_interleave(n, dim=0), actions, p, cache)
+        if (then is None) != (int(then_blocks) == 0) or int(then_blocks) < 0:
+            raise ValueError(f"then (a policy) and then_blocks >= 1 go together, got "
+                             f"{'a' if then else 'no'} policy and then_blocks={then_blocks}")
+        predicted = self._unroll(z.repeat_interleave(n, dim=0), actions, p, cache, then,
+                                 int(then_blocks))
         return predicted.reshape(e, n, *predicted.shape[1:])
 
-    def _unroll(self, z: Tensor, actions: Tensor, p: Tensor | None,
-                cache: StepCache | None) -> Tensor:
-        """The cached predictor steps of ``rollout``: actions [B,H,fs*A] -> latents [B,H,K,D]."""
+    def _unroll(self, z: Tensor, actions: Tensor, p: Tensor | None, cache: StepCache | None,
+                then: Callable[[Tensor, Tensor | None], Tensor] | None = None,
+                then_blocks: int = 0) -> Tensor:
+        """The cached predictor steps of ``rollout``: actions [B,H,fs*A] -> latents [B,H,K,D],
+        then ``then_blocks`` closed-loop blocks of the policy ``then``."""
         outputs = []
+        horizon = actions.shape[1]
         with self._autocast():
-            for t in range(actions.shape[1]):
+            for t in range(horizon):
                 z, p, cache = self._step(z, actions[:, t], p, t, cache)
                 outputs.append(z)
+            for t in range(horizon, horizon + then_blocks):
+                z, p, cache = self._policy_step(z, p, cache, then, t)
+                outputs.append(z)
         return torch.stack(outputs, dim=1).float()
+
+    def _policy_step(self, z: Tensor, p: Tensor | None, cache: StepCache | None,
+                     act: Callable[[Tensor, Tensor | None], Tensor], t: int
+                     ) -> tuple[Tensor, Tensor | None, StepCache]:
+        """One block whose actions ``act`` chooses from the predicted latent and proprio (in
+        the env's units)."""
+        p_env = None if p is None else p.float() * self.proprio_std + self.proprio_mean
+        actions = self._check_actions(act(z.float(), p_env), z.shape[0], None).flatten(1)
+        return self._step(z, actions, p, t, cache)
 
     def _check_action_blocks(self, actions: Any, b: int) -> Tensor:
         """[B,H,fs,A] (or [B,H,A] when frameskip is 1) -> [B,H,fs*A], checked."""
@@ -363,9 +391,7 @@ class WorldModel(nn.Module):
         cache, latents, proprios = None, [], []
         with self._autocast():
             for t in range(int(horizon)):
-                p_env = None if p is None else p.float() * self.proprio_std + self.proprio_mean
-                actions = self._check_actions(act(z.float(), p_env), b, None).flatten(1)
-                z, p, cache = self._step(z, actions, p, t, cache)
+                z, p, cache = self._policy_step(z, p, cache, act, t)
                 latents.append(z.float())
                 if p is not None:
                     proprios.append(p.float() * self.proprio_std + self.proprio_mean)

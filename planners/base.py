@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from planners.energy import Energy
+from planners.tail import PolicyTail
 from planners.threads import cpu_workers, run_parallel
 
 DEFAULT_HORIZON = 2  # action blocks, when neither the command line nor the model sets one
@@ -281,7 +282,9 @@ class Scorer:
     ``workers``: on a CPU, chunks are scored by that many threads at once, each with one
     intra-op thread (``planners.threads``; 0 = torch's thread count, 1 = off), for world
     models that declare ``parallel_scoring = True`` (their rollouts share no mutable state).
-    Gradients (the gradient planner) are always computed in the calling thread."""
+    Gradients (the gradient planner) are always computed in the calling thread. ``tail``: a
+    policy that continues every sequence in the world model before it is scored
+    (``planners.tail``)."""
 
     def __init__(
         self,
@@ -292,12 +295,19 @@ class Scorer:
         objective: Energy,
         chunk: int | str | None = "auto",
         workers: int = 0,
+        tail: PolicyTail | None = None,
     ) -> None:
         if not isinstance(objective, Energy):
             raise TypeError(f"objective must be a planners.energy.Energy, got "
                             f"{type(objective).__name__}")
+        if tail is not None:
+            if not hasattr(world_model, "rollout_many"):
+                raise ValueError("a policy tail needs a learned world model (rollout_many)")
+            if objective.steps == "all":
+                tail.check_objective(objective.step_weights)
         self.wm = world_model
         self.objective = objective
+        self.tail = tail
         self.device = torch.device(world_model.device)
         self.frameskip = int(world_model.frameskip)
         self.z_now = z_now.to(self.device)
@@ -338,7 +348,13 @@ class Scorer:
     def _energy(self, actions: Tensor, goal: Tensor) -> Tensor:
         """actions [E,n,H,fs,A] -> energies [E,n], one world-model call."""
         e, n = actions.shape[:2]
-        if hasattr(self.wm, "rollout_many"):  # shares the work that depends on the start only
+        if self.tail is not None:
+            goals = goal.repeat_interleave(n, dim=0)
+            predicted = self.wm.rollout_many(
+                self.z_now, actions, self.proprio,
+                then=lambda z, p: self.tail.act(z, p, goals), then_blocks=self.tail.blocks,
+            ).flatten(0, 1)
+        elif hasattr(self.wm, "rollout_many"):  # shares the work that depends on the start only
             predicted = self.wm.rollout_many(self.z_now, actions, self.proprio).flatten(0, 1)
         else:
             proprio = None if self.proprio is None else self.proprio.repeat_interleave(n, dim=0)

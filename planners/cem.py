@@ -15,6 +15,7 @@ from torch import Tensor
 
 from planners.base import Generators, PlanResult, WorldModelProtocol, make_settings
 from planners.sampling import SamplingSettings, search
+from planners.tail import PolicyTail
 
 
 @dataclass
@@ -57,13 +58,15 @@ def plan(
     generator: Generators = None,
     settings: CEMSettings | None = None,
     proposals: Tensor | None = None,
+    tail: PolicyTail | None = None,
     **overrides: Any,
 ) -> PlanResult:
     """Plan for E environments at once: z_now / z_goal [E,K,D] -> actions [E,H,fs,A];
-    ``proposals`` [E,P,H,fs,A]: sequences to score in the first iteration."""
+    ``proposals`` [E,P,H,fs,A]: sequences to score in the first iteration; ``tail``: a policy
+    that continues every sequence before it is scored (``planners.tail``)."""
     cfg = make_settings(CEMSettings, settings, overrides)
     found = search(world_model, z_now, z_goal, proprio, init_mean, generator, cfg,
-                   lambda *state: refit(cfg, *state), proposals=proposals)
+                   lambda *state: refit(cfg, *state), proposals=proposals, tail=tail)
     if cfg.keep_best:
         params, energy = found.best.params, found.best.energy
     else:

@@ -92,6 +92,8 @@ class MPCConfig:
     checkpoint: str | None = None
     policy: str | None = None
     proposal: str | None = None
+    tail: str | None = None
+    tail_blocks: int = 3
     device: str = "auto"
     precision: str = "auto"
     workers: int = 0
@@ -125,7 +127,8 @@ def check_config(cfg: MPCConfig) -> None:
         envs.resolve_env_id(cfg.env)
     except envs.UnknownEnvError as exc:
         raise UserError(str(exc)) from None
-    for key in ("episodes", "num_envs", "budget", "horizon", "frameskip", "image_size"):
+    for key in ("episodes", "num_envs", "budget", "horizon", "frameskip", "image_size",
+                "tail_blocks"):
         if getattr(cfg, key) is not None and getattr(cfg, key) < 1:
             raise UserError(f"{key} must be a positive integer, got {getattr(cfg, key)}")
     try:
@@ -139,9 +142,10 @@ def check_config(cfg: MPCConfig) -> None:
     if (cfg.model == "distilled") != (cfg.policy is not None):
         raise UserError("--policy DIR (a python -m jepa_world.distill result) goes with "
                         "model=distilled, and only with it")
-    if cfg.proposal is not None and (cfg.model != "learned" or cfg.planner == "gradient"):
-        raise UserError("proposal=DIR (a distilled policy) goes with the learned model and a "
-                        "sampling planner (cem, mppi)")
+    for key in ("proposal", "tail"):
+        if getattr(cfg, key) is not None and (cfg.model != "learned" or cfg.planner == "gradient"):
+            raise UserError(f"{key}=DIR (a distilled policy) goes with the learned model and a "
+                            "sampling planner (cem, mppi)")
     if cfg.correction not in ("none", "offset"):
         raise UserError(f"unknown correction {cfg.correction!r} (known: none, offset)")
     try:
@@ -266,16 +270,21 @@ def make_policy(cfg: MPCConfig, tasks: list[Any], model: Any,
             f"{env_proprio}: it was trained on another version of the task, retrain it"
         )
     gain = cfg.correction_gain if cfg.correction == "offset" else None
-    proposal = None
-    if cfg.proposal is not None:
-        student = load_distilled(cfg.proposal, task, env_id, model)
-        try:
-            proposal = student.proposal(model, settings.horizon)
-        except ValueError as exc:
-            raise UserError(f"proposal {cfg.proposal!r}: {exc}") from None
-    return PlannerPolicy(model, plan_fn, settings, warm_start=cfg.warm_start,
-                         shrink_horizon=cfg.shrink_horizon, correction_gain=gain,
-                         budget=cfg.budget, proposal=proposal)
+    proposal = tail = None
+    try:
+        if cfg.proposal is not None:
+            proposal = load_distilled(cfg.proposal, task, env_id, model).proposal(
+                model, settings.horizon)
+    except ValueError as exc:
+        raise UserError(f"proposal {cfg.proposal!r}: {exc}") from None
+    try:
+        if cfg.tail is not None:
+            tail = load_distilled(cfg.tail, task, env_id, model).tail(model, cfg.tail_blocks)
+        return PlannerPolicy(model, plan_fn, settings, warm_start=cfg.warm_start,
+                             shrink_horizon=cfg.shrink_horizon, correction_gain=gain,
+                             budget=cfg.budget, proposal=proposal, tail=tail)
+    except ValueError as exc:
+        raise UserError(f"tail {cfg.tail!r}: {exc}" if cfg.tail else str(exc)) from None
 
 
 def load_distilled(path: str, task: Any, env_id: str, world_model: Any = None) -> Any:
@@ -439,6 +448,8 @@ def summarize(
         "checkpoint": cfg.checkpoint if cfg.model == "learned" else None,
         "policy": cfg.policy,
         "proposal": cfg.proposal,
+        "tail": cfg.tail,
+        "tail_blocks": cfg.tail_blocks if cfg.tail is not None else None,
         "model": cfg.model,
         "note": {"oracle": ORACLE_NOTE, "random": RANDOM_NOTE,
                  "distilled": DISTILLED_NOTE}.get(cfg.model),

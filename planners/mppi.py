@@ -28,6 +28,7 @@ from planners.base import (
     make_settings,
 )
 from planners.sampling import SamplingSettings, search
+from planners.tail import PolicyTail
 
 OUTPUTS = ("mean", "best", "sample")
 
@@ -94,14 +95,16 @@ def plan(
     generator: Generators = None,
     settings: MPPISettings | None = None,
     proposals: Tensor | None = None,
+    tail: PolicyTail | None = None,
     **overrides: Any,
 ) -> PlanResult:
     """Plan for E environments at once: z_now / z_goal [E,K,D] -> actions [E,H,fs,A];
-    ``proposals`` [E,P,H,fs,A]: sequences to score in the first iteration."""
+    ``proposals`` [E,P,H,fs,A]: sequences to score in the first iteration; ``tail``: a policy
+    that continues every sequence before it is scored (``planners.tail``)."""
     cfg = make_settings(MPPISettings, settings, overrides)
     found = search(world_model, z_now, z_goal, proprio, init_mean, generator, cfg,
                    lambda *state: refit(cfg, *state), std_init=min(cfg.std_init, cfg.std_max),
-                   proposals=proposals)
+                   proposals=proposals, tail=tail)
     if cfg.output == "best":
         params, energy = found.best.params, found.best.energy
     else:

@@ -35,6 +35,7 @@ from planners.base import (
     shift_plan,
 )
 from planners.correction import OffsetCorrection
+from planners.tail import PolicyTail
 
 
 @dataclass
@@ -173,7 +174,9 @@ class PlannerPolicy:
     ``proposal(z_now [E,K,D], goal [E,K,D], proprio [E,P] or None) -> [E,H,fs,A]`` (or
     [E,P,H,fs,A]) suggests sequences that a sampling planner scores first at every replanning
     step, e.g. a distilled policy rolled out in the world model
-    (``jepa_world.rl.StudentPolicy.proposal``).
+    (``jepa_world.rl.StudentPolicy.proposal``). ``tail`` (``planners.tail.PolicyTail``): a
+    policy that continues every scored sequence in the world model, so that a short horizon
+    judges moves by where they lead (``StudentPolicy.tail``).
     """
 
     kind = "learned"
@@ -190,6 +193,7 @@ class PlannerPolicy:
         budget: int | None = None,
         seed: int = 0,
         proposal: Callable[[Tensor, Tensor, Tensor | None], Tensor] | None = None,
+        tail: PolicyTail | None = None,
         **overrides: Any,
     ) -> None:
         self.model = model
@@ -197,6 +201,13 @@ class PlannerPolicy:
         if proposal is not None and "proposals" not in inspect.signature(self.plan_fn).parameters:
             raise ValueError("this planner takes no proposals: use a sampling planner (cem, mppi)")
         self.proposal = proposal
+        if tail is not None:
+            if "tail" not in inspect.signature(self.plan_fn).parameters:
+                raise ValueError("this planner takes no policy tail: use a sampling planner "
+                                 "(cem, mppi)")
+            if self.settings.energy_steps == "all":
+                tail.check_objective(self.settings.step_weights)
+        self.tail = tail
         self.frameskip = int(model.frameskip)
         self.warm_start, self.shrink_horizon = bool(warm_start), bool(shrink_horizon)
         if correction_gain is not None:
@@ -328,6 +339,8 @@ class PlannerPolicy:
         if self.proposal is not None:
             proposed = self.proposal(z_now, goal, proprio)
             extra["proposals"] = proposed if proposed.dim() == 5 else proposed.unsqueeze(1)
+        if self.tail is not None:
+            extra["tail"] = self.tail
         result = self.plan_fn(
             self.model, z_now, goal, proprio=proprio, init_mean=init,
             generator=[self._generators[e] for e in envs], settings=settings, **extra,

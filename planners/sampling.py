@@ -36,6 +36,7 @@ from planners.base import (
     randn,
     to_blocks,
 )
+from planners.tail import PolicyTail
 
 # (elites [E,M,H,b,A], their energies [E,M], mean [E,H,b,A], std [E,H,b,A]) -> (mean, std)
 Refit = Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
@@ -128,17 +129,18 @@ def search(
     refit: Refit,
     std_init: float | None = None,
     proposals: Tensor | None = None,
+    tail: PolicyTail | None = None,
 ) -> Search:
     """Run ``settings.iterations`` sample / score / refit rounds for E environments at once
     (``std_init`` overrides the settings' first std; ``proposals`` [E,P,H,fs,A] are scored in
-    the first round)."""
+    the first round; ``tail`` continues every sequence before it is scored, ``planners.tail``)."""
     started = time.perf_counter()
     generators, shape, mean = prepare(world_model, z_now, z_goal, init_mean, generator, settings)
     num_envs, device = mean.shape[0], mean.device
     proposed = _proposals(proposals, num_envs, shape, settings, device)
     wide = min(int(round(settings.explore * settings.samples)), settings.samples - 1)
     score = Scorer(world_model, z_now, z_goal, proprio, settings.objective(world_model),
-                   workers=settings.workers)
+                   workers=settings.workers, tail=tail)
     std = torch.full_like(mean, settings.std_init if std_init is None else std_init)
     best = BestTracker(num_envs, shape, device)
     history: list[Tensor] = []

@@ -100,6 +100,44 @@ def test_the_student_proposes_sequences_that_the_planner_scores(distilled, model
     assert_one_line_error(gradient, "sampling planner")
 
 
+def test_the_student_finishes_the_planners_sequences(distilled, model_dir, tmp_path):
+    """``planners.mpc tail=DIR``: the student continues every scored sequence for
+    ``tail_blocks`` blocks (its actions held per block); recorded in the metrics; refused with
+    the gradient planner, the oracle and bad block counts."""
+    import torch
+
+    from jepa_world.rl.student import StudentPolicy
+    from jepa_world.world_model import WorldModel
+
+    model = WorldModel.load(model_dir)
+    student = StudentPolicy.load(distilled / "policy", model)
+    tail = student.tail(model, 2)
+    z, goal = torch.randn(3, *model.latent_shape), torch.randn(3, *model.latent_shape)
+    proprio = torch.randn(3, model.proprio_dim)
+    block = tail.act(z, proprio, goal)
+    assert tail.blocks == 2 and block.shape == (3, model.frameskip, model.action_dim)
+    torch.testing.assert_close(block[:, 0], student.net(torch.cat([z.flatten(1), proprio,
+                                                                   goal.flatten(1)], 1)))
+    assert torch.equal(block, block[:, :1].expand_as(block))
+
+    report = tmp_path / "m.json"
+    result = run_cli("-m", "planners.mpc", "--env", "reach", "--checkpoint", str(model_dir),
+                     "--episodes", "1", "--budget", "10", "--quiet", "--json", str(report),
+                     "image_size=32", f"tail={distilled / 'policy'}", "tail_blocks=2",
+                     "cem.samples=8", "cem.elites=2", "cem.iterations=1", "horizon=2")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(report.read_text())
+    assert metrics["tail"] == str(distilled / "policy") and metrics["tail_blocks"] == 2
+    for bad, needle in [(["--planner", "gradient"], "sampling planner"),
+                        (["--model", "oracle"], "sampling planner"),
+                        (["tail_blocks=0"], "tail_blocks must be a positive integer"),
+                        (["step_weights=[1,2]", "horizon=2", "energy_steps=all"],
+                         "step_weights=null")]:
+        refused = run_cli("-m", "planners.mpc", "--env", "reach", "--checkpoint", str(model_dir),
+                          "image_size=32", f"tail={distilled / 'policy'}", *bad)
+        assert_one_line_error(refused, needle)
+
+
 def test_the_student_reads_dict_and_flat_observations_alike(distilled):
     import gymnasium as gym
 

@@ -559,3 +559,52 @@ def test_parallel_scoring_splits_chunks_over_single_threaded_workers():
     assert Scorer(plain, z0, goal, None, objective, workers=3).workers == 1
     with pytest.raises(ValueError, match="workers"):
         CEMSettings(workers=-1).validate()
+
+
+def test_a_policy_tail_extends_every_scored_sequence():
+    """With a tail the energy covers the planned blocks and the blocks a goal-conditioned
+    policy acts after them (each sequence with its own environment's goal); the planners and
+    PlannerPolicy pass it on, and settings it cannot serve are refused."""
+    from planners import cem
+    from planners.energy import Energy
+    from planners.tail import PolicyTail
+    from tests.test_rl import tiny_model
+
+    model = tiny_model()
+    gen = torch.Generator().manual_seed(3)
+    z0 = torch.randn(2, *model.latent_shape, generator=gen)
+    goal = torch.randn(2, *model.latent_shape, generator=gen)
+    proprio = torch.randn(2, 6, generator=gen)
+
+    def toward(latent, p, goal_rows):  # reads the goal: a misaligned goal changes the actions
+        push = torch.tanh((goal_rows - latent).mean(dim=1)[:, :2])
+        return push[:, None].expand(-1, model.frameskip, -1)
+
+    tail = PolicyTail(toward, 2)
+    objective = Energy("l2", "all")
+    candidates = torch.rand(2, 5, 2, 1, 2, generator=gen) * 2 - 1
+    scored = Scorer(model, z0, goal, proprio, objective, tail=tail)(candidates)
+    blocks = candidates.expand(-1, -1, -1, model.frameskip, -1)
+    goals = goal.repeat_interleave(5, 0)
+    with torch.no_grad():
+        extended = model.rollout_many(z0, blocks, proprio,
+                                      then=lambda z, p: toward(z, p, goals), then_blocks=2)
+    assert extended.shape[2] == 4
+    torch.testing.assert_close(scored, objective(extended.flatten(0, 1), goals).reshape(2, 5))
+    plain = Scorer(model, z0, goal, proprio, objective)(candidates)
+    assert not torch.allclose(scored, plain)
+
+    result = cem.plan(model, z0, goal, proprio=proprio, generator=generators([0, 1]),
+                      samples=16, elites=4, iterations=2, horizon=2, energy_steps="all", tail=tail)
+    assert result.actions.shape == (2, 2, model.frameskip, 2)
+    policy = PlannerPolicy(model, "cem", tail=tail, **FAST_TAIL_CEM)
+    assert policy.tail is tail
+    with pytest.raises(ValueError, match="takes no policy tail"):
+        PlannerPolicy(model, "gradient", tail=tail)
+    with pytest.raises(ValueError, match="step_weights=null"):
+        PlannerPolicy(model, "cem", tail=tail, step_weights=[1.0, 2.0], **FAST_TAIL_CEM)
+    with pytest.raises(ValueError, match="blocks >= 1"):
+        PolicyTail(toward, 0)
+
+
+FAST_TAIL_CEM = {"samples": 16, "elites": 4, "iterations": 2, "horizon": 2, "energy_steps": "all"}

@@ -577,6 +577,34 @@ def test_rollout_many_equals_rollout_on_repeated_starts(model):
         model.rollout_many(z0, actions[..., :1], proprio)
 
 
+def test_rollout_many_then_a_policy_continues_each_sequence(model):
+    """``then`` acts ``then_blocks`` more blocks after the sequences, closed loop: a policy that
+    reads the predicted state and proprio, whose choices are those of an open-loop rollout of
+    the same actions."""
+    z0 = model.encode(frames(2, 1))[:, 0]
+    actions = torch.rand(2, 3, 2, 3, 2) * 2 - 1
+    proprio = torch.randn(2, 4)
+    seen, chosen = [], []
+
+    def policy(latent, p):
+        seen.append((latent.shape, None if p is None else p.shape))
+        block = torch.tanh(latent.mean(dim=(1, 2)))[:, None, None].expand(-1, 3, 2)
+        chosen.append(block)
+        return block
+
+    continued = model.rollout_many(z0, actions, proprio, then=policy, then_blocks=2)
+    assert continued.shape == (2, 3, 4, *model.latent_shape)
+    assert seen == [((6, *model.latent_shape), (6, 4))] * 2  # every sequence, start-major
+    torch.testing.assert_close(continued[:, :, :2], model.rollout_many(z0, actions, proprio))
+    replayed = torch.cat([actions, torch.stack(chosen, 1).reshape(2, 3, 2, 3, 2)], 2)
+    torch.testing.assert_close(continued, model.rollout_many(z0, replayed, proprio),
+                               atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="go together"):
+        model.rollout_many(z0, actions, proprio, then=policy)
+    with pytest.raises(ValueError, match="go together"):
+        model.rollout_many(z0, actions, proprio, then_blocks=2)
+
+
 def test_bf16_precision_computes_in_bf16_and_returns_float32(model):
     z0 = model.encode(frames(2, 1))[:, 0]
     actions, proprio = torch.rand(2, 3, 3, 2) * 2 - 1, torch.randn(2, 4)

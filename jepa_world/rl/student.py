@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from jepa_world.rl.layout import LatentLayout
 from planners.policies import EpisodeSlots, PolicyStats, batch_observations
+from planners.tail import PolicyTail
 
 WEIGHTS, CONFIG = "weights.safetensors", "config.json"
 
@@ -117,6 +118,31 @@ class StudentPolicy:
         training): ``(z [E,K,D], goal [E,K,D], proprio [E,P] in env units or None) ->
         actions [E,H,fs,A]``, a proposal for a sampling planner
         (``PlannerPolicy(..., proposal=...)``)."""
+        block_of = self._block_policy(world_model)
+
+        @torch.no_grad()
+        def propose(z: Tensor, goal: Tensor, proprio: Tensor | None) -> Tensor:
+            chosen: list[Tensor] = []
+
+            def act(latent: Tensor, p: Tensor | None) -> Tensor:
+                block = block_of(latent, p, goal)
+                chosen.append(block)
+                return block
+
+            world_model.rollout_policy(z, act, horizon, proprio)
+            return torch.stack(chosen, 1)
+
+        return propose
+
+    def tail(self, world_model: Any, blocks: int) -> PolicyTail:
+        """This policy as the tail of every sequence a sampling planner scores in
+        ``world_model`` (``planners.tail``): ``blocks`` blocks, each action held for its
+        ``frameskip`` steps as in imagination training."""
+        return PolicyTail(self._block_policy(world_model), blocks)
+
+    def _block_policy(self, world_model: Any) -> Callable[[Tensor, Tensor | None, Tensor], Tensor]:
+        """(latent [B,K,D], proprio [B,P] or None, goal [B,K,D]) -> one action held for a
+        block [B,fs,A], checked against ``world_model``."""
         from jepa_world.rl.amortized import policy_inputs
 
         fs = int(world_model.frameskip)
@@ -125,19 +151,10 @@ class StudentPolicy:
             raise ValueError("the policy was distilled for another world model (frameskip "
                              "or latent shape differ)")
 
-        @torch.no_grad()
-        def propose(z: Tensor, goal: Tensor, proprio: Tensor | None) -> Tensor:
-            chosen: list[Tensor] = []
+        def block(latent: Tensor, p: Tensor | None, goal: Tensor) -> Tensor:
+            return self.net(policy_inputs(latent, p, goal)).unsqueeze(1).expand(-1, fs, -1)
 
-            def act(latent: Tensor, p: Tensor | None) -> Tensor:
-                block = self.net(policy_inputs(latent, p, goal)).unsqueeze(1).expand(-1, fs, -1)
-                chosen.append(block)
-                return block
-
-            world_model.rollout_policy(z, act, horizon, proprio)
-            return torch.stack(chosen, 1)
-
-        return propose
+        return block
 
     def _flat_from_pixels(self, batch: dict[str, np.ndarray], starts: list[int]) -> Tensor:
         """Encode the frames, and the goal images of the episodes that start now."""
