@@ -53,6 +53,18 @@ def open_world_model(cfg: DistillConfig) -> tuple[Any, str]:
     return load_world_model(str(name), torch.device("cpu")), str(name)
 
 
+def with_later_settings(recorded: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """A run's recorded settings with the settings added to the schema since, at their
+    defaults (what the run did without them), so that it still resumes."""
+    merged = dict(recorded)
+    for key, value in defaults.items():
+        if key not in merged:
+            merged[key] = value
+        elif isinstance(value, dict) and isinstance(merged[key], dict):
+            merged[key] = with_later_settings(merged[key], value)
+    return merged
+
+
 def make_tasks(cfg: DistillConfig, model: Any) -> list[Any]:
     from planners.mpc import open_tasks
 
@@ -208,8 +220,9 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
             state = json.loads(state_path.read_text())
         except json.JSONDecodeError as exc:
             raise UserError(f"{state_path} is corrupt ({exc}): use another out_dir") from None
+        recorded = with_later_settings(state["config"], asdict(DistillConfig()))
         changed = sorted(k for k in settings if k not in RESUMABLE
-                         and state["config"].get(k) != settings[k])
+                         and recorded.get(k) != settings[k])
         if changed:
             raise UserError(f"{out} holds a distillation with other settings ({', '.join(changed)}):"
                             " use another out_dir")

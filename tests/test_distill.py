@@ -44,6 +44,10 @@ def test_resume_runs_only_the_new_rounds(model_dir, distilled, tmp_path):
 
     copy = tmp_path / "run"
     shutil.copytree(distilled, copy)
+    state = json.loads((copy / "state.json").read_text())  # as recorded before these settings
+    for key in ("loss", "still_goals", "clip_grad"):
+        del state["config"]["imagination"][key]
+    (copy / "state.json").write_text(json.dumps(state))
     args = [f"world_model={model_dir}", f"out_dir={copy}", *TINY]
     more = run_cli("-m", "jepa_world.distill", *[a for a in args if a != "rounds=2"], "rounds=3")
     assert more.returncode == 0, more.stderr
