@@ -306,7 +306,8 @@ def imagine(cfg: DistillConfig, student: Any, planner: Any, out: Path) -> list[d
         raise UserError(str(exc)) from None
     finally:
         bar.close()
-    tqdm.write(f"imagination: {stage.steps} steps, the planner's energy "
+    what = "the planner's energy" if stage.loss == "energy" else f"the {stage.loss} loss"
+    tqdm.write(f"imagination: {stage.steps} steps, {what} "
                f"{history[0]['energy']:.4f} -> {history[-1]['energy']:.4f}", file=sys.stderr)
     return history
 
