@@ -307,6 +307,9 @@ class WorldModel(nn.Module):
         decoder's output for the current proprio) computed once per start. ``then``: a policy
         (as in ``rollout_policy``, over the E*N rows, start-major) that acts ``then_blocks``
         more blocks closed loop after the sequences -> [E,N,H+then_blocks,K,D]."""
+        if (then is None) != (int(then_blocks) == 0) or int(then_blocks) < 0:
+            raise ValueError(f"then (a policy) and then_blocks >= 1 go together, got "
+                             f"{'a' if then else 'no'} policy and then_blocks={then_blocks}")
         z = self._check_latents(z, history=False)
         e = z.shape[0]
         actions = self._as_float(actions, "actions")
@@ -325,9 +328,6 @@ class WorldModel(nn.Module):
             cache = StepCache.first(len(self.predictor.blocks), p, decoded)
         elif p is not None:
             p = p.repeat_interleave(n, dim=0)
-        if (then is None) != (int(then_blocks) == 0) or int(then_blocks) < 0:
-            raise ValueError(f"then (a policy) and then_blocks >= 1 go together, got "
-                             f"{'a' if then else 'no'} policy and then_blocks={then_blocks}")
         predicted = self._unroll(z.repeat_interleave(n, dim=0), actions, p, cache, then,
                                  int(then_blocks))
         return predicted.reshape(e, n, *predicted.shape[1:])

@@ -303,8 +303,7 @@ class Scorer:
         if tail is not None:
             if not hasattr(world_model, "rollout_many"):
                 raise ValueError("a policy tail needs a learned world model (rollout_many)")
-            if objective.steps == "all":
-                tail.check_objective(objective.step_weights)
+            tail.check_objective(objective)
         self.wm = world_model
         self.objective = objective
         self.tail = tail

@@ -205,8 +205,7 @@ class PlannerPolicy:
             if "tail" not in inspect.signature(self.plan_fn).parameters:
                 raise ValueError("this planner takes no policy tail: use a sampling planner "
                                  "(cem, mppi)")
-            if self.settings.energy_steps == "all":
-                tail.check_objective(self.settings.step_weights)
+            tail.check_objective(self.settings.objective(model))
         self.tail = tail
         self.frameskip = int(model.frameskip)
         self.warm_start, self.shrink_horizon = bool(warm_start), bool(shrink_horizon)

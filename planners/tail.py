@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from planners.energy import Energy
+
 # (latent [B,K,D], proprio [B,P] in env units or None, goal latent [B,K,D]) -> actions [B,fs,A]
 GoalPolicy = Callable[[Tensor, Tensor | None, Tensor], Tensor]
 
@@ -29,9 +31,9 @@ class PolicyTail:
         if isinstance(self.blocks, bool) or not isinstance(self.blocks, int) or self.blocks < 1:
             raise ValueError(f"a policy tail needs blocks >= 1, got {self.blocks!r}")
 
-    def check_objective(self, step_weights: tuple[float, ...] | list[float] | None) -> None:
+    def check_objective(self, objective: Energy) -> None:
         """The tail's blocks are scored with the planned ones, so per-block weights (one per
         planned block) cannot apply."""
-        if step_weights is not None:
+        if objective.steps == "all" and objective.step_weights is not None:
             raise ValueError("a policy tail scores more blocks than the horizon: it needs "
                              "step_weights=null (uniform) or energy_steps=final")

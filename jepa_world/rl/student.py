@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from jepa_world.rl.layout import LatentLayout
 from planners.policies import EpisodeSlots, PolicyStats, batch_observations
-from planners.tail import PolicyTail
+from planners.tail import GoalPolicy, PolicyTail
 
 WEIGHTS, CONFIG = "weights.safetensors", "config.json"
 
@@ -140,7 +140,7 @@ class StudentPolicy:
         ``frameskip`` steps as in imagination training."""
         return PolicyTail(self._block_policy(world_model), blocks)
 
-    def _block_policy(self, world_model: Any) -> Callable[[Tensor, Tensor | None, Tensor], Tensor]:
+    def _block_policy(self, world_model: Any) -> GoalPolicy:
         """(latent [B,K,D], proprio [B,P] or None, goal [B,K,D]) -> one action held for a
         block [B,fs,A], checked against ``world_model``."""
         from jepa_world.rl.amortized import policy_inputs
