@@ -485,6 +485,9 @@ def summary_text(metrics: dict[str, Any]) -> str:
         f"{metrics['env']} | model {metrics['model']}"
         + (f" ({metrics['checkpoint']})" if metrics["checkpoint"] else "")
         + (f" | planner {metrics['planner']}" if metrics["planner"] else "")
+        + (f" + proposal {metrics['proposal']}" if metrics.get("proposal") else "")
+        + (f" + tail {metrics['tail']} ({metrics['tail_blocks']} blocks)"
+           if metrics.get("tail") else "")
         + f" | goal {metrics['goal_protocol']} | budget {metrics['budget']} steps"
         + f" | {metrics['episodes']} episodes, seed {metrics['seed']}",
         f"  success (end)        {100 * metrics['success_rate']:6.1f} %",

@@ -132,6 +132,7 @@ def test_the_student_finishes_the_planners_sequences(distilled, model_dir, tmp_p
     assert result.returncode == 0, result.stderr
     metrics = json.loads(report.read_text())
     assert metrics["tail"] == str(distilled / "policy") and metrics["tail_blocks"] == 2
+    assert f"planner cem + tail {distilled / 'policy'} (2 blocks)" in result.stdout
     for bad, needle in [(["--planner", "gradient"], "sampling planner"),
                         (["--model", "oracle"], "sampling planner"),
                         (["tail_blocks=0"], "tail_blocks must be a positive integer"),
