@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import platform
 import shlex
-import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+
+from jepa_world import provenance
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -35,12 +36,7 @@ def machine() -> str:
 
 
 def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=Path(__file__).parent, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    return provenance.git_commit(short=True)
 
 
 def markdown_table(headers: list[str], rows: list[list]) -> str:

@@ -250,14 +250,13 @@ def probe_model(
 
 
 def install(model: Path, name: str) -> Path:
-    """Copy a world model into the package (jepa_world/assets/NAME), replacing the old one."""
+    """Copy a world model into the package (jepa_world/assets/NAME), replacing the old one
+    (and the distilled student kept beside it, which read the old model's latents)."""
+    from jepa_world.files import replace_folder
+
     target = Path(str(resources.files("jepa_world"))) / "assets" / name
-    staging = target.with_name(f".tmp-{target.name}")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(model, staging)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    return target
+    return replace_folder(target, lambda staging: shutil.copytree(model, staging,
+                                                                  dirs_exist_ok=True))
 
 
 def main(argv: list[str] | None = None) -> int:

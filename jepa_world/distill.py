@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from jepa_world.files import atomic_open, write_json_atomic
+from jepa_world.files import atomic_open, replace_folder, write_json_atomic
 from jepa_world.schemas.distill import DistillConfig
 from jepa_world.training.cli import UserError, load_config, run_command, typed_config
+from jepa_world.world_model import SHIPPED, resolve_model_dir
 
 TRAIN_SEED_BASE = 10**12  # far above recording seeds (0, 1, ...) and eval seeds (1_000_000 + ...)
 LABELS, STATE = "labels.npz", "state.json"
-RESUMABLE = ("rounds", "progress", "out_dir")  # may change when a run is resumed (or moved)
+RESUMABLE = ("rounds", "progress", "out_dir", "install")  # may change when a run is resumed (or moved)
 POLICY = "policy"
 
 
@@ -193,6 +194,9 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
     if out.exists() and not out.is_dir():
         raise UserError(f"out_dir {out} is a file")
     model, model_name = open_world_model(cfg)
+    if cfg.install and model_name not in SHIPPED:
+        raise UserError("install=true puts the policy beside a shipped world model: leave "
+                        f"world_model unset or name one of {', '.join(SHIPPED)}")
     tasks = make_tasks(cfg, model)
     low, high = tasks[0].action_space.low, tasks[0].action_space.high
     try:
@@ -209,6 +213,7 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
         world_model=model_name, tokens=tokens, width=width, proprio_dim=proprio_dim,
         action_dim=model.action_dim, frameskip=model.frameskip, hidden=cfg.student.hidden,
         depth=cfg.student.depth, action_low=float(low.min()), action_high=float(high.max()),
+        world_model_fingerprint=model.fingerprint(),
     )
     student = StudentPolicy(student_cfg, model)
     out.mkdir(parents=True, exist_ok=True)
@@ -263,8 +268,34 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
         progress.close()
         for task in tasks:
             task.close()
-    return {"out_dir": str(out), "policy": str(out / POLICY), "rounds": history,
-            "imagination": imagined}
+    summary = {"out_dir": str(out), "policy": str(out / POLICY), "rounds": history,
+               "imagination": imagined}
+    if cfg.install:
+        summary["installed"] = str(install_student(student, model_name, settings, summary))
+        summary["installed_as"] = model_name
+    return summary
+
+
+def install_student(student: Any, model_name: str, settings: dict[str, Any],
+                    summary: dict[str, Any]) -> Path:
+    """The policy, with where it came from, next to the shipped world model it reads."""
+    from jepa_world.provenance import git_commit
+    from jepa_world.rl.student import STUDENT_DIR
+
+    fingerprint = student.world_model.fingerprint()
+    recorded = student.config.world_model_fingerprint
+    if recorded is not None and recorded != fingerprint:
+        raise UserError(f"the policy was distilled on another {model_name} model (fingerprint "
+                        f"{recorded}, installed {fingerprint}): distil it again")
+    student.config.world_model_fingerprint = fingerprint
+    provenance = {"git_commit": git_commit(), "distill_config": settings,
+                  "imagination": summary["imagination"], "rounds": summary["rounds"]}
+
+    def fill(staging: Path) -> None:
+        student.save(staging)
+        write_json_atomic(staging / "provenance.json", provenance, sort_keys=False)
+
+    return replace_folder(resolve_model_dir(model_name) / STUDENT_DIR, fill)
 
 
 def imagine(cfg: DistillConfig, student: Any, planner: Any, out: Path) -> list[dict[str, float]]:
@@ -316,6 +347,9 @@ def main(argv: list[str]) -> int:
     cfg = typed_config(DistillConfig, load_config("distill", argv))
     summary = distill(cfg)
     print(f"distilled policy: {summary['policy']}")
+    if "installed" in summary:
+        name = summary["installed_as"]
+        print(f"installed into {summary['installed']} (tail={name}, --policy {name})")
     print(f"evaluate: python -m planners.mpc --env {cfg.env} --policy {summary['policy']}")
     return 0
 

@@ -14,8 +14,9 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -161,3 +162,26 @@ def exclusive(folder: str | Path, what: str) -> Iterator[None]:
         yield
     finally:
         handle.close()
+
+
+def replace_folder(target: str | Path, fill: Callable[[Path], Any]) -> Path:
+    """Replace the folder ``target`` by what ``fill(staging)`` writes into a fresh staging
+    folder beside it: the old folder is moved aside only once the new one is complete and is
+    deleted after the swap, so a crash leaves the old folder, the new one, or both on disk."""
+    target = Path(target)
+    staging = target.with_name(f"{TMP_PREFIX}new-{target.name}")
+    aside = target.with_name(f"{TMP_PREFIX}old-{target.name}")
+    for leftover in (staging, aside):
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        fill(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if target.exists():
+        target.rename(aside)
+    staging.rename(target)
+    _fsync_folder(target.parent)
+    shutil.rmtree(aside, ignore_errors=True)
+    return target

@@ -11,7 +11,6 @@ latents. Rerunning the same command with the same ``out_dir`` resumes from its c
 from __future__ import annotations
 
 import math
-import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -30,6 +29,7 @@ from jepa_world.data.latents import LatentTrajectories
 from jepa_world.encoders import load_encoder
 from jepa_world.files import write_text_atomic
 from jepa_world.models.ac_predictor import ACPredictor
+from jepa_world.provenance import git_commit
 from jepa_world.schemas.train_ac import TrainACConfig
 from jepa_world.training.checkpoint import (
     CHECKPOINT,
@@ -414,18 +414,8 @@ def _save(out_dir: Path, cfg: TrainACConfig, rt: Runtime, predictor, optimizer, 
 
 
 def _provenance(cfg: TrainACConfig, datasets: list[EpisodeDataset], summary: dict) -> dict:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parent,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
     return {
-        "git_commit": commit or "unknown",
+        "git_commit": git_commit(),
         "training_config": asdict(cfg),
         "data": [
             {

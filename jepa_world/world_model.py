@@ -11,6 +11,7 @@ One directory per model: ``weights.safetensors`` + ``config.json`` (enough to re
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -353,7 +354,7 @@ class WorldModel(nn.Module):
                      ) -> tuple[Tensor, Tensor | None, StepCache]:
         """One block whose actions ``act`` chooses from the predicted latent and proprio (in
         the env's units)."""
-        p_env = None if p is None else p.float() * self.proprio_std + self.proprio_mean
+        p_env = None if p is None else self._proprio_in_env_units(p)
         actions = self._check_actions(act(z.float(), p_env), z.shape[0], None).flatten(1)
         return self._step(z, actions, p, t, cache)
 
@@ -394,7 +395,7 @@ class WorldModel(nn.Module):
                 z, p, cache = self._policy_step(z, p, cache, act, t)
                 latents.append(z.float())
                 if p is not None:
-                    proprios.append(p.float() * self.proprio_std + self.proprio_mean)
+                    proprios.append(self._proprio_in_env_units(p))
         return torch.stack(latents, 1), (torch.stack(proprios, 1) if proprios else None)
 
     def step(
@@ -410,7 +411,7 @@ class WorldModel(nn.Module):
         with self._autocast():
             z_next, p_next, _ = self._step(z.to(self.device), actions, p, 0, None)
         if p_next is not None:
-            p_next = p_next.float() * self.proprio_std + self.proprio_mean
+            p_next = self._proprio_in_env_units(p_next)
         return z_next.float(), p_next
 
     def energy(self, z: Tensor, z_goal: Tensor, metric: str = "l1") -> Tensor:
@@ -470,6 +471,10 @@ class WorldModel(nn.Module):
             raise ValueError(f"proprio must have shape {list(expected)}, got {list(proprio.shape)}")
         return (proprio - self.proprio_mean) / self.proprio_std
 
+    def _proprio_in_env_units(self, p: Tensor) -> Tensor:
+        """The predictor's normalised proprio back in the env's units (float32)."""
+        return p.float() * self.proprio_std + self.proprio_mean
+
     def _autocast(self):
         kind = self.device.type
         if self._precision == "bf16" or (self._precision == "auto" and kind == "cuda"):
@@ -524,6 +529,17 @@ class WorldModel(nn.Module):
                 f"unexpected {unexpected[:3]}"
             )
         return model.to(device).freeze()
+
+    def fingerprint(self) -> str:
+        """A digest of the weights and config: a policy distilled on one model's latents
+        records it, so that a rebuilt model whose latents mean other things refuses it (the
+        stored planner settings are left out: they do not change what a latent means)."""
+        config = {k: v for k, v in asdict(self.config).items() if k != "planning"}
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def provenance(self, directory: str | Path | None = None) -> dict[str, Any]:
         path = resolve_model_dir(directory) / PROVENANCE if directory else None

@@ -179,6 +179,73 @@ def test_policy_flag_needs_a_distilled_policy(tmp_path):
     assert_one_line_error(result, "--policy DIR")
 
 
+def test_a_student_refuses_a_world_model_it_was_not_distilled_on(distilled, model_dir, tmp_path):
+    import torch
+
+    from jepa_world.rl.student import StudentPolicy
+    from jepa_world.world_model import WorldModel
+
+    model = WorldModel.load(model_dir)
+    config = json.loads((distilled / "policy" / "config.json").read_text())
+    assert config["world_model_fingerprint"] == model.fingerprint()
+    model.config.planning = {"horizon": 7}  # planner settings do not change what latents mean
+    assert model.fingerprint() == config["world_model_fingerprint"]
+    with torch.no_grad():
+        next(model.predictor.parameters()).add_(1e-3)
+    rebuilt = model.save(tmp_path / "rebuilt")
+    with pytest.raises(ValueError, match="distilled on another world model"):
+        StudentPolicy.load(distilled / "policy", WorldModel.load(rebuilt))
+    refused = run_cli("-m", "planners.mpc", "--env", "reach", "--checkpoint", str(rebuilt),
+                      "image_size=32", f"tail={distilled / 'policy'}")
+    assert_one_line_error(refused, "distilled on another world model")
+    del config["world_model_fingerprint"]  # saved before fingerprints: loads unchecked
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps(config))
+    (old / "weights.safetensors").write_bytes(
+        (distilled / "policy" / "weights.safetensors").read_bytes())
+    assert StudentPolicy.load(old, WorldModel.load(rebuilt)).config.world_model_fingerprint is None
+
+
+def test_a_shipped_name_without_a_student_is_one_line():
+    from jepa_world.rl.student import resolve_student_dir
+
+    with pytest.raises(FileNotFoundError, match="the shipped push model comes with no distilled"):
+        resolve_student_dir("push")
+    result = run_cli("-m", "planners.mpc", "--env", "push", "--policy", "push")
+    assert_one_line_error(result, "comes with no distilled policy")
+
+
+def test_install_puts_the_policy_beside_its_world_model(distilled, model_dir, tmp_path,
+                                                        monkeypatch):
+    import jepa_world.distill as distill
+    from jepa_world.rl.student import StudentPolicy
+    from jepa_world.world_model import WorldModel
+
+    shipped = tmp_path / "assets" / "tiny"  # stands in for jepa_world/assets/<task>
+    monkeypatch.setattr(distill, "resolve_model_dir", lambda name: shipped)
+    student = StudentPolicy.load(distilled / "policy", WorldModel.load(model_dir))
+    summary = {"imagination": [], "rounds": [{"round": 0}]}
+    target = distill.install_student(student, "tiny", {"seed": 0}, summary)
+    assert target == shipped / "student"
+    (target / "stale.txt").write_text("from the previous install")
+    target = distill.install_student(student, "tiny", {"seed": 1}, summary)  # replaces it whole
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "provenance.json",
+                                                         "weights.safetensors"]
+    assert [p.name for p in shipped.iterdir()] == ["student"]  # no staging folder left
+    provenance = json.loads((target / "provenance.json").read_text())
+    assert provenance["distill_config"] == {"seed": 1} and provenance["rounds"] == [{"round": 0}]
+    installed = StudentPolicy.load(target, student.world_model)
+    assert installed.config.world_model_fingerprint == student.world_model.fingerprint()
+    student.config.world_model_fingerprint = "0" * 16
+    with pytest.raises(distill.UserError, match="distilled on another tiny model"):
+        distill.install_student(student, "tiny", {}, summary)
+    assert StudentPolicy.load(target, student.world_model)  # the installed one is untouched
+    refused = run_cli("-m", "jepa_world.distill", f"world_model={model_dir}",
+                      f"out_dir={tmp_path / 'x'}", "install=true")
+    assert_one_line_error(refused, "install=true puts the policy beside a shipped world model")
+
+
 def imagination_parts(small_dataset):
     from jepa_world.rl.amortized import ImaginationSettings, RecordedFrames
     from jepa_world.rl.imagined import ImaginedStarts

@@ -19,6 +19,7 @@ from jepa_world.files import (
     atomic_open,
     exclusive,
     remove_stale_tmp,
+    replace_folder,
     write_json_atomic,
 )
 from jepa_world.training.logger import RunLogger, trim_logs
@@ -39,6 +40,22 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
         raise RuntimeError("the writer died half-way")
     assert json.loads(path.read_text()) == {"success_rate": 0.9}
     assert leftovers(tmp_path) == []
+
+
+def test_a_failed_folder_replacement_keeps_the_old_folder(tmp_path):
+    """What build --install and distill install=true go through."""
+    target = tmp_path / "reach"
+    replace_folder(target, lambda staging: (staging / "weights").write_text("old"))
+
+    def dies_half_way(staging: Path) -> None:
+        (staging / "weights").write_text("half")
+        raise RuntimeError("the copy died half-way")
+
+    with pytest.raises(RuntimeError):
+        replace_folder(target, dies_half_way)
+    assert (target / "weights").read_text() == "old" and leftovers(tmp_path) == []
+    replace_folder(target, lambda staging: (staging / "config").write_text("new"))
+    assert [p.name for p in target.iterdir()] == ["config"] and leftovers(tmp_path) == []
 
 
 def test_a_full_disk_keeps_the_old_file(tmp_path):

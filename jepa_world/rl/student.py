@@ -25,6 +25,7 @@ from planners.policies import EpisodeSlots, PolicyStats, batch_observations
 from planners.tail import GoalPolicy, PolicyTail
 
 WEIGHTS, CONFIG = "weights.safetensors", "config.json"
+STUDENT_DIR = "student"  # a shipped model's distilled policy, inside its asset folder
 
 
 @dataclass
@@ -39,6 +40,8 @@ class StudentConfig:
     depth: int = 2
     action_low: float = -1.0
     action_high: float = 1.0
+    # WorldModel.fingerprint() of the model it was distilled on (None: saved before it existed)
+    world_model_fingerprint: str | None = None
 
 
 class StudentNet(nn.Module):
@@ -194,7 +197,7 @@ class StudentPolicy:
         """A saved student; its world model is loaded from its config unless given."""
         from safetensors.torch import load_file
 
-        directory = Path(directory).expanduser()
+        directory = resolve_student_dir(directory)
         if not (directory / CONFIG).is_file():
             raise FileNotFoundError(f"no distilled policy at {directory} (missing {CONFIG})")
         try:
@@ -214,4 +217,25 @@ class StudentPolicy:
         if tuple(world_model.latent_shape) != (config.tokens, config.width):
             raise ValueError(f"the policy in {directory} reads {config.tokens}x{config.width} "
                              f"latents but the world model gives {tuple(world_model.latent_shape)}")
+        expected = config.world_model_fingerprint
+        if expected is not None and expected != world_model.fingerprint():
+            raise ValueError(f"the policy in {directory} was distilled on another world model "
+                             f"(fingerprint {expected}, this one {world_model.fingerprint()}): "
+                             "distil it again for this model")
         return cls(config, world_model, net)
+
+
+def resolve_student_dir(path_or_name: str | Path) -> Path:
+    """A policy directory, or a task name whose shipped world model comes with a distilled
+    student (jepa_world/assets/<task>/student)."""
+    from jepa_world.world_model import SHIPPED, resolve_model_dir
+
+    directory = Path(path_or_name).expanduser()
+    name = str(path_or_name)
+    if directory.is_dir() or name not in SHIPPED:
+        return directory
+    shipped = resolve_model_dir(name) / STUDENT_DIR
+    if not (shipped / CONFIG).is_file():
+        raise FileNotFoundError(f"the shipped {name} model comes with no distilled policy: make "
+                                "one with python -m jepa_world.distill and pass its directory")
+    return shipped

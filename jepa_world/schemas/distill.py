@@ -49,6 +49,7 @@ class DistillConfig:
     student: StudentShape = field(default_factory=StudentShape)
     train: StudentTraining = field(default_factory=StudentTraining)
     imagination: ImaginationStage = field(default_factory=ImaginationStage)
+    install: bool = False  # copy the result next to the shipped world model (assets/<task>/student)
     progress: bool = True
 
     def validate(self) -> None:
