@@ -28,6 +28,7 @@ from jepa_world.models.ac_predictor import ACPredictor, StepCache
 from planners.energy import latent_distance
 
 WEIGHTS, CONFIG, PROVENANCE = "weights.safetensors", "config.json", "provenance.json"
+READOUT_DIR = "readout"  # a state readout fitted on the model's latents (jepa_world.readout)
 # task name -> folder under jepa_world/assets/ (what python -m jepa_world.build --install fills)
 SHIPPED = {"reach": "reach", "push": "push", "gym:Reacher-v5": "gym-reacher-v5"}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -140,7 +141,27 @@ class WorldModel(nn.Module):
         self.register_buffer("proprio_std", std, persistent=False)
         self._precision = "auto"
         self._compiled_step: Callable[..., Any] | None = None
+        # a plain dict, so that an attached readout is no submodule: not in the weights, the
+        # state dict or the fingerprint of the model it reads
+        self._attached: dict[str, Any] = {}
         self.freeze()
+
+    @property
+    def readout(self) -> Any:
+        """The state readout fitted on this model's latents (``jepa_world.readout``), or None;
+        planners add its term to the energy (``readout_weight``)."""
+        return self._attached.get("readout")
+
+    def attach_readout(self, readout: Any) -> WorldModel:
+        self._attached["readout"] = readout.to(self.device)
+        return self
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> WorldModel:
+        """``.to(device)`` and friends move the attached readout too."""
+        super()._apply(fn, *args, **kwargs)
+        for module in getattr(self, "_attached", {}).values():
+            module._apply(fn, *args, **kwargs)
+        return self
 
     @property
     def precision(self) -> str:
@@ -528,7 +549,12 @@ class WorldModel(nn.Module):
                 f"weights in {directory} do not fit the config: missing {missing[:3]}, "
                 f"unexpected {unexpected[:3]}"
             )
-        return model.to(device).freeze()
+        model = model.to(device).freeze()
+        if (directory / READOUT_DIR / CONFIG).is_file():
+            from jepa_world.readout import StateReadout
+
+            model.attach_readout(StateReadout.load(directory / READOUT_DIR, model))
+        return model
 
     def fingerprint(self) -> str:
         """A digest of the weights and config: a policy distilled on one model's latents

@@ -62,7 +62,9 @@ class PlannerSettings:
     early. ``repeat_in_block`` searches one action per block, repeated ``frameskip`` times: the
     search space shrinks from H*fs*A to H*A dimensions. ``workers``: CPU threads that score
     candidates at once, one intra-op thread each (0 = torch's thread count; 1 = off, torch's
-    own intra-op threads only).
+    own intra-op threads only). ``readout_weight``: the weight of the world model's state
+    readout term in the energy (``jepa_world.readout``; None = the readout's own weight when
+    the model carries one, 0 = off).
     """
 
     horizon: int = 5
@@ -73,6 +75,7 @@ class PlannerSettings:
     action_low: float = -1.0
     action_high: float = 1.0
     workers: int = 0
+    readout_weight: float | None = None
 
     def objective(self, world_model: Any = None) -> Energy:
         """The energy these settings describe (with ``world_model``'s own distance, if any)."""

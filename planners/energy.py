@@ -25,6 +25,7 @@ METRICS = ("l1", "l2")
 ENERGY_STEPS = ("final", "all")
 
 Distance = Callable[[Tensor, Tensor, str], Tensor]
+Term = Callable[[Tensor, Tensor], Tensor]  # (z [...,K,D], goal broadcastable) -> [...]
 
 
 def latent_distance(z: Tensor, goal: Tensor, metric: str) -> Tensor:
@@ -48,6 +49,7 @@ class Energy:
     steps: str = "all"
     step_weights: tuple[float, ...] | None = None
     distance: Distance = latent_distance
+    extra: Term | None = None  # added to every block's distance (a state readout's term)
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -64,19 +66,26 @@ class Energy:
 
     @classmethod
     def for_model(cls, settings: Any, world_model: Any = None) -> Energy:
-        """The objective a planner's settings (``metric``, ``energy_steps``, ``step_weights``)
-        describe, with the world model's own distance if it defines one."""
+        """The objective a planner's settings (``metric``, ``energy_steps``, ``step_weights``,
+        ``readout_weight``) describe, with the world model's own distance if it defines one
+        and its state readout's term (``jepa_world.readout``) if it carries one."""
         distance = getattr(world_model, "distance", None) or latent_distance
-        return cls(settings.metric, settings.energy_steps, settings.step_weights, distance)
+        extra = readout_term(getattr(settings, "readout_weight", None), world_model)
+        return cls(settings.metric, settings.energy_steps, settings.step_weights, distance, extra)
+
+    def block_distance(self, z: Tensor, goal: Tensor) -> Tensor:
+        """z [...,K,D] against a broadcastable goal -> [...]: the distance plus the extra term."""
+        value = self.distance(z, goal, self.metric)
+        return value if self.extra is None else value + self.extra(z, goal)
 
     def per_block(self, predicted: Tensor, goal: Tensor) -> Tensor:
         """predicted [B,H,K,D], goal [B or 1,K,D] -> distance of every block [B,H]."""
-        return self.distance(predicted, goal.unsqueeze(1), self.metric)
+        return self.block_distance(predicted, goal.unsqueeze(1))
 
     def __call__(self, predicted: Tensor, goal: Tensor) -> Tensor:
         """predicted [B,H,K,D], goal [B or 1,K,D] -> energy [B] (differentiable)."""
         if self.steps == "final":
-            return self.distance(predicted[:, -1], goal, self.metric)
+            return self.block_distance(predicted[:, -1], goal)
         per_block = self.per_block(predicted, goal)
         horizon = per_block.shape[1]
         raw = self.step_weights or (1.0,) * horizon
@@ -84,3 +93,20 @@ class Energy:
             raise ValueError(f"step_weights has {len(raw)} values for {horizon} predicted blocks")
         weights = torch.tensor(raw, dtype=per_block.dtype, device=per_block.device)
         return (per_block * (weights / weights.sum())).sum(dim=-1)
+
+
+def readout_term(weight: float | None, world_model: Any) -> Term | None:
+    """The state readout's energy term at ``weight`` (None: the readout's own weight; 0: off),
+    or None when there is no term. A positive weight needs a model that carries a readout."""
+    readout = getattr(world_model, "readout", None)
+    if weight is not None and (not math.isfinite(weight) or weight < 0):
+        raise ValueError(f"readout_weight must be finite and >= 0, got {weight}")
+    if readout is None:
+        if weight and world_model is not None:
+            raise ValueError("readout_weight needs a world model with a state readout "
+                             "(python -m jepa_world.readout --install)")
+        return None
+    weight = readout.config.weight if weight is None else float(weight)
+    if weight == 0:
+        return None
+    return lambda z, goal: readout.term(z, goal, weight)

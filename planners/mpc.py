@@ -104,6 +104,7 @@ class MPCConfig:
     energy: str = "l2"
     energy_steps: str | None = None
     step_weights: list[float] | None = None
+    readout_weight: float | None = None
     shrink_horizon: bool = False
     repeat_in_block: bool = True
     correction: str = "none"
@@ -188,6 +189,7 @@ def planner_settings(
             "step_weights": None if cfg.step_weights is None else list(cfg.step_weights),
             "repeat_in_block": cfg.repeat_in_block,
             "workers": cfg.workers,
+            "readout_weight": cfg.readout_weight,
             "action_low": action_box[0],
             "action_high": action_box[1],
         }
@@ -450,6 +452,7 @@ def summarize(
         "proposal": cfg.proposal,
         "tail": cfg.tail,
         "tail_blocks": cfg.tail_blocks if cfg.tail is not None else None,
+        "readout_weight": readout_weight_used(cfg, runner.policy),
         "model": cfg.model,
         "note": {"oracle": ORACLE_NOTE, "random": RANDOM_NOTE,
                  "distilled": DISTILLED_NOTE}.get(cfg.model),
@@ -477,6 +480,14 @@ def summarize(
     return metrics
 
 
+def readout_weight_used(cfg: MPCConfig, policy: Any) -> float | None:
+    """The weight of the state readout's energy term that planned (None: no readout)."""
+    readout = getattr(getattr(policy, "model", None), "readout", None)
+    if cfg.model != "learned" or readout is None:
+        return None
+    return float(readout.config.weight if cfg.readout_weight is None else cfg.readout_weight)
+
+
 def summary_text(metrics: dict[str, Any]) -> str:
     """One screen: what was run and how it went."""
     plan = metrics["plan_ms_median"]
@@ -485,6 +496,8 @@ def summary_text(metrics: dict[str, Any]) -> str:
         f"{metrics['env']} | model {metrics['model']}"
         + (f" ({metrics['checkpoint']})" if metrics["checkpoint"] else "")
         + (f" | planner {metrics['planner']}" if metrics["planner"] else "")
+        + (f" + readout (weight {metrics['readout_weight']:g})"
+           if metrics.get("readout_weight") else "")
         + (f" + proposal {metrics['proposal']}" if metrics.get("proposal") else "")
         + (f" + tail {metrics['tail']} ({metrics['tail_blocks']} blocks)"
            if metrics.get("tail") else "")

@@ -201,6 +201,7 @@ class PlannerPolicy:
         if proposal is not None and "proposals" not in inspect.signature(self.plan_fn).parameters:
             raise ValueError("this planner takes no proposals: use a sampling planner (cem, mppi)")
         self.proposal = proposal
+        self.settings.objective(model)  # the energy's terms fit this model (readout_weight)
         if tail is not None:
             if "tail" not in inspect.signature(self.plan_fn).parameters:
                 raise ValueError("this planner takes no policy tail: use a sampling planner "

@@ -199,6 +199,12 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
     write_json_atomic(tmp_path / "a.json", {})
     (tmp_path / "b.json").write_text("{}")
     assert (tmp_path / "a.json").stat().st_mode == (tmp_path / "b.json").stat().st_mode
+    import torch
+
+    from jepa_world.files import save_safetensors_atomic
+
+    save_safetensors_atomic({"w": torch.zeros(2)}, tmp_path / "w.safetensors")  # its own writer
+    assert (tmp_path / "w.safetensors").stat().st_mode == (tmp_path / "b.json").stat().st_mode
 
 
 @pytest.mark.parametrize("change, needle", [

@@ -127,9 +127,9 @@ def imagination_loss(objective: Any, kind: str) -> Callable[[Tensor, Tensor], Te
         raise ValueError(f"unknown imagination loss {kind!r} (known: {', '.join(LOSSES)})")
 
     def root_distance(z: Tensor, goal: Tensor, metric: str) -> Tensor:
-        return objective.distance(z, goal, metric).clamp_min(1e-12).sqrt()
+        return objective.block_distance(z, goal).clamp_min(1e-12).sqrt()
 
-    return replace(objective, distance=root_distance)
+    return replace(objective, distance=root_distance, extra=None)
 
 
 def train_in_imagination(

@@ -1,0 +1,265 @@
+"""A state readout: a small MLP that reads the joint configuration off a world model's latent.
+
+Why: far from the goal the latent distance stops falling (the arm in two distant poses looks
+"equally different"), so a planner scoring latents alone gets stuck. The readout is trained
+on recorded episodes (frames and the recorded ``qpos``, never an evaluation episode) and is
+applied to the predicted latents and to the goal image's latent alike, so the planner still
+sees only images and proprioception, never the goal state. Joints that turn freely (MuJoCo
+hinges without limits) are read as (cos, sin), every other coordinate as itself: a limited
+joint must not be told that the short way round passes through its limit.
+
+One folder, ``readout/`` inside the world model's folder: ``weights.safetensors`` +
+``config.json`` (widths, which coordinates are periodic, the planner weight and margin, the
+fingerprint of the world model it reads).
+
+    python -m jepa_world.readout --env reach --data DIR [DIR ...] [--world-model reach]
+        [--out DIR | --install] [--steps 4000] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from jepa_world.world_model import CONFIG, READOUT_DIR, WEIGHTS
+
+
+@dataclass
+class ReadoutConfig:
+    latent_size: int  # tokens * width of the latent it reads
+    periodic: list[bool]  # per recorded qpos coordinate: read as (cos, sin)
+    hidden: int = 256
+    weight: float = 10.0  # the planner's default weight of the readout term
+    margin: float = 0.01  # squared readout distance below which the term is off
+    world_model_fingerprint: str | None = None
+    validation: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def features(self) -> int:
+        return sum(2 if p else 1 for p in self.periodic)
+
+
+def joint_features(qpos: Tensor, periodic: list[bool]) -> Tensor:
+    """[..., Q] -> [..., F]: (cos, sin) of the periodic coordinates, the others as they are."""
+    parts = []
+    for i, wraps in enumerate(periodic):
+        q = qpos[..., i]
+        parts += [torch.cos(q), torch.sin(q)] if wraps else [q]
+    return torch.stack(parts, -1)
+
+
+def periodic_coordinates(task: Any) -> list[bool]:
+    """Which qpos coordinates of a MuJoCo task turn freely (unlimited hinge joints)."""
+    import mujoco
+
+    model = task.unwrapped.model
+    periodic = [False] * int(model.nq)
+    for joint in range(int(model.njnt)):
+        if model.jnt_type[joint] == mujoco.mjtJoint.mjJNT_HINGE and not model.jnt_limited[joint]:
+            periodic[int(model.jnt_qposadr[joint])] = True
+    return periodic
+
+
+class StateReadout(nn.Module):
+    """latent [..., K, D] -> joint features [..., F] (inputs standardised by buffers)."""
+
+    def __init__(self, config: ReadoutConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.mlp = nn.Sequential(
+            nn.Linear(config.latent_size, config.hidden), nn.GELU(),
+            nn.Linear(config.hidden, config.hidden), nn.GELU(),
+            nn.Linear(config.hidden, config.features),
+        )
+        self.register_buffer("input_mean", torch.zeros(config.latent_size))
+        self.register_buffer("input_std", torch.ones(config.latent_size))
+
+    def forward(self, z: Tensor) -> Tensor:
+        flat = z.flatten(-2)
+        return self.mlp((flat - self.input_mean) / self.input_std)
+
+    def term(self, z: Tensor, goal: Tensor, weight: float) -> Tensor:
+        """The energy term: weight * max(0, |R(z) - R(goal)|^2 - margin), [..., K, D] -> [...]."""
+        gap = (self(z) - self(goal)).pow(2).sum(-1)
+        return weight * (gap - self.config.margin).clamp_min(0)
+
+    def save(self, directory: str | Path) -> Path:
+        from jepa_world.files import save_safetensors_atomic, write_json_atomic
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_safetensors_atomic(self.state_dict(), directory / WEIGHTS)
+        write_json_atomic(directory / CONFIG, asdict(self.config), sort_keys=False)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, world_model: Any) -> StateReadout:
+        """A saved readout, checked against the world model whose latents it reads."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        try:
+            config = ReadoutConfig(**json.loads((directory / CONFIG).read_text()))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no state readout config in {directory}") from None
+        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+            message = " ".join(str(exc).split())[:200]
+            raise ValueError(f"state readout in {directory} is unusable: {message}") from None
+        tokens, width = world_model.latent_shape
+        if config.latent_size != tokens * width:
+            raise ValueError(f"the state readout in {directory} reads {config.latent_size} "
+                             f"latent values, the world model gives {tokens * width}")
+        readout = cls(config)
+        try:
+            readout.load_state_dict(load_file(str(directory / WEIGHTS)))
+        except (RuntimeError, ValueError, OSError) as exc:
+            message = " ".join(str(exc).split())[:200]
+            raise ValueError(f"state readout in {directory} is unusable: {message}") from None
+        expected = config.world_model_fingerprint
+        if expected is not None and expected != world_model.fingerprint():
+            raise ValueError(f"the state readout in {directory} was fitted on another world "
+                             "model: fit it again (python -m jepa_world.readout)")
+        return readout.to(world_model.device).eval().requires_grad_(False)
+
+
+def fit_readout(world_model: Any, datasets: list[Any], periodic: list[bool], steps: int = 4000,
+                seed: int = 0, hidden: int = 256, batch_size: int = 512,
+                validation_fraction: float = 0.1) -> StateReadout:
+    """Fit on the encoded frames of the first 90 % of the episodes; the last 10 % give the
+    validation errors stored in the config (per coordinate: angle error for periodic ones)."""
+    from jepa_world.data.latents import LatentTrajectories
+
+    with torch.no_grad():
+        encoded = LatentTrajectories(datasets, world_model, 256, show_progress=False)
+    qpos = []
+    for data in datasets:
+        for ep in range(len(data)):
+            arrays = data.arrays(ep)
+            if "qpos" not in arrays:
+                raise ValueError(f"{data.root} episode {ep} records no qpos")
+            qpos.append(torch.as_tensor(arrays["qpos"], dtype=torch.float32))
+    if any(q.shape[-1] != len(periodic) for q in qpos):
+        raise ValueError(f"the recordings' qpos do not have the task's {len(periodic)} coordinates")
+    z = [x.flatten(1).float() for x in encoded.latents]
+    split = max(1, min(len(z) - 1, int(round((1 - validation_fraction) * len(z)))))
+    if len(z) < 2:
+        raise ValueError("fitting a state readout needs at least 2 recorded episodes")
+    x_train = torch.cat(z[:split])
+    y_train = joint_features(torch.cat(qpos[:split]), periodic)
+    tokens, width = world_model.latent_shape
+    torch.manual_seed(seed)
+    readout = StateReadout(ReadoutConfig(tokens * width, list(periodic), hidden,
+                                         world_model_fingerprint=world_model.fingerprint()))
+    readout.input_mean.copy_(x_train.mean(0))
+    readout.input_std.copy_(x_train.std(0) + 1e-4)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(readout.mlp.parameters(), lr=1e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    for _ in range(steps):
+        index = torch.randint(len(x_train), (batch_size,), generator=generator)
+        loss = nn.functional.mse_loss(readout(x_train[index].view(-1, tokens, width)),
+                                      y_train[index])
+        if not torch.isfinite(loss):
+            raise FloatingPointError("the readout's loss is not finite")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    readout.eval()
+    with torch.no_grad():
+        x_val = torch.cat(z[split:]).view(-1, tokens, width)
+        errors = coordinate_errors(readout(x_val), torch.cat(qpos[split:]), periodic)
+    readout.config.validation = {"episodes": len(z) - split,
+                                 "median": [round(float(e.median()), 4) for e in errors],
+                                 "p90": [round(float(e.quantile(0.9)), 4) for e in errors]}
+    return readout.requires_grad_(False)
+
+
+def coordinate_errors(features: Tensor, qpos: Tensor, periodic: list[bool]) -> list[Tensor]:
+    """Absolute error per qpos coordinate (wrapped angle error for the periodic ones)."""
+    errors, column = [], 0
+    for i, wraps in enumerate(periodic):
+        if wraps:
+            angle = torch.atan2(features[:, column + 1], features[:, column])
+            diff = angle - qpos[:, i]
+            errors.append(torch.atan2(torch.sin(diff), torch.cos(diff)).abs())
+            column += 2
+        else:
+            errors.append((features[:, column] - qpos[:, i]).abs())
+            column += 1
+    return errors
+
+
+def main(argv: list[str]) -> int:
+    import envs
+    from jepa_world.data.episodes import EpisodeDataset
+    from jepa_world.files import replace_folder, write_json_atomic
+    from jepa_world.provenance import git_commit
+    from jepa_world.training.cli import UserError
+    from jepa_world.world_model import WorldModel, resolve_model_dir
+
+    parser = argparse.ArgumentParser(prog="python -m jepa_world.readout",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--env", required=True, help="task name, e.g. reach")
+    parser.add_argument("--data", nargs="+", required=True, help="recorded datasets of the task")
+    parser.add_argument("--world-model", help="directory or shipped name (default: the task's)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="write the readout folder here")
+    where.add_argument("--install", action="store_true",
+                       help="put it inside the world model's folder (planners.mpc uses it)")
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        raise UserError(f"--steps must be a positive integer, got {args.steps}")
+    try:
+        name = args.world_model or envs.short_name(args.env)
+        task = envs.make_task(args.env, image_size=64)
+    except (envs.UnknownEnvError, ValueError) as exc:
+        raise UserError(" ".join(str(exc).split())) from None
+    periodic = periodic_coordinates(task)
+    task.close()
+    try:
+        model = WorldModel.load(name)
+        datasets = [EpisodeDataset(Path(d)) for d in args.data]
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(" ".join(str(exc).split())) from None
+    for data in datasets:
+        if model.config.env_id and data.env_id != model.config.env_id:
+            raise UserError(f"{data.root} records {data.env_id}, the world model "
+                            f"{model.config.env_id}")
+    try:
+        readout = fit_readout(model, datasets, periodic, args.steps, args.seed)
+    except (ValueError, FloatingPointError) as exc:
+        raise UserError(" ".join(str(exc).split())) from None
+    provenance = {"git_commit": git_commit(), "command": ["python", "-m", "jepa_world.readout",
+                                                          *argv],
+                  "data": [{"path": str(d.root), "episodes": len(d),
+                            "seeds": [min(d.seeds), max(d.seeds)]} for d in datasets]}
+
+    def fill(folder: Path) -> None:
+        readout.save(folder)
+        write_json_atomic(folder / "provenance.json", provenance, sort_keys=False)
+
+    if args.install:
+        target = replace_folder(resolve_model_dir(name) / READOUT_DIR, fill)
+    else:
+        target = Path(args.out)
+        target.mkdir(parents=True, exist_ok=True)
+        fill(target)
+    validation = readout.config.validation
+    print(f"state readout: {target} (validation error per qpos coordinate: median "
+          f"{validation['median']}, p90 {validation['p90']})")
+    return 0
+
+
+if __name__ == "__main__":
+    from jepa_world.training.cli import run_command
+
+    run_command(main)

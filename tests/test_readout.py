@@ -1,0 +1,148 @@
+"""The state readout: fitted on recordings, read off predicted and goal latents alike, and
+added to the planners' energy."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from jepa_world.readout import (
+    ReadoutConfig,
+    StateReadout,
+    coordinate_errors,
+    fit_readout,
+    joint_features,
+    periodic_coordinates,
+)
+from planners.energy import Energy, readout_term
+from tests.conftest import assert_one_line_error, run_cli
+from tests.test_rl import tiny_model
+
+
+@pytest.fixture(scope="module")
+def fitted(small_dataset):
+    from jepa_world.data.episodes import EpisodeDataset
+
+    model = tiny_model(env_id="jepa_world/Reach-v0")
+    readout = fit_readout(model, [EpisodeDataset(small_dataset)], [True, False], steps=300)
+    return model, readout
+
+
+def test_free_joints_are_read_as_cos_sin_and_limited_ones_as_angles():
+    import envs
+
+    task = envs.make_task("reach", image_size=32)
+    assert periodic_coordinates(task) == [True, False]  # shoulder turns freely, elbow limited
+    task.close()
+    qpos = torch.tensor([[3.0, -2.5], [-3.0, 2.5]])
+    features = joint_features(qpos, [True, False])
+    assert features.shape == (2, 3)
+    errors = coordinate_errors(features, qpos + torch.tensor([2 * torch.pi, 0.0]), [True, False])
+    assert all(float(e.max()) < 1e-5 for e in errors)  # a full turn is no error
+
+
+def test_the_readout_learns_the_joints_and_records_its_validation(fitted, small_dataset):
+    from jepa_world.data.episodes import EpisodeDataset
+
+    model, readout = fitted
+    validation = readout.config.validation  # the last of the 4 episodes is held out
+    assert validation["episodes"] == 1 and len(validation["median"]) == 2
+    data = EpisodeDataset(small_dataset)
+    qpos = [torch.as_tensor(data.arrays(e)["qpos"], dtype=torch.float32) for e in range(3)]
+    with torch.no_grad():
+        z = torch.cat([model.encode(torch.from_numpy(data.frames(e)).unsqueeze(0))[0]
+                       for e in range(3)])
+        errors = coordinate_errors(readout(z), torch.cat(qpos), [True, False])
+    features = joint_features(torch.cat(qpos), [True, False])
+    constant = coordinate_errors(features.mean(0, keepdim=True).expand(len(features), -1),
+                                 torch.cat(qpos), [True, False])
+    for fitted_error, constant_error in zip(errors, constant, strict=True):
+        assert float(fitted_error.mean()) < 0.5 * float(constant_error.mean())
+
+
+def test_the_energy_adds_the_readout_term_away_from_the_goal(fitted):
+    model, readout = fitted
+    model = tiny_model(env_id="jepa_world/Reach-v0").attach_readout(readout)
+    goal = torch.randn(1, *model.latent_shape)
+    far = torch.randn(3, 2, *model.latent_shape) * 3
+    class Settings:
+        metric, energy_steps, step_weights = "l2", "all", None
+        readout_weight = None  # the readout's own weight
+
+    plain = Energy()
+    with_term = Energy.for_model(Settings(), model)
+    assert with_term.extra is not None
+    assert torch.allclose(with_term(goal.unsqueeze(1), goal), torch.zeros(1))  # zero at the goal
+    assert bool((with_term(far, goal) >= plain(far, goal)).all())
+    expected = plain(far, goal) + readout.term(far, goal.unsqueeze(1), 10.0).mean(-1)
+    assert torch.allclose(with_term(far, goal), expected, atol=1e-5)
+    Settings.readout_weight = 0.0
+    assert Energy.for_model(Settings(), model).extra is None  # 0 switches it off
+    with pytest.raises(ValueError, match="readout_weight needs a world model with a state"):
+        readout_term(1.0, tiny_model())
+    with pytest.raises(ValueError, match="readout_weight must be finite and >= 0"):
+        readout_term(-1.0, model)
+
+
+def test_a_saved_readout_travels_with_its_world_model(fitted, tmp_path):
+    from jepa_world.world_model import WorldModel
+
+    model, readout = fitted
+    folder = model.save(tmp_path / "wm")
+    readout.save(folder / "readout")
+    loaded = WorldModel.load(folder).to("cpu")
+    assert loaded.readout is not None and loaded.fingerprint() == model.fingerprint()
+    assert not any(k.startswith("readout") or "_attached" in k for k in loaded.state_dict())
+    z = torch.randn(4, *model.latent_shape)
+    assert torch.allclose(loaded.readout(z), readout(z), atol=1e-6)
+    with torch.no_grad():
+        next(loaded.predictor.parameters()).add_(1e-3)
+    rebuilt = loaded.save(tmp_path / "rebuilt")
+    readout.save(rebuilt / "readout")
+    with pytest.raises(ValueError, match="fitted on another world model"):
+        WorldModel.load(rebuilt)
+    config = json.loads((folder / "readout" / "config.json").read_text())
+    config["latent_size"] = 7
+    (folder / "readout" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="reads 7 latent values"):
+        WorldModel.load(folder)
+    (folder / "readout" / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="state readout in .* is unusable"):
+        WorldModel.load(folder)
+
+
+def test_planners_mpc_plans_with_the_readout_and_reports_it(fitted, tmp_path):
+    model, readout = fitted
+    folder = model.save(tmp_path / "wm")
+    readout.save(folder / "readout")
+    report = tmp_path / "m.json"
+    result = run_cli("-m", "planners.mpc", "--env", "reach", "--checkpoint", str(folder),
+                     "--episodes", "1", "--budget", "10", "--quiet", "--json", str(report),
+                     "image_size=32", "cem.samples=16", "cem.elites=4", "cem.iterations=2")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(report.read_text())
+    assert metrics["readout_weight"] == ReadoutConfig(1, [True]).weight
+    assert "+ readout (weight 10)" in result.stdout
+    bare = model.save(tmp_path / "bare")
+    refused = run_cli("-m", "planners.mpc", "--env", "reach", "--checkpoint", str(bare),
+                      "image_size=32", "readout_weight=1")
+    assert_one_line_error(refused, "readout_weight needs a world model with a state readout")
+
+
+def test_the_readout_command(small_dataset, tmp_path):
+    model_dir = tiny_model(env_id="jepa_world/Reach-v0").save(tmp_path / "wm")
+    out = tmp_path / "readout"
+    result = run_cli("-m", "jepa_world.readout", "--env", "reach", "--data", str(small_dataset),
+                     "--world-model", str(model_dir), "--out", str(out), "--steps", "20")
+    assert result.returncode == 0, result.stderr
+    assert "validation error per qpos coordinate" in result.stdout
+    assert StateReadout.load(out, tiny_model(env_id="jepa_world/Reach-v0")).config.periodic == [
+        True, False]
+    missing = run_cli("-m", "jepa_world.readout", "--env", "reach", "--data", str(tmp_path / "no"),
+                      "--world-model", str(model_dir), "--out", str(out))
+    assert_one_line_error(missing)
+    zero = run_cli("-m", "jepa_world.readout", "--env", "reach", "--data", str(small_dataset),
+                   "--world-model", str(model_dir), "--out", str(out), "--steps", "0")
+    assert_one_line_error(zero, "--steps must be a positive integer")
