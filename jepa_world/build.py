@@ -71,6 +71,7 @@ class Recipe:
     pretrain: list[str] = field(default_factory=list)
     train_ac: list[str] = field(default_factory=list)
     probe: list[str] = field(default_factory=lambda: ["data.frame_stride=5"])
+    readout: bool = False  # fit a state readout on train_ac_data into the model's folder
 
 
 def recipe_file(env: str) -> Path:
@@ -188,6 +189,10 @@ def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         stages.run("pretrain", pretrain)
     stages.run("train_ac", train_ac)
     model = out / "train_ac" / "world_model"
+    if recipe.readout and not (model / "readout" / "config.json").is_file():
+        stages.run("readout", ["-m", "jepa_world.readout", "--env", args.env, "--data",
+                               *data.split(","), "--world-model", str(model),
+                               "--out", str(model / "readout"), "--seed", str(args.seed)])
     probe = probe_model(stages, model, data, out / "probe.json", args.seed,
                         [*recipe.probe, *routed["probe"]])
     summary = {

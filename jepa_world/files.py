@@ -186,3 +186,15 @@ def replace_folder(target: str | Path, fill: Callable[[Path], Any]) -> Path:
     _fsync_folder(target.parent)
     shutil.rmtree(aside, ignore_errors=True)
     return target
+
+
+def load_safetensors_into(module: Any, path: str | Path, what: str) -> None:
+    """Load a safetensors file into ``module``, every failure (missing, corrupt, wrong shapes)
+    one ValueError naming ``what``."""
+    from safetensors.torch import load_file
+
+    try:
+        module.load_state_dict(load_file(str(path)))
+    except (OSError, RuntimeError, ValueError) as exc:
+        message = " ".join(str(exc).split())[:200]
+        raise ValueError(f"{what} weights {path} are unusable: {message}") from None

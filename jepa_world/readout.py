@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ class ReadoutConfig:
     periodic: list[bool]  # per recorded qpos coordinate: read as (cos, sin)
     hidden: int = 256
     weight: float = 10.0  # the planner's default weight of the readout term
-    margin: float = 0.01  # squared readout distance below which the term is off
+    margin: float = 0.04  # squared readout distance below which the term is off (~0.2 rad)
     world_model_fingerprint: str | None = None
     validation: dict[str, Any] = field(default_factory=dict)
 
@@ -101,7 +102,7 @@ class StateReadout(nn.Module):
     @classmethod
     def load(cls, directory: str | Path, world_model: Any) -> StateReadout:
         """A saved readout, checked against the world model whose latents it reads."""
-        from safetensors.torch import load_file
+        from jepa_world.files import load_safetensors_into
 
         directory = Path(directory)
         try:
@@ -116,11 +117,7 @@ class StateReadout(nn.Module):
             raise ValueError(f"the state readout in {directory} reads {config.latent_size} "
                              f"latent values, the world model gives {tokens * width}")
         readout = cls(config)
-        try:
-            readout.load_state_dict(load_file(str(directory / WEIGHTS)))
-        except (RuntimeError, ValueError, OSError) as exc:
-            message = " ".join(str(exc).split())[:200]
-            raise ValueError(f"state readout in {directory} is unusable: {message}") from None
+        load_safetensors_into(readout, directory / WEIGHTS, "state readout")
         expected = config.world_model_fingerprint
         if expected is not None and expected != world_model.fingerprint():
             raise ValueError(f"the state readout in {directory} was fitted on another world "
@@ -215,9 +212,17 @@ def main(argv: list[str]) -> int:
                        help="put it inside the world model's folder (planners.mpc uses it)")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--weight", type=float, default=ReadoutConfig.weight,
+                        help="the planners' default weight of the readout term")
+    parser.add_argument("--margin", type=float, default=ReadoutConfig.margin,
+                        help="squared readout distance under which the term is off")
     args = parser.parse_args(argv)
     if args.steps < 1:
         raise UserError(f"--steps must be a positive integer, got {args.steps}")
+    for flag in ("weight", "margin"):
+        value = getattr(args, flag)
+        if not math.isfinite(value) or value < 0:
+            raise UserError(f"--{flag} must be finite and >= 0, got {value}")
     try:
         name = args.world_model or envs.short_name(args.env)
         task = envs.make_task(args.env, image_size=64)
@@ -236,6 +241,7 @@ def main(argv: list[str]) -> int:
                             f"{model.config.env_id}")
     try:
         readout = fit_readout(model, datasets, periodic, args.steps, args.seed)
+        readout.config.weight, readout.config.margin = args.weight, args.margin
     except (ValueError, FloatingPointError) as exc:
         raise UserError(" ".join(str(exc).split())) from None
     provenance = {"git_commit": git_commit(), "command": ["python", "-m", "jepa_world.readout",

@@ -135,14 +135,31 @@ def test_the_readout_command(small_dataset, tmp_path):
     model_dir = tiny_model(env_id="jepa_world/Reach-v0").save(tmp_path / "wm")
     out = tmp_path / "readout"
     result = run_cli("-m", "jepa_world.readout", "--env", "reach", "--data", str(small_dataset),
-                     "--world-model", str(model_dir), "--out", str(out), "--steps", "20")
+                     "--world-model", str(model_dir), "--out", str(out), "--steps", "20",
+                     "--margin", "0.04")
     assert result.returncode == 0, result.stderr
     assert "validation error per qpos coordinate" in result.stdout
-    assert StateReadout.load(out, tiny_model(env_id="jepa_world/Reach-v0")).config.periodic == [
-        True, False]
+    config = StateReadout.load(out, tiny_model(env_id="jepa_world/Reach-v0")).config
+    assert config.periodic == [True, False] and config.margin == 0.04 and config.weight == 10
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["data"][0]["episodes"] == 4 and "--margin" in provenance["command"]
+    negative = run_cli("-m", "jepa_world.readout", "--env", "reach", "--data", str(small_dataset),
+                       "--world-model", str(model_dir), "--out", str(out), "--margin", "-1")
+    assert_one_line_error(negative, "--margin must be finite and >= 0")
     missing = run_cli("-m", "jepa_world.readout", "--env", "reach", "--data", str(tmp_path / "no"),
                       "--world-model", str(model_dir), "--out", str(out))
     assert_one_line_error(missing)
     zero = run_cli("-m", "jepa_world.readout", "--env", "reach", "--data", str(small_dataset),
                    "--world-model", str(model_dir), "--out", str(out), "--steps", "0")
     assert_one_line_error(zero, "--steps must be a positive integer")
+
+
+def test_the_shipped_reach_model_carries_a_readout_fitted_on_it():
+    """A rebuilt reach model without a refitted readout fails here (and refuses to load)."""
+    from jepa_world.world_model import WorldModel, resolve_model_dir
+
+    readout = WorldModel.load("reach").readout
+    assert readout is not None and readout.config.periodic == [True, False]
+    assert max(readout.config.validation["median"]) < 0.05  # radians, on held-out recordings
+    provenance = json.loads((resolve_model_dir("reach") / "readout" / "provenance.json").read_text())
+    assert provenance["command"][:3] == ["python", "-m", "jepa_world.readout"]

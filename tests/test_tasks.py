@@ -229,6 +229,7 @@ TINY_PLAN = ["--episodes", "1", "--budget", "4", "--quiet", "horizon=2", "cem.sa
 def test_record_build_and_plan_end_to_end(tmp_path, name):
     import json
 
+    from jepa_world.build import load_recipe
     from tests.conftest import run_cli
 
     out = tmp_path / "build"
@@ -254,6 +255,9 @@ def test_record_build_and_plan_end_to_end(tmp_path, name):
         assert f"final {metric.replace('_', ' ')}" in result.stdout
         assert f"final_{metric}" in metrics["records"][0]
     assert metrics["env"] == task.spec.id and metrics["budget"] == 4
+    if load_recipe(name).readout:  # fitted into the model's folder, and it plans with it
+        assert "readout" in summary["stage_seconds"] and (model / "readout").is_dir()
+        assert metrics["readout_weight"] == 10.0
     task.close()
 
 

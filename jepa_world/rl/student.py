@@ -195,7 +195,7 @@ class StudentPolicy:
     @classmethod
     def load(cls, directory: str | Path, world_model: Any = None) -> StudentPolicy:
         """A saved student; its world model is loaded from its config unless given."""
-        from safetensors.torch import load_file
+        from jepa_world.files import load_safetensors_into
 
         directory = resolve_student_dir(directory)
         if not (directory / CONFIG).is_file():
@@ -205,11 +205,7 @@ class StudentPolicy:
         except (json.JSONDecodeError, TypeError) as exc:
             raise ValueError(f"distilled policy config {directory / CONFIG} is invalid: {exc}") from None
         net = StudentNet(config)
-        try:
-            net.load_state_dict(load_file(str(directory / WEIGHTS)))
-        except (OSError, RuntimeError, ValueError) as exc:
-            message = " ".join(str(exc).split())[:200]
-            raise ValueError(f"distilled policy weights in {directory} are unusable: {message}") from None
+        load_safetensors_into(net, directory / WEIGHTS, "distilled policy")
         if world_model is None:
             from jepa_world.world_model import WorldModel
 
