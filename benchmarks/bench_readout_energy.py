@@ -13,7 +13,8 @@ through the same map, so the planner still sees only images and proprioception (
 goal state), and both terms are zero exactly at the goal latent. The margin switches the term
 off near the goal, where the readout's own errors would compete with the latent distance.
 Each row is ``planners.mpc.evaluate`` under the usual protocol with the world model's own
-``distance`` (the hook ``planners.energy.Energy.for_model`` uses).
+``distance`` (the hook ``planners.energy.Energy.for_model`` uses) and the model's own MLP
+state readout (``jepa_world.readout``, the planners' default since) switched off.
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ def main() -> None:
                 cfg = load_config("mpc", [f"env={args.env}",
                                           f"checkpoint={args.checkpoint}", f"goal={goal}",
                                           f"seed={seed}", f"episodes={args.episodes}",
-                                          f"num_envs={args.num_envs}"])
+                                          f"num_envs={args.num_envs}",
+                                          "readout_weight=0"])  # only this script's readout
                 m = mpc.evaluate(cfg, model=model, progress=False, log=lambda line: None)
                 error = m["metric_names"][0]
                 rows.append([f"{weight:g}", f"{args.margin:g}" if weight else "-", goal, seed,

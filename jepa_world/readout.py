@@ -37,7 +37,7 @@ class ReadoutConfig:
     periodic: list[bool]  # per recorded qpos coordinate: read as (cos, sin)
     hidden: int = 256
     weight: float = 10.0  # the planner's default weight of the readout term
-    margin: float = 0.04  # squared readout distance below which the term is off (~0.2 rad)
+    margin: float = 0.09  # squared readout distance below which the term is off (~0.3 rad)
     world_model_fingerprint: str | None = None
     validation: dict[str, Any] = field(default_factory=dict)
 
