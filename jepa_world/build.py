@@ -190,8 +190,9 @@ def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     stages.run("train_ac", train_ac)
     model = out / "train_ac" / "world_model"
     if recipe.readout and not (model / "readout" / "config.json").is_file():
+        datasets = [str(out / name) for name in recipe.train_ac_data]
         stages.run("readout", ["-m", "jepa_world.readout", "--env", args.env, "--data",
-                               *data.split(","), "--world-model", str(model),
+                               *datasets, "--world-model", str(model),
                                "--out", str(model / "readout"), "--seed", str(args.seed)])
     probe = probe_model(stages, model, data, out / "probe.json", args.seed,
                         [*recipe.probe, *routed["probe"]])

@@ -234,7 +234,10 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
         history, done = state["rounds"], len(state["rounds"])
         if done:
             labels = Labels.load(out / LABELS)
-        student = StudentPolicy.load(out / POLICY, model)
+        try:
+            student = StudentPolicy.load(out / POLICY, model)
+        except (FileNotFoundError, ValueError) as exc:
+            raise UserError(f"cannot resume {out}: {' '.join(str(exc).split())}") from None
         imagined = state.get("imagination", [])
         print(f"resuming {out} after {f'round {done - 1}' if done else 'imagination'}",
               file=sys.stderr)

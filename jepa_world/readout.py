@@ -143,25 +143,24 @@ def fit_readout(world_model: Any, datasets: list[Any], periodic: list[bool], ste
             qpos.append(torch.as_tensor(arrays["qpos"], dtype=torch.float32))
     if any(q.shape[-1] != len(periodic) for q in qpos):
         raise ValueError(f"the recordings' qpos do not have the task's {len(periodic)} coordinates")
-    z = [x.flatten(1).float() for x in encoded.latents]
-    split = max(1, min(len(z) - 1, int(round((1 - validation_fraction) * len(z)))))
+    z = [x.float() for x in encoded.latents]  # [T,K,D] per episode
     if len(z) < 2:
         raise ValueError("fitting a state readout needs at least 2 recorded episodes")
+    split = max(1, min(len(z) - 1, int(round((1 - validation_fraction) * len(z)))))
     x_train = torch.cat(z[:split])
     y_train = joint_features(torch.cat(qpos[:split]), periodic)
     tokens, width = world_model.latent_shape
     torch.manual_seed(seed)
     readout = StateReadout(ReadoutConfig(tokens * width, list(periodic), hidden,
                                          world_model_fingerprint=world_model.fingerprint()))
-    readout.input_mean.copy_(x_train.mean(0))
-    readout.input_std.copy_(x_train.std(0) + 1e-4)
+    readout.input_mean.copy_(x_train.flatten(1).mean(0))
+    readout.input_std.copy_(x_train.flatten(1).std(0) + 1e-4)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(readout.mlp.parameters(), lr=1e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     for _ in range(steps):
         index = torch.randint(len(x_train), (batch_size,), generator=generator)
-        loss = nn.functional.mse_loss(readout(x_train[index].view(-1, tokens, width)),
-                                      y_train[index])
+        loss = nn.functional.mse_loss(readout(x_train[index]), y_train[index])
         if not torch.isfinite(loss):
             raise FloatingPointError("the readout's loss is not finite")
         optimizer.zero_grad(set_to_none=True)
@@ -170,8 +169,8 @@ def fit_readout(world_model: Any, datasets: list[Any], periodic: list[bool], ste
         schedule.step()
     readout.eval()
     with torch.no_grad():
-        x_val = torch.cat(z[split:]).view(-1, tokens, width)
-        errors = coordinate_errors(readout(x_val), torch.cat(qpos[split:]), periodic)
+        errors = coordinate_errors(readout(torch.cat(z[split:])), torch.cat(qpos[split:]),
+                                   periodic)
     readout.config.validation = {"episodes": len(z) - split,
                                  "median": [round(float(e.median()), 4) for e in errors],
                                  "p90": [round(float(e.quantile(0.9)), 4) for e in errors]}

@@ -207,6 +207,27 @@ def test_a_student_refuses_a_world_model_it_was_not_distilled_on(distilled, mode
     assert StudentPolicy.load(old, WorldModel.load(rebuilt)).config.world_model_fingerprint is None
 
 
+def test_resuming_on_a_changed_world_model_is_one_line(distilled, model_dir, tmp_path):
+    import shutil
+
+    import torch
+
+    from jepa_world.world_model import WorldModel
+
+    model = WorldModel.load(model_dir)
+    with torch.no_grad():
+        next(model.predictor.parameters()).add_(1e-3)
+    changed = model.save(tmp_path / "wm")  # rebuilt in place of the one the run used
+    run = tmp_path / "run"
+    shutil.copytree(distilled, run)
+    state = json.loads((run / "state.json").read_text())
+    state["config"]["world_model"] = str(changed)
+    (run / "state.json").write_text(json.dumps(state))
+    result = run_cli("-m", "jepa_world.distill", f"world_model={changed}", f"out_dir={run}",
+                     *TINY)
+    assert_one_line_error(result, "cannot resume", "distilled on another world model")
+
+
 def test_a_shipped_name_without_a_student_is_one_line():
     from jepa_world.rl.student import resolve_student_dir
 

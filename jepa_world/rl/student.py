@@ -213,10 +213,10 @@ class StudentPolicy:
         if tuple(world_model.latent_shape) != (config.tokens, config.width):
             raise ValueError(f"the policy in {directory} reads {config.tokens}x{config.width} "
                              f"latents but the world model gives {tuple(world_model.latent_shape)}")
-        expected = config.world_model_fingerprint
-        if expected is not None and expected != world_model.fingerprint():
+        expected, actual = config.world_model_fingerprint, world_model.fingerprint()
+        if expected is not None and expected != actual:
             raise ValueError(f"the policy in {directory} was distilled on another world model "
-                             f"(fingerprint {expected}, this one {world_model.fingerprint()}): "
+                             f"(fingerprint {expected}, this one {actual}): "
                              "distil it again for this model")
         return cls(config, world_model, net)
 
