@@ -2,10 +2,12 @@
 
     python -m jepa_world.train_ac                         # reach default, from runs/pretrain
     python -m jepa_world.train_ac encoder.checkpoint=runs/pretrain data.paths=[data/reach]
+    python -m jepa_world.train_ac encoder.train=true ...  # end to end (jepa_world.end_to_end)
     torchrun --nproc_per_node 4 -m jepa_world.train_ac out_dir=runs/ac ...
 
-The encoder is frozen, so every frame is encoded once up front and training runs on cached
-latents. Rerunning the same command with the same ``out_dir`` resumes from its checkpoint.
+With a frozen encoder every frame is encoded once up front and training runs on cached
+latents; end to end, every frame is decoded once and encoder, latent head and predictor train
+together. Rerunning the same command with the same ``out_dir`` resumes from its checkpoint.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from torch import Tensor, nn
 
 from envs.dataset_format import DatasetError
 from jepa_world.data.episodes import EpisodeDataset
+from jepa_world.data.frames import FrameTrajectories
 from jepa_world.data.latents import LatentTrajectories
 from jepa_world.encoders import load_encoder
+from jepa_world.end_to_end import EndToEndObjective, reinitialise, trainable
 from jepa_world.files import write_text_atomic
 from jepa_world.models.ac_predictor import ACPredictor
 from jepa_world.provenance import git_commit
@@ -40,7 +44,7 @@ from jepa_world.training.checkpoint import (
 )
 from jepa_world.training.cli import UserError, load_config, run_command, typed_config
 from jepa_world.training.logger import RunLogger
-from jepa_world.training.optim import make_adamw, set_lr_and_wd
+from jepa_world.training.optim import make_adamw, param_groups, set_lr_and_wd
 from jepa_world.training.run_dir import (
     check_resume_step,
     finished,
@@ -64,7 +68,8 @@ _FIXED_ON_RESUME = ("encoder", "model", "data", "train.context")
 # ------------------------------------------------------------------------------- data
 # ------------------------------------------------------------------------------- loss
 class ACObjective(nn.Module):
-    """Teacher-forcing L1 over every step plus an L1 on an autoregressive rollout."""
+    """Teacher-forced prediction of every next latent plus an autoregressive rollout, by L1
+    (V-JEPA 2-AC's choice on frozen features) or MSE (LeWM's, end to end)."""
 
     def __init__(
         self,
@@ -75,32 +80,41 @@ class ACObjective(nn.Module):
         proprio_mean: Tensor,
         proprio_std: Tensor,
         decode_weight: float = 0.0,
+        loss: str = "l1",
     ) -> None:
         super().__init__()
         self.predictor = predictor
         self.rollout_steps, self.rollout_weight = rollout_steps, rollout_weight
         self.proprio_weight, self.decode_weight = proprio_weight, decode_weight
+        self.distance = {"l1": F.l1_loss, "mse": F.mse_loss}[loss]
         self.register_buffer("proprio_mean", proprio_mean)
         self.register_buffer("proprio_std", proprio_std)
 
-    def forward(self, z: Tensor, actions: Tensor, proprio: Tensor | None) -> dict[str, Tensor]:
+    def forward(self, z: Tensor, actions: Tensor, proprio: Tensor | None,
+                targets: Tensor | None = None) -> dict[str, Tensor]:
+        """z [B,T+1,K,D] (inputs), actions [B,T,fs*A], proprio [B,T+1,P]; ``targets``: what
+        the predictions are compared with (default: z itself)."""
+        targets = z if targets is None else targets
+        distance = self.distance
         if proprio is not None:
             proprio = (proprio - self.proprio_mean) / self.proprio_std
         steps = actions.shape[1]
         p_in = None if proprio is None else proprio[:, :steps]
         z_pred, p_pred = self.predictor(z[:, :steps], actions, p_in)
-        parts = {"teacher": F.l1_loss(z_pred.float(), z[:, 1:].float())}
+        parts = {"teacher": distance(z_pred.float(), targets[:, 1:].float())}
+        with torch.no_grad():  # what predicting "nothing moves" would score
+            parts["copy"] = distance(targets[:, :-1].float(), targets[:, 1:].float())
         if p_pred is not None:
             parts["proprio"] = F.l1_loss(p_pred.float(), proprio[:, 1:].float())
         if self.predictor.decoder is not None and proprio is not None:
             # the decoder also learns directly what every seen configuration looks like
             decoded = self.predictor.decoder(proprio[:, : steps + 1])
-            parts["decode"] = F.l1_loss(decoded.float(), z[:, : steps + 1].float())
+            parts["decode"] = distance(decoded.float(), targets[:, : steps + 1].float())
         if self.rollout_steps > 0:
             z_t, p_t, cache, errors = z[:, 0], None if proprio is None else proprio[:, 0], None, []
             for t in range(min(self.rollout_steps, steps)):
                 z_t, p_t, cache = self.predictor.step(z_t, actions[:, t], p_t, t, cache)
-                errors.append(F.l1_loss(z_t.float(), z[:, t + 1].float()))
+                errors.append(distance(z_t.float(), targets[:, t + 1].float()))
             parts["rollout"] = torch.stack(errors).mean()
         loss = parts["teacher"] + self.rollout_weight * parts.get("rollout", 0.0)
         loss = loss + self.decode_weight * parts.get("decode", 0.0)
@@ -151,6 +165,9 @@ def build_world_model(
         cfg.encoder.checkpoint, released=cfg.encoder.released, key=cfg.encoder.key
     )
     encoder, pretrained_predictor = loaded.encoder, loaded.predictor_state
+    end_to_end = cfg.encoder.train
+    if cfg.encoder.init == "random":
+        encoder = reinitialise(encoder)
     proprio = np.concatenate([d.arrays(e)["proprio"] for d in datasets for e in range(len(d))])
     actions = datasets[0].arrays(0)["actions"]
     use_proprio = cfg.model.use_proprio
@@ -171,8 +188,9 @@ def build_world_model(
         action_dim=int(actions.shape[1]),
         frameskip=cfg.model.frameskip,
         proprio_dim=proprio.shape[1] if use_proprio else 0,
-        pool=None if cfg.model.pool is None else list(cfg.model.pool),
-        pool_mode=cfg.model.pool_mode,
+        pool=None if cfg.model.pool is None or end_to_end else list(cfg.model.pool),
+        pool_mode="mean" if end_to_end else cfg.model.pool_mode,
+        head=asdict(cfg.model.head) if end_to_end else None,
         proprio_mean=proprio.mean(0).tolist() if use_proprio else [],
         proprio_std=(proprio.std(0) + 1e-6).tolist() if use_proprio else [],
         env_id=datasets[0].env_id,
@@ -184,8 +202,13 @@ def build_world_model(
         raise UserError(str(exc)) from None
     copied = []
     if cfg.model.init == "pretrained":
-        copied = model.predictor.load_from_masked(pretrained_predictor)
-    return model, {"copied_from_pretrained": len(copied), "encoder_source": loaded.provenance}
+        try:
+            copied = model.predictor.load_from_masked(pretrained_predictor)
+        except ValueError as exc:
+            raise UserError(f"model.init=pretrained: {exc}") from None
+    return model, {"copied_from_pretrained": len(copied), "encoder_source": loaded.provenance,
+                   "built": "end_to_end" if end_to_end else "frozen",
+                   "encoder_init": cfg.encoder.init}
 
 
 def _predictor_heads(cfg: TrainACConfig, width: int) -> int:
@@ -242,35 +265,28 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
             print(f"note: frames recorded at {recorded} px are resized to the encoder's "
                   f"{world_model.image_size} px", file=sys.stderr)
     fs, steps = world_model.frameskip, tc.context
-    latents = LatentTrajectories(datasets, world_model, tc.encode_batch_size, rt.is_main)
-    train_eps, val_eps = _split(len(latents), cfg.data.val_fraction, cfg.seed)
-    latents.standardise(world_model, train_eps)
-    train_windows = latents.windows(train_eps, steps, fs)
-    val_windows = latents.windows(val_eps, steps, fs)
+    end_to_end = cfg.encoder.train
+    if end_to_end:  # the encoder learns: frames, decoded once, not cached latents
+        trajectories = FrameTrajectories(datasets, rt.is_main)
+    else:
+        trajectories = LatentTrajectories(datasets, world_model, tc.encode_batch_size, rt.is_main)
+    train_eps, val_eps = _split(len(trajectories), cfg.data.val_fraction, cfg.seed)
+    if not end_to_end:
+        trajectories.standardise(world_model, train_eps)
+    train_windows = trajectories.windows(train_eps, steps, fs)
+    val_windows = trajectories.windows(val_eps, steps, fs)
     if len(train_windows) == 0:
         raise UserError(f"episodes are too short for {steps} steps of {fs} env steps")
 
-    predictor = world_model.predictor
-    predictor.train()
-    for param in predictor.parameters():
-        param.requires_grad_(True)
-    objective = ACObjective(
-        predictor,
-        tc.rollout_steps,
-        tc.rollout_weight,
-        tc.proprio_weight,
-        world_model.proprio_mean,
-        world_model.proprio_std,
-        tc.decode_weight,
-    ).to(rt.device)
-    optimizer = make_adamw(
-        [predictor], lr=tc.lr, weight_decay=tc.weight_decay, betas=tuple(tc.betas)
-    )
+    objective, learned, optimizer = _objective(cfg, world_model)
+    objective.to(rt.device)
     step = 0
     if resume is not None:
         with checkpoint_must_fit(out_dir / CHECKPOINT):
-            predictor.load_state_dict(resume["predictor"])
+            learned.load_state_dict(resume[_learned_key(cfg)])
             optimizer.load_state_dict(resume["opt"])
+            if end_to_end:
+                objective.load_ema_state(resume.get("ema"))
             step = int(resume["step"])
         if rt.is_main:
             print(
@@ -304,12 +320,13 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
     started, start_step, window = time.perf_counter(), step, []
     last: dict[str, float] = dict(resume.get("metrics") or {}) if resume is not None else {}
     use_proprio = world_model.proprio_dim > 0
+    key = trajectories.observation_key
     try:
         while step < stop:
             rng = np.random.default_rng([cfg.seed, step])
             chosen = rng.integers(0, len(train_windows), tc.batch_size * rt.world_size)
             mine = chosen[rt.rank * tc.batch_size : (rt.rank + 1) * tc.batch_size]
-            batch = latents.batch(train_windows[mine], steps, fs, rt.device)
+            batch = trajectories.batch(train_windows[mine], steps, fs, rt.device)
             lr = warmup_cosine(
                 step,
                 total,
@@ -321,15 +338,17 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
             set_lr_and_wd(optimizer, lr, tc.weight_decay)
             with rt.autocast(tc.bf16):
                 parts = trained(
-                    batch["z"], batch["actions"], batch["proprio"] if use_proprio else None
+                    batch[key], batch["actions"], batch["proprio"] if use_proprio else None
                 )
             loss_value = float(rt.all_reduce_mean(parts["loss"].detach()))
             if not math.isfinite(loss_value):
                 raise NonFiniteLossError(f"loss is {loss_value} at step {step}")
             optimizer.zero_grad(set_to_none=True)
             parts["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(predictor.parameters(), tc.clip_grad)
+            torch.nn.utils.clip_grad_norm_(learned.parameters(), tc.clip_grad)
             optimizer.step()
+            if end_to_end:
+                objective.update_target()
             step += 1
             window.append({k: float(v.detach()) for k, v in parts.items()})
             bar.update(1)
@@ -338,13 +357,13 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
                 last["lr"] = lr
                 if step % tc.eval_every == 0 or step == stop:
                     last.update(
-                        evaluate(objective, latents, val_windows, steps, fs, rt, use_proprio)
+                        evaluate(objective, trajectories, val_windows, steps, fs, rt, use_proprio)
                     )
                 logger.log(step, last)
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
                 window = []
             if step % tc.checkpoint_every == 0 or step == stop:
-                _save(out_dir, cfg, rt, predictor, optimizer, step, last)
+                _save(out_dir, cfg, rt, objective, learned, optimizer, step, last)
     finally:
         bar.close()
         logger.close()
@@ -359,7 +378,7 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
         "val_episodes": len(val_eps),
     }
     if step >= total and rt.is_main:
-        predictor.eval()
+        world_model.freeze()
         model_dir = world_model.save(
             out_dir / "world_model", provenance=_provenance(cfg, datasets, summary)
         )
@@ -367,10 +386,43 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
     return summary
 
 
+def _objective(cfg: TrainACConfig, world_model: WorldModel
+               ) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
+    """The loss, the module whose weights it trains (the predictor on a frozen encoder, the
+    whole world model end to end) and its optimizer."""
+    tc, end_to_end = cfg.train, cfg.encoder.train
+    loss = tc.loss if tc.loss != "auto" else ("mse" if end_to_end else "l1")
+    learned = trainable(world_model) if end_to_end else world_model.predictor
+    learned.train()
+    for param in learned.parameters():
+        param.requires_grad_(True)
+    prediction = ACObjective(
+        world_model.predictor, tc.rollout_steps, tc.rollout_weight, tc.proprio_weight,
+        world_model.proprio_mean, world_model.proprio_std, tc.decode_weight, loss,
+    )
+    objective: nn.Module = prediction
+    if end_to_end:
+        objective = EndToEndObjective(world_model, prediction, tc.sigreg_weight,
+                                      tc.sigreg_directions, tc.target, tc.ema_momentum)
+        encoder = world_model.encoder
+        rest = [m for name, m in world_model.named_children() if m is not encoder]
+        groups = param_groups([encoder], cfg.encoder.lr_scale) + param_groups(rest)
+    else:
+        groups = param_groups([learned])
+    optimizer = make_adamw(groups, lr=tc.lr, weight_decay=tc.weight_decay,
+                           betas=tuple(tc.betas))
+    return objective, learned, optimizer
+
+
+def _learned_key(cfg: TrainACConfig) -> str:
+    """Where the checkpoint keeps the trained weights."""
+    return "world_model" if cfg.encoder.train else "predictor"
+
+
 @torch.no_grad()
 def evaluate(
-    objective: ACObjective,
-    latents: LatentTrajectories,
+    objective: nn.Module,
+    trajectories: LatentTrajectories | FrameTrajectories,
     windows: np.ndarray,
     steps: int,
     fs: int,
@@ -378,38 +430,44 @@ def evaluate(
     use_proprio: bool,
     limit: int = 512,
 ) -> dict[str, float]:
-    """Validation errors on held-out episodes, and the copy-the-current-frame baseline."""
+    """Validation errors on held-out episodes, and the copy-the-current-frame baseline.
+    Training's random stream is left as it was (SIGReg draws directions), so that a run
+    stopped and resumed where it evaluated continues exactly as one that never stopped."""
     if len(windows) == 0:
         return {}
     objective.eval()
     pick = windows[np.linspace(0, len(windows) - 1, min(limit, len(windows))).astype(int)]
-    batch = latents.batch(pick, steps, fs, rt.device)
-    parts = objective(batch["z"], batch["actions"], batch["proprio"] if use_proprio else None)
-    copy = F.l1_loss(batch["z"][:, :-1], batch["z"][:, 1:])
+    batch = trajectories.batch(pick, steps, fs, rt.device)
+    with torch.random.fork_rng(devices=[rt.device] if rt.device.type == "cuda" else []):
+        parts = objective(batch[trajectories.observation_key], batch["actions"],
+                          batch["proprio"] if use_proprio else None)
     objective.train()
-    return {
+    metrics = {
         "val_teacher": float(parts["teacher"]),
         "val_rollout": float(parts.get("rollout", 0)),
-        "val_copy_baseline": float(copy),
+        "val_copy_baseline": float(parts["copy"]),
     }
+    if "spread" in parts:
+        metrics["val_spread"] = float(parts["spread"])
+    return metrics
 
 
-def _save(out_dir: Path, cfg: TrainACConfig, rt: Runtime, predictor, optimizer, step: int,
-          metrics: dict[str, float]) -> None:
+def _save(out_dir: Path, cfg: TrainACConfig, rt: Runtime, objective: nn.Module,
+          learned: nn.Module, optimizer, step: int, metrics: dict[str, float]) -> None:
     states = rt.rng_states()
     if rt.is_main:
-        save_checkpoint(
-            {
-                "predictor": predictor.state_dict(),
-                "opt": optimizer.state_dict(),
-                "step": step,
-                "config": asdict(cfg),
-                "rng": states,
-                "world_size": rt.world_size,
-                "metrics": metrics,  # the last logged ones: the provenance of a resumed finish
-            },
-            out_dir / CHECKPOINT,
-        )
+        state = {
+            _learned_key(cfg): learned.state_dict(),
+            "opt": optimizer.state_dict(),
+            "step": step,
+            "config": asdict(cfg),
+            "rng": states,
+            "world_size": rt.world_size,
+            "metrics": metrics,  # the last logged ones: the provenance of a resumed finish
+        }
+        if cfg.encoder.train and objective.ema_state() is not None:
+            state["ema"] = objective.ema_state()
+        save_checkpoint(state, out_dir / CHECKPOINT)
     rt.barrier()
 
 
@@ -432,6 +490,8 @@ def _provenance(cfg: TrainACConfig, datasets: list[EpisodeDataset], summary: dic
         "encoder_source": summary["encoder_source"],
         "reproduce": f"python -m jepa_world.build --env {_task_name(datasets[0].env_id)} --install",
         "init": cfg.model.init,
+        "built": summary["built"],
+        "encoder_init": summary["encoder_init"],
         "copied_from_pretrained": summary["copied_from_pretrained"],
         "frames_resized": summary.get("frames_resized"),
     }
@@ -463,10 +523,15 @@ def main(argv: list[str]) -> int:
             f"train loss {m.get('loss', float('nan')):.4f}"
         )
         if "val_teacher" in m:
+            loss = cfg.train.loss if cfg.train.loss != "auto" else (
+                "mse" if cfg.encoder.train else "l1")
             line += (
-                f"; val L1 teacher {m['val_teacher']:.4f} rollout {m['val_rollout']:.4f} "
-                f"(copy-current-frame baseline {m['val_copy_baseline']:.4f})"
+                f"; val {loss.upper()} teacher {m['val_teacher']:.4f} rollout "
+                f"{m['val_rollout']:.4f} (copy-current-frame baseline "
+                f"{m['val_copy_baseline']:.4f})"
             )
+            if "val_spread" in m:
+                line += f"; embedding spread {m['val_spread']:.3f}, SIGReg {m['sigreg']:.3f}"
         print(line)
         if "world_model" in summary:
             print(f"world model: {summary['world_model']}")

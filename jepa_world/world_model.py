@@ -1,9 +1,10 @@
 """``WorldModel``: the latent dynamics model that planners search and RL code imports.
 
-A frozen V-JEPA encoder turns each frame into K tokens of width D (layer-normed, optionally
-pooled to a smaller grid, averaged or stacked: planning cost grows with K), and an
-action-conditioned predictor rolls those latents forward under action blocks of ``frameskip``
-env steps.
+A V-JEPA encoder turns each frame into K tokens of width D, and an action-conditioned
+predictor rolls those latents forward under action blocks of ``frameskip`` env steps. Built
+frozen, the latent is the encoder's layer-normed tokens (optionally pooled to a smaller grid,
+averaged or stacked: planning cost grows with K); built end to end, a latent head makes one
+embedding per frame (K = 1) that encoder, head and predictor were trained together to predict.
 
 One directory per model: ``weights.safetensors`` + ``config.json`` (enough to rebuild it) +
 ``provenance.json`` (git commit, data manifest, training config, metrics).
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 
 from jepa_world.models import EncoderConfig, VisionTransformer
 from jepa_world.models.ac_predictor import ACPredictor, StepCache
+from jepa_world.models.latent_head import LatentHead, LatentHeadConfig
 from planners.energy import latent_distance
 
 WEIGHTS, CONFIG, PROVENANCE = "weights.safetensors", "config.json", "provenance.json"
@@ -59,6 +61,9 @@ class WorldModelConfig:
     image_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     image_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     env_id: str | None = None
+    # End-to-end models (train_ac encoder.train=true): a latent head (LatentHeadConfig) that
+    # turns a frame's tokens into one embedding; None = the frozen path's pooled tokens
+    head: dict[str, Any] | None = None
     # Planner settings the model was built to be used with (e.g. {"horizon": 5}); planners.mpc
     # applies them unless the command line sets the same keys.
     planning: dict[str, Any] = field(default_factory=dict)
@@ -102,7 +107,15 @@ class WorldModel(nn.Module):
         self.config = config
         self.encoder = encoder if encoder is not None else _build_encoder(config.encoder)
         grid = self.encoder.grid_size[1:]
+        self.head = None
+        if config.head is not None:
+            if config.pool is not None and tuple(config.pool) != (1, 1):
+                raise ValueError("a world model with a latent head takes no pool (the head "
+                                 f"makes one vector per frame), got pool {config.pool}")
+            self.head = LatentHead(self.encoder.embed_dim, LatentHeadConfig.from_dict(config.head))
         self.pool = tuple(config.pool) if config.pool else tuple(grid)
+        if self.head is not None:
+            self.pool = (1, 1)
         if grid[0] % self.pool[0] or grid[1] % self.pool[1]:
             raise ValueError(f"pool {self.pool} does not divide the token grid {grid}")
         if config.pool_mode not in POOL_MODES:
@@ -113,6 +126,8 @@ class WorldModel(nn.Module):
         self.cell = (grid[0] // self.pool[0], grid[1] // self.pool[1])
         stacked = self.cell[0] * self.cell[1] if config.pool_mode == "stack" else 1
         self.latent_dim = self.encoder.embed_dim * stacked
+        if self.head is not None:
+            self.latent_dim = self.head.config.dim
         self.predictor = (
             predictor
             if predictor is not None
@@ -271,8 +286,11 @@ class WorldModel(nn.Module):
         x = (x - self.image_mean) / self.image_std
         with self._autocast():
             tokens = self.encoder(x)  # a single image fills the tubelet by repetition
-        tokens = F.layer_norm(tokens.float(), (tokens.shape[-1],))
-        z = (self._pool(tokens) - self.latent_mean) / self.latent_std
+            if self.head is not None:
+                embedded = self.head(tokens).float().unsqueeze(1)
+        if self.head is None:
+            embedded = self._pool(F.layer_norm(tokens.float(), (tokens.shape[-1],)))
+        z = (embedded - self.latent_mean) / self.latent_std
         z = z.reshape(b, t, self.tokens_per_frame, self.latent_dim)
         return z[:, 0] if single else z
 

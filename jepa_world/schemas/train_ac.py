@@ -13,6 +13,10 @@ from jepa_world.training.cli import (
 )
 
 INITS = ("scratch", "pretrained")
+ENCODER_INITS = ("pretrained", "random")
+LOSSES = ("auto", "l1", "mse")
+TARGETS = ("same", "stopgrad", "ema")
+HEAD_POOLS = ("attention", "mean")  # jepa_world.models.latent_head.HEAD_POOLS
 POOL_MODES = ("mean", "stack")  # jepa_world.world_model.POOL_MODES, without importing torch
 ENERGY_STEPS = ("all", "final")  # planners.base.ENERGY_STEPS, without importing the planners
 
@@ -22,6 +26,19 @@ class EncoderSource:
     checkpoint: str = "runs/pretrain"
     released: bool = False
     key: str = "target_encoder"
+    init: str = "pretrained"  # pretrained | random (the checkpoint's architecture, fresh weights)
+    train: bool = False  # true: end to end (encoder, latent head and predictor together)
+    lr_scale: float = 1.0  # end to end: the encoder's learning rate relative to train.lr
+
+
+@dataclass
+class LatentHeadShape:
+    """The latent head of an end-to-end model (jepa_world.models.latent_head)."""
+
+    pool: str = "attention"
+    heads: int = 4
+    hidden: int = 2048
+    dim: int = 192
 
 
 @dataclass
@@ -63,6 +80,7 @@ class WorldModelChoice:
     init: str = "scratch"
     planning: PlanningDefaults = field(default_factory=PlanningDefaults)
     predictor: ACPredictorShape = field(default_factory=ACPredictorShape)
+    head: LatentHeadShape = field(default_factory=LatentHeadShape)
 
 
 @dataclass
@@ -74,6 +92,11 @@ class ACSchedule:
     rollout_weight: float = 1.0
     proprio_weight: float = 0.1
     decode_weight: float = 1.0
+    loss: str = "auto"  # l1 | mse | auto (l1 on a frozen encoder, mse end to end)
+    sigreg_weight: float = 0.09  # end to end: weight of SIGReg on the embeddings
+    sigreg_directions: int = 256
+    target: str = "same"  # end to end: same | stopgrad | ema (the next embeddings' encoder)
+    ema_momentum: float = 0.99
     start_lr: float = 1.0e-4
     lr: float = 6.0e-4
     final_lr: float = 1.0e-6
@@ -109,8 +132,21 @@ class TrainACConfig:
         )
         check_non_negative(
             train, "train.", "rollout_steps", "warmup_steps", "rollout_weight", "proprio_weight",
-            "decode_weight",
+            "decode_weight", "sigreg_weight",
         )
+        check_positive(train, "train.", "sigreg_directions")
+        check_positive(self.encoder, "encoder.", "lr_scale")
+        _check_choice("train.loss", train.loss, LOSSES)
+        _check_choice("train.target", train.target, TARGETS)
+        _check_choice("encoder.init", self.encoder.init, ENCODER_INITS)
+        _check_choice("model.head.pool", model.head.pool, HEAD_POOLS)
+        check_positive(model.head, "model.head.", "heads", "hidden", "dim")
+        if not 0.0 <= train.ema_momentum < 1.0:
+            raise UserError(f"train.ema_momentum must be in [0, 1), got {train.ema_momentum}")
+        if not self.encoder.train and (self.encoder.init == "random" or train.target != "same"):
+            raise UserError("encoder.init=random and train.target are end-to-end settings: add "
+                            "encoder.train=true (a random frozen encoder is what "
+                            "jepa_world.build --random-encoder builds)")
         if len(train.betas) != 2 or not all(0.0 <= v < 1.0 for v in train.betas):
             raise UserError(f"train.betas must be two numbers in [0, 1), got {train.betas}")
         if not self.data.paths:
@@ -147,3 +183,8 @@ class TrainACConfig:
                 f"model.predictor.embed_dim={model.predictor.embed_dim}"
             )
         check_device(self.device)
+
+
+def _check_choice(name: str, value: str, known: tuple[str, ...]) -> None:
+    if value not in known:
+        raise UserError(f"{name} must be one of {', '.join(known)}, got {value!r}")

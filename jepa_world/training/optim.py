@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 
-def param_groups(modules: Iterable[nn.Module]) -> list[dict]:
+def param_groups(modules: Iterable[nn.Module], lr_scale: float = 1.0) -> list[dict]:
+    """``lr_scale``: these parameters learn at that multiple of the schedule's rate (an
+    encoder fine-tuned from its pretrained initialisation)."""
     decay, no_decay = [], []
     for module in modules:
         for name, param in module.named_parameters():
@@ -16,22 +18,25 @@ def param_groups(modules: Iterable[nn.Module]) -> list[dict]:
                 continue
             (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
     return [
-        {"params": decay, "apply_wd": True},
-        {"params": no_decay, "apply_wd": False, "weight_decay": 0.0},
+        {"params": decay, "apply_wd": True, "lr_scale": lr_scale},
+        {"params": no_decay, "apply_wd": False, "weight_decay": 0.0, "lr_scale": lr_scale},
     ]
 
 
 def make_adamw(
-    modules: Iterable[nn.Module],
+    modules: Iterable[nn.Module] | list[dict],
     lr: float,
     weight_decay: float,
     betas: tuple[float, float] = (0.9, 0.999),
 ) -> torch.optim.AdamW:
-    return torch.optim.AdamW(param_groups(modules), lr=lr, weight_decay=weight_decay, betas=betas)
+    """``modules``, or parameter groups made by ``param_groups``."""
+    modules = list(modules)
+    groups = modules if modules and isinstance(modules[0], dict) else param_groups(modules)
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=betas)
 
 
 def set_lr_and_wd(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
         if group.get("apply_wd", True):
             group["weight_decay"] = weight_decay
