@@ -24,10 +24,12 @@ the build summary. Every stage resumes: rerun the same
 command after an interruption (datasets are topped up to their recipe's size, the trainers
 resume from their last checkpoint). ``--install`` copies the model into the package
 (jepa_world/assets/<install_as>), which is what ``WorldModel.load(NAME)`` and
-``planners.mpc --env NAME`` read. ``--encoder MODEL`` skips pretraining and trains the
-predictor on the frozen encoder of an existing world model. ``--random-encoder`` builds the
-control that says what pretraining buys: the same recipe with the encoder left at its random
-initialisation (pretrain ``train.steps=0``), in OUT = runs/build/<env>-random by default. Stage durations are printed and
+``planners.mpc --env NAME`` read. ``--encoder MODEL`` skips pretraining and starts from the
+encoder of an existing world model. A recipe whose train_ac stage says ``encoder.train=true``
+builds end to end: the pretrained encoder is the initialisation, trained on with the predictor.
+``--random-encoder`` builds the control that says what pretraining buys: the same recipe with
+the encoder starting from its random initialisation (pretrain ``train.steps=0``; end to end,
+train_ac ``encoder.init=random``), in OUT = runs/build/<env>-random by default. Stage durations are printed and
 written to OUT/build.json.
 """
 
@@ -175,7 +177,8 @@ def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     train_ac += [f"data.paths=[{data}]", f"out_dir={out / 'train_ac'}", f"seed={args.seed}",
                  *recipe.train_ac, *routed["train_ac"]]
     preflight("pretrain", pretrain[2:])
-    preflight("train_ac", train_ac[2:])
+    if preflight("train_ac", train_ac[2:]).encoder.train and args.random_encoder:
+        train_ac.append("encoder.init=random")  # end to end: the encoder starts untrained
     out.mkdir(parents=True, exist_ok=True)
     stages = Stages(out)
     started = time.perf_counter()
@@ -219,9 +222,9 @@ def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     return summary
 
 
-def preflight(stage: str, overrides: list[str]) -> None:
+def preflight(stage: str, overrides: list[str]) -> Any:
     """Check a stage's settings before any stage runs: a bad train_ac override must not
-    surface only after hours of recording and pretraining."""
+    surface only after hours of recording and pretraining. Returns the typed config."""
     from jepa_world.training.cli import UserError, load_config, typed_config
 
     if stage == "pretrain":
@@ -229,7 +232,7 @@ def preflight(stage: str, overrides: list[str]) -> None:
     else:
         from jepa_world.schemas.train_ac import TrainACConfig as schema
     try:
-        typed_config(schema, load_config(stage, overrides))
+        return typed_config(schema, load_config(stage, overrides))
     except UserError as exc:
         raise BuildError(f"{stage}: {exc}") from None
 

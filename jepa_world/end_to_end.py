@@ -12,7 +12,9 @@ without gradient, or an EMA copy of encoder and head (V-JEPA's way).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -85,6 +87,55 @@ class EndToEndObjective(nn.Module):
             self.ema.load_state_dict(state)
 
 
+def batchnorm_state(module: nn.Module) -> dict[str, Tensor]:
+    """Copies of the running statistics of every BatchNorm in ``module``."""
+    return {name: buffer.clone() for name, buffer in module.named_buffers()
+            if ".running_" in name or name.endswith("num_batches_tracked")}
+
+
+def load_batchnorm_state(module: nn.Module, state: dict[str, Tensor]) -> None:
+    buffers = dict(module.named_buffers())
+    for name, value in state.items():
+        buffers[name].copy_(value)
+
+
+@torch.no_grad()
+def calibrate_batchnorm(world_model: nn.Module, frame_batches: Iterable[Tensor]) -> None:
+    """Recompute the running statistics of the latent head's BatchNorm as plain averages over
+    ``frame_batches`` (uint8 [B,T,H,W,3]) with the current weights. While the encoder trains,
+    the features drift faster than BatchNorm's running averages follow them, and the eval-mode
+    embeddings that planning uses drift away from the train-mode ones the predictor learned
+    on (measured: validation error 30x the train-mode one on gym:Reacher-v5, back to equal
+    after this)."""
+    norms = [m for m in world_model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    was_training = world_model.training
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average
+    world_model.train()
+    for frames in frame_batches:
+        world_model.encode(frames)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    world_model.train(was_training)
+
+
+@contextlib.contextmanager
+def calibrated(world_model: nn.Module, frame_batches: Callable[[], Iterable[Tensor]]
+               ) -> Iterator[None]:
+    """Within: the running statistics calibrated on ``frame_batches()`` (what evaluation
+    should see); after: training's own running statistics back, bit for bit."""
+    saved = batchnorm_state(world_model)
+    calibrate_batchnorm(world_model, frame_batches())
+    try:
+        yield
+    finally:
+        load_batchnorm_state(world_model, saved)
+
+
 def _frozen_copy(module: nn.Module) -> nn.Module:
     twin = copy.deepcopy(module)
     for param in twin.parameters():
@@ -107,4 +158,5 @@ def reinitialise(encoder: nn.Module) -> nn.Module:
     return VisionTransformer(encoder.config)
 
 
-__all__ = ["EndToEndObjective", "TARGETS", "reinitialise", "trainable"]
+__all__ = ["EndToEndObjective", "TARGETS", "batchnorm_state", "calibrate_batchnorm", "calibrated",
+           "load_batchnorm_state", "reinitialise", "trainable"]

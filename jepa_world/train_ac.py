@@ -12,9 +12,11 @@ together. Rerunning the same command with the same ``out_dir`` resumes from its 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,13 @@ from jepa_world.data.episodes import EpisodeDataset
 from jepa_world.data.frames import FrameTrajectories
 from jepa_world.data.latents import LatentTrajectories
 from jepa_world.encoders import load_encoder
-from jepa_world.end_to_end import EndToEndObjective, reinitialise, trainable
+from jepa_world.end_to_end import (
+    EndToEndObjective,
+    calibrate_batchnorm,
+    calibrated,
+    reinitialise,
+    trainable,
+)
 from jepa_world.files import write_text_atomic
 from jepa_world.models.ac_predictor import ACPredictor
 from jepa_world.provenance import git_commit
@@ -279,6 +287,15 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
         raise UserError(f"episodes are too short for {steps} steps of {fs} env steps")
 
     objective, learned, optimizer = _objective(cfg, world_model)
+
+    def calibration() -> Iterator[Tensor]:
+        """Frames of training windows spread over the whole set, the same ones every time."""
+        count = min(len(train_windows), tc.calibration_batches * tc.batch_size)
+        pick = train_windows[np.linspace(0, len(train_windows) - 1, count).astype(int)]
+        for start in range(0, count, tc.batch_size):
+            yield trajectories.batch(pick[start : start + tc.batch_size], steps, fs,
+                                     rt.device)["frames"]
+
     objective.to(rt.device)
     step = 0
     if resume is not None:
@@ -356,9 +373,10 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
                 last = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
                 last["lr"] = lr
                 if step % tc.eval_every == 0 or step == stop:
-                    last.update(
-                        evaluate(objective, trajectories, val_windows, steps, fs, rt, use_proprio)
-                    )
+                    with (calibrated(world_model, calibration) if end_to_end
+                          else contextlib.nullcontext()):
+                        last.update(evaluate(objective, trajectories, val_windows, steps, fs,
+                                             rt, use_proprio))
                 logger.log(step, last)
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
                 window = []
@@ -378,6 +396,8 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
         "val_episodes": len(val_eps),
     }
     if step >= total and rt.is_main:
+        if end_to_end:  # planning encodes in eval mode: statistics of the final weights
+            calibrate_batchnorm(world_model, calibration())
         world_model.freeze()
         model_dir = world_model.save(
             out_dir / "world_model", provenance=_provenance(cfg, datasets, summary)

@@ -579,6 +579,8 @@ class WorldModel(nn.Module):
         records it, so that a rebuilt model whose latents mean other things refuses it (the
         stored planner settings are left out: they do not change what a latent means)."""
         config = {k: v for k, v in asdict(self.config).items() if k != "planning"}
+        if config["head"] is None:  # frozen models keep the fingerprint they had before heads
+            del config["head"]
         digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
         for name, tensor in sorted(self.state_dict().items()):
             digest.update(name.encode())

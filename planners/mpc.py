@@ -69,6 +69,9 @@ DISTILLED_NOTE = ("distilled: a small policy trained on the planner's actions an
 @dataclass
 class OracleConfig:
     threads: Any = "auto"
+    # a world model (folder or shipped name) whose latent energy scores the oracle's rendered
+    # states instead of the task's state cost: exact dynamics, learned energy (a diagnostic)
+    energy_model: str | None = None
 
 
 @dataclass
@@ -252,7 +255,15 @@ def make_policy(cfg: MPCConfig, tasks: list[Any], model: Any,
         from planners.oracle import OracleModel
 
         try:
-            oracle = OracleModel.from_env(task, frameskip=cfg.frameskip, threads=cfg.oracle.threads)
+            if cfg.oracle.energy_model:
+                from planners.exact_dynamics import LearnedEnergyOracle
+
+                oracle = LearnedEnergyOracle(task, load_world_model(cfg.oracle.energy_model, "cpu"),
+                                             frameskip=cfg.frameskip,
+                                             threads=cfg.oracle.threads)
+            else:
+                oracle = OracleModel.from_env(task, frameskip=cfg.frameskip,
+                                              threads=cfg.oracle.threads)
         except (ValueError, NotImplementedError) as exc:
             raise UserError(f"no simulator oracle for {env_id}: {exc}") from None
         return OraclePolicy(oracle, plan_fn, settings, warm_start=cfg.warm_start,
@@ -453,6 +464,7 @@ def summarize(
         "tail": cfg.tail,
         "tail_blocks": cfg.tail_blocks if cfg.tail is not None else None,
         "readout_weight": readout_weight_used(cfg, runner.policy),
+        "oracle_energy_model": cfg.oracle.energy_model if cfg.model == "oracle" else None,
         "model": cfg.model,
         "note": {"oracle": ORACLE_NOTE, "random": RANDOM_NOTE,
                  "distilled": DISTILLED_NOTE}.get(cfg.model),
@@ -495,6 +507,8 @@ def summary_text(metrics: dict[str, Any]) -> str:
         "",
         f"{metrics['env']} | model {metrics['model']}"
         + (f" ({metrics['checkpoint']})" if metrics["checkpoint"] else "")
+        + (f" + energy of {metrics['oracle_energy_model']} on rendered states"
+           if metrics.get("oracle_energy_model") else "")
         + (f" | planner {metrics['planner']}" if metrics["planner"] else "")
         + (f" + readout (weight {metrics['readout_weight']:g})"
            if metrics.get("readout_weight") else "")

@@ -225,16 +225,23 @@ TINY_PLAN = ["--episodes", "1", "--budget", "4", "--quiet", "horizon=2", "cem.sa
              "cem.elites=4", "cem.iterations=2"]
 
 
+# the encoder trained with the predictor (SIGReg), whatever the task's recipe says
+END_TO_END = ["train_ac.encoder.train=true", "train_ac.model.head.hidden=32",
+              "train_ac.model.head.dim=16", "train_ac.train.sigreg_directions=16"]
+
+
+@pytest.mark.parametrize("way", ["recipe", "end_to_end"])
 @pytest.mark.parametrize("name", TASKS)
-def test_record_build_and_plan_end_to_end(tmp_path, name):
+def test_record_build_and_plan_end_to_end(tmp_path, name, way):
     import json
 
     from jepa_world.build import load_recipe
     from tests.conftest import run_cli
 
     out = tmp_path / "build"
+    extra = END_TO_END if way == "end_to_end" else []
     result = run_cli("-m", "jepa_world.build", "--env", name, "--out", str(out), *TINY_BUILD,
-                     timeout=600)
+                     *extra, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "build.json").read_text())
     assert set(summary["stage_seconds"]) >= {"pretrain", "train_ac", "probe"}
@@ -245,6 +252,9 @@ def test_record_build_and_plan_end_to_end(tmp_path, name):
     model = out / "train_ac" / "world_model"
     provenance = json.loads((model / "provenance.json").read_text())
     assert provenance["reproduce"] == f"python -m jepa_world.build --env {name} --install"
+    if way == "end_to_end":
+        assert provenance["built"] == "end_to_end"
+        assert json.loads((model / "config.json").read_text())["head"]["dim"] == 16
     metrics_file = tmp_path / "metrics.json"
     result = run_cli("-m", "planners.mpc", "--env", name, "--checkpoint", str(model),
                      "--json", str(metrics_file), *TINY_PLAN)
@@ -275,6 +285,13 @@ def test_random_encoder_control_build(tmp_path):
     state = torch.load(out / "pretrain" / "checkpoint.pt", weights_only=True)
     assert state["step"] == 0 and state["config"]["train"]["steps"] == 0
     assert (out / "train_ac" / "world_model" / "weights.safetensors").is_file()
+    # end to end, the control's encoder starts untrained in train_ac too
+    e2e = tmp_path / "control-e2e"
+    result = run_cli("-m", "jepa_world.build", "--env", "push", "--out", str(e2e),
+                     "--random-encoder", *TINY_BUILD, *END_TO_END, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    provenance = json.loads((e2e / "train_ac" / "world_model" / "provenance.json").read_text())
+    assert provenance["built"] == "end_to_end" and provenance["encoder_init"] == "random"
     result = run_cli("-m", "jepa_world.build", "--env", "push", "--random-encoder", "--install")
     assert_one_line_error(result, "--random-encoder builds a control")
 

@@ -97,6 +97,8 @@ class ACSchedule:
     sigreg_directions: int = 256
     target: str = "same"  # end to end: same | stopgrad | ema (the next embeddings' encoder)
     ema_momentum: float = 0.99
+    calibration_batches: int = 16  # end to end: batches that BatchNorm's statistics are
+    # recomputed on before evaluating and saving
     start_lr: float = 1.0e-4
     lr: float = 6.0e-4
     final_lr: float = 1.0e-6
@@ -134,7 +136,7 @@ class TrainACConfig:
             train, "train.", "rollout_steps", "warmup_steps", "rollout_weight", "proprio_weight",
             "decode_weight", "sigreg_weight",
         )
-        check_positive(train, "train.", "sigreg_directions")
+        check_positive(train, "train.", "sigreg_directions", "calibration_batches")
         check_positive(self.encoder, "encoder.", "lr_scale")
         _check_choice("train.loss", train.loss, LOSSES)
         _check_choice("train.target", train.target, TARGETS)
