@@ -24,13 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from jepa_world.model_files import CONFIG, PROVENANCE, READOUT_DIR, WEIGHTS
 from jepa_world.models import EncoderConfig, VisionTransformer
 from jepa_world.models.ac_predictor import ACPredictor, StepCache
 from jepa_world.models.latent_head import LatentHead, LatentHeadConfig
 from planners.energy import latent_distance
 
-WEIGHTS, CONFIG, PROVENANCE = "weights.safetensors", "config.json", "provenance.json"
-READOUT_DIR = "readout"  # a state readout fitted on the model's latents (jepa_world.readout)
 # task name -> folder under jepa_world/assets/ (what python -m jepa_world.build --install fills)
 SHIPPED = {"reach": "reach", "push": "push", "gym:Reacher-v5": "gym-reacher-v5"}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -569,7 +568,7 @@ class WorldModel(nn.Module):
             )
         model = model.to(device).freeze()
         if (directory / READOUT_DIR / CONFIG).is_file():
-            from jepa_world.readout import StateReadout
+            from jepa_world.readout.model import StateReadout
 
             model.attach_readout(StateReadout.load(directory / READOUT_DIR, model))
         return model

@@ -11,16 +11,12 @@ joint must not be told that the short way round passes through its limit.
 One folder, ``readout/`` inside the world model's folder: ``weights.safetensors`` +
 ``config.json`` (widths, which coordinates are periodic, the planner weight and margin, the
 fingerprint of the world model it reads).
-
-    python -m jepa_world.readout --env reach --data DIR [DIR ...] [--world-model reach]
-        [--out DIR | --install] [--steps 4000] [--seed 0]
+The command that fits one is ``python -m jepa_world.readout`` (``__main__.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from jepa_world.world_model import CONFIG, READOUT_DIR, WEIGHTS
+from jepa_world.model_files import CONFIG, WEIGHTS
 
 
 @dataclass
@@ -190,81 +186,3 @@ def coordinate_errors(features: Tensor, qpos: Tensor, periodic: list[bool]) -> l
             errors.append((features[:, column] - qpos[:, i]).abs())
             column += 1
     return errors
-
-
-def main(argv: list[str]) -> int:
-    import envs
-    from jepa_world.data.episodes import EpisodeDataset
-    from jepa_world.files import replace_folder, write_json_atomic
-    from jepa_world.provenance import git_commit
-    from jepa_world.training.cli import UserError
-    from jepa_world.world_model import WorldModel, resolve_model_dir
-
-    parser = argparse.ArgumentParser(prog="python -m jepa_world.readout",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--env", required=True, help="task name, e.g. reach")
-    parser.add_argument("--data", nargs="+", required=True, help="recorded datasets of the task")
-    parser.add_argument("--world-model", help="directory or shipped name (default: the task's)")
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", help="write the readout folder here")
-    where.add_argument("--install", action="store_true",
-                       help="put it inside the world model's folder (planners.mpc uses it)")
-    parser.add_argument("--steps", type=int, default=4000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--weight", type=float, default=ReadoutConfig.weight,
-                        help="the planners' default weight of the readout term")
-    parser.add_argument("--margin", type=float, default=ReadoutConfig.margin,
-                        help="squared readout distance under which the term is off")
-    args = parser.parse_args(argv)
-    if args.steps < 1:
-        raise UserError(f"--steps must be a positive integer, got {args.steps}")
-    for flag in ("weight", "margin"):
-        value = getattr(args, flag)
-        if not math.isfinite(value) or value < 0:
-            raise UserError(f"--{flag} must be finite and >= 0, got {value}")
-    try:
-        name = args.world_model or envs.short_name(args.env)
-        task = envs.make_task(args.env, image_size=64)
-    except (envs.UnknownEnvError, ValueError) as exc:
-        raise UserError(" ".join(str(exc).split())) from None
-    periodic = periodic_coordinates(task)
-    task.close()
-    try:
-        model = WorldModel.load(name)
-        datasets = [EpisodeDataset(Path(d)) for d in args.data]
-    except (FileNotFoundError, ValueError) as exc:
-        raise UserError(" ".join(str(exc).split())) from None
-    for data in datasets:
-        if model.config.env_id and data.env_id != model.config.env_id:
-            raise UserError(f"{data.root} records {data.env_id}, the world model "
-                            f"{model.config.env_id}")
-    try:
-        readout = fit_readout(model, datasets, periodic, args.steps, args.seed)
-        readout.config.weight, readout.config.margin = args.weight, args.margin
-    except (ValueError, FloatingPointError) as exc:
-        raise UserError(" ".join(str(exc).split())) from None
-    provenance = {"git_commit": git_commit(), "command": ["python", "-m", "jepa_world.readout",
-                                                          *argv],
-                  "data": [{"path": str(d.root), "episodes": len(d),
-                            "seeds": [min(d.seeds), max(d.seeds)]} for d in datasets]}
-
-    def fill(folder: Path) -> None:
-        readout.save(folder)
-        write_json_atomic(folder / "provenance.json", provenance, sort_keys=False)
-
-    if args.install:
-        target = replace_folder(resolve_model_dir(name) / READOUT_DIR, fill)
-    else:
-        target = Path(args.out)
-        target.mkdir(parents=True, exist_ok=True)
-        fill(target)
-    validation = readout.config.validation
-    print(f"state readout: {target} (validation error per qpos coordinate: median "
-          f"{validation['median']}, p90 {validation['p90']})")
-    return 0
-
-
-if __name__ == "__main__":
-    from jepa_world.training.cli import run_command
-
-    run_command(main)
