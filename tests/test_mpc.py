@@ -329,3 +329,38 @@ def test_eval_seeds_never_reach_recording_seeds():
     for bad in ((-1, 0), (-100, 5), (MAX_EVAL_SEED + 1, 0), (0, -1), (0, 10_000)):
         with pytest.raises(ValueError):
             mpc.eval_seed(*bad)
+
+
+def test_exact_dynamics_with_a_learned_energy(tmp_path):
+    """oracle.energy_model: the simulator's states, rendered and scored by the world model."""
+    import torch
+
+    import envs
+    from jepa_world import WorldModel
+    from planners.exact_dynamics import LearnedEnergyOracle
+
+    task = envs.make_task("reach", image_size=64)
+    task.reset(seed=3)
+    model = WorldModel.load("reach")
+    oracle = LearnedEnergyOracle(task, model)
+    here = oracle.encode_state(task.get_state()[0][None])
+    there = oracle.encode_state((task.get_state()[0] + 0.8)[None])
+    pair = torch.cat([here, there])  # [2,1,S]
+    distance = oracle.distance(pair, here, "l2")
+    assert distance.shape == (2,) and float(distance[0]) == 0.0 and float(distance[1]) > 0
+    frames = torch.from_numpy(np.stack([task.render_state(q) for q in
+                                        pair[:, 0, : oracle.nq].numpy()]))
+    expected = model.energy(model.encode(frames), model.encode(frames[:1]), "l2")
+    assert torch.allclose(distance.float(), expected, atol=1e-6)
+    task.close()
+    metrics_file = tmp_path / "m.json"
+    result = run_cli("-m", "planners.mpc", "--env", "reach", "--model", "oracle", "--episodes",
+                     "1", "--budget", "5", "--quiet", "oracle.energy_model=reach", "horizon=1",
+                     "cem.samples=8", "cem.elites=2", "cem.iterations=1",
+                     "--json", str(metrics_file))
+    assert result.returncode == 0, result.stderr
+    assert "+ energy of reach on rendered states" in result.stdout
+    assert json.loads(metrics_file.read_text())["oracle_energy_model"] == "reach"
+    missing = run_cli("-m", "planners.mpc", "--env", "reach", "--model", "oracle",
+                      "oracle.energy_model=" + str(tmp_path / "none"))
+    assert_one_line_error(missing, "cannot load world model")
