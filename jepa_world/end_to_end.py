@@ -143,14 +143,6 @@ def _frozen_copy(module: nn.Module) -> nn.Module:
     return twin
 
 
-def trainable(world_model: nn.Module) -> nn.Module:
-    """Every weight of an end-to-end world model learns (its ``freeze`` is for planning)."""
-    world_model.train()
-    for param in world_model.parameters():
-        param.requires_grad_(True)
-    return world_model
-
-
 def reinitialise(encoder: nn.Module) -> nn.Module:
     """The same architecture with fresh weights (the control of what pretraining buys)."""
     from jepa_world.models import VisionTransformer
@@ -159,4 +151,4 @@ def reinitialise(encoder: nn.Module) -> nn.Module:
 
 
 __all__ = ["EndToEndObjective", "TARGETS", "batchnorm_state", "calibrate_batchnorm", "calibrated",
-           "load_batchnorm_state", "reinitialise", "trainable"]
+           "load_batchnorm_state", "reinitialise"]

@@ -37,7 +37,6 @@ from jepa_world.end_to_end import (
     calibrate_batchnorm,
     calibrated,
     reinitialise,
-    trainable,
 )
 from jepa_world.files import write_text_atomic
 from jepa_world.models.ac_predictor import ACPredictor
@@ -411,21 +410,21 @@ def _objective(cfg: TrainACConfig, world_model: WorldModel
     """The loss, the module whose weights it trains (the predictor on a frozen encoder, the
     whole world model end to end) and its optimizer."""
     tc, end_to_end = cfg.train, cfg.encoder.train
-    loss = tc.loss if tc.loss != "auto" else ("mse" if end_to_end else "l1")
-    learned = trainable(world_model) if end_to_end else world_model.predictor
+    learned = world_model if end_to_end else world_model.predictor
     learned.train()
     for param in learned.parameters():
         param.requires_grad_(True)
     prediction = ACObjective(
         world_model.predictor, tc.rollout_steps, tc.rollout_weight, tc.proprio_weight,
-        world_model.proprio_mean, world_model.proprio_std, tc.decode_weight, loss,
+        world_model.proprio_mean, world_model.proprio_std, tc.decode_weight,
+        cfg.prediction_loss(),
     )
     objective: nn.Module = prediction
     if end_to_end:
         objective = EndToEndObjective(world_model, prediction, tc.sigreg_weight,
                                       tc.sigreg_directions, tc.target, tc.ema_momentum)
         encoder = world_model.encoder
-        rest = [m for name, m in world_model.named_children() if m is not encoder]
+        rest = [m for m in world_model.children() if m is not encoder]
         groups = param_groups([encoder], cfg.encoder.lr_scale) + param_groups(rest)
     else:
         groups = param_groups([learned])
@@ -543,10 +542,8 @@ def main(argv: list[str]) -> int:
             f"train loss {m.get('loss', float('nan')):.4f}"
         )
         if "val_teacher" in m:
-            loss = cfg.train.loss if cfg.train.loss != "auto" else (
-                "mse" if cfg.encoder.train else "l1")
             line += (
-                f"; val {loss.upper()} teacher {m['val_teacher']:.4f} rollout "
+                f"; val {cfg.prediction_loss().upper()} teacher {m['val_teacher']:.4f} rollout "
                 f"{m['val_rollout']:.4f} (copy-current-frame baseline "
                 f"{m['val_copy_baseline']:.4f})"
             )

@@ -126,6 +126,13 @@ class TrainACConfig:
     model: WorldModelChoice = field(default_factory=WorldModelChoice)
     train: ACSchedule = field(default_factory=ACSchedule)
 
+    def prediction_loss(self) -> str:
+        """l1 or mse: ``train.loss``, where auto means l1 on a frozen encoder (V-JEPA 2-AC)
+        and mse end to end (LeWM)."""
+        if self.train.loss != "auto":
+            return self.train.loss
+        return "mse" if self.encoder.train else "l1"
+
     def validate(self) -> None:
         train, model = self.train, self.model
         check_positive(
