@@ -27,11 +27,8 @@ class FrameTrajectories(EpisodeWindows):
         bar = tqdm(total=total, desc="decoding", unit="ep", disable=not show_progress)
         for data in datasets:
             for ep in range(len(data)):
-                arrays = data.arrays(ep)
-                self.observations.append(torch.from_numpy(data.frames(ep)))
-                self.proprio.append(torch.from_numpy(arrays["proprio"]).float())
-                self.actions.append(torch.from_numpy(arrays["actions"]).float())
-                self.names.append(f"{data.root}:{ep}")
+                self.append(torch.from_numpy(data.frames(ep)), data.arrays(ep),
+                            f"{data.root}:{ep}")
                 bar.update(1)
         bar.close()
 

@@ -41,11 +41,7 @@ class LatentTrajectories(EpisodeWindows):
                     model.encode(frames[i : i + batch].unsqueeze(0))[0]
                     for i in range(0, len(frames), batch)
                 ]
-                arrays = data.arrays(ep)
-                self.observations.append(torch.cat(parts).cpu())
-                self.proprio.append(torch.from_numpy(arrays["proprio"]).float())
-                self.actions.append(torch.from_numpy(arrays["actions"]).float())
-                self.names.append(f"{data.root}:{ep}")
+                self.append(torch.cat(parts).cpu(), data.arrays(ep), f"{data.root}:{ep}")
                 bar.update(1)
         bar.close()
 

@@ -27,6 +27,13 @@ class EpisodeWindows:
     def __len__(self) -> int:
         return len(self.observations)
 
+    def append(self, observations: Tensor, arrays: dict[str, np.ndarray], name: str) -> None:
+        """One episode: its observations and the recorded arrays of ``EpisodeDataset.arrays``."""
+        self.observations.append(observations)
+        self.proprio.append(torch.from_numpy(arrays["proprio"]).float())
+        self.actions.append(torch.from_numpy(arrays["actions"]).float())
+        self.names.append(name)
+
     def windows(self, episodes: list[int], steps: int, frameskip: int) -> np.ndarray:
         """(episode, start) pairs whose window of steps+1 observations fits."""
         span = steps * frameskip
