@@ -90,7 +90,8 @@ class WorldModel(nn.Module):
     to them, but gradients do flow to inputs that ask for them (the gradient planner).
 
     Latents are the encoder's layer-normed, pooled tokens standardised per channel with the
-    training data's statistics (stored in the config)."""
+    training data's statistics (stored in the config), or, for a model built end to end, the
+    latent head's one embedding per frame."""
 
     # rollouts read the frozen weights and nothing else: planners may score chunks of
     # candidates from several threads at once (planners.threads)
