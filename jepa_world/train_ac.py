@@ -484,8 +484,9 @@ def _save(out_dir: Path, cfg: TrainACConfig, rt: Runtime, objective: nn.Module,
             "world_size": rt.world_size,
             "metrics": metrics,  # the last logged ones: the provenance of a resumed finish
         }
-        if cfg.encoder.train and objective.ema_state() is not None:
-            state["ema"] = objective.ema_state()
+        ema = objective.ema_state() if cfg.encoder.train else None
+        if ema is not None:
+            state["ema"] = ema
         save_checkpoint(state, out_dir / CHECKPOINT)
     rt.barrier()
 

@@ -31,7 +31,3 @@ class FrameTrajectories(EpisodeWindows):
                             f"{data.root}:{ep}")
                 bar.update(1)
         bar.close()
-
-    @property
-    def frame_count(self) -> int:
-        return sum(len(f) for f in self.observations)

@@ -15,7 +15,7 @@ from jepa_world.training.cli import (
 INITS = ("scratch", "pretrained")
 ENCODER_INITS = ("pretrained", "random")
 LOSSES = ("auto", "l1", "mse")
-TARGETS = ("same", "stopgrad", "ema")
+TARGETS = ("same", "stopgrad", "ema")  # jepa_world.end_to_end.TARGETS, without importing torch
 HEAD_POOLS = ("attention", "mean")  # jepa_world.models.latent_head.HEAD_POOLS
 POOL_MODES = ("mean", "stack")  # jepa_world.world_model.POOL_MODES, without importing torch
 ENERGY_STEPS = ("all", "final")  # planners.base.ENERGY_STEPS, without importing the planners
