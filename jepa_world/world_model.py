@@ -6,8 +6,12 @@ frozen, the latent is the encoder's layer-normed tokens (optionally pooled to a 
 averaged or stacked: planning cost grows with K); built end to end, a latent head makes one
 embedding per frame (K = 1) that encoder, head and predictor were trained together to predict.
 
-One directory per model: ``weights.safetensors`` + ``config.json`` (enough to rebuild it) +
-``provenance.json`` (git commit, data manifest, training config, metrics).
+This module is the composition; its parts live in their own modules: the encoder
+(``models.vit``) with its latent layout (``models.frame_latents``) or latent head
+(``models.latent_head``), the predictor (``models.ac_predictor``), the energy
+(``latent_energy``), the config (``world_model_config``), input checks (``world_model_inputs``)
+and the model folder (``model_files``: ``weights.safetensors`` + ``config.json`` +
+``provenance.json``).
 """
 
 from __future__ import annotations
@@ -15,8 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from importlib import resources
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,68 +27,34 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jepa_world.model_files import CONFIG, PROVENANCE, READOUT_DIR, WEIGHTS
+from jepa_world.latent_energy import latent_distance
+from jepa_world.model_files import (
+    CONFIG,
+    PROVENANCE,
+    READOUT_DIR,
+    SHIPPED,
+    WEIGHTS,
+    read_config_json,
+    read_weights,
+    resolve_model_dir,
+    shipped_names,
+)
 from jepa_world.models import EncoderConfig, VisionTransformer
 from jepa_world.models.ac_predictor import ACPredictor, StepCache
+from jepa_world.models.frame_latents import POOL_MODES, LatentLayout, frames_as_images, resized
 from jepa_world.models.latent_head import LatentHead, LatentHeadConfig
-from planners.energy import latent_distance
+from jepa_world.world_model_config import WorldModelConfig, checked_statistic
+from jepa_world.world_model_inputs import InputChecks
 
-# task name -> folder under jepa_world/assets/ (what python -m jepa_world.build --install fills)
-SHIPPED = {"reach": "reach", "push": "push", "gym:Reacher-v5": "gym-reacher-v5"}
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-POOL_MODES = ("mean", "stack")
+# names that callers import from here
+__all__ = ["CONFIG", "POOL_MODES", "PRECISIONS", "PROVENANCE", "SHIPPED", "WEIGHTS", "WorldModel",
+           "WorldModelConfig", "resolve_model_dir", "shipped_names"]
 # auto: bf16 autocast on CUDA, fp32 elsewhere; bf16 on a CPU with bf16 matrix units (AVX512-BF16,
 # AMX) makes planning faster at some cost in precision (benchmarks/RESULTS.md, issue 15)
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-@dataclass
-class WorldModelConfig:
-    """Everything needed to rebuild a world model (stored as config.json)."""
-
-    encoder: dict[str, Any]  # EncoderConfig.to_dict()
-    predictor: dict[str, Any]  # embed_dim, depth, num_heads, mlp_ratio
-    action_dim: int
-    frameskip: int = 1
-    proprio_dim: int = 0
-    pool: list[int] | None = None  # [h, w] token grid after pooling; None = full grid
-    # how each pooled cell is made from the encoder tokens it covers: "mean" averages them
-    # (width D); "stack" concatenates them in raster order (width D * cell size), which keeps
-    # where inside the cell each feature is, e.g. which way a small object points
-    pool_mode: str = "mean"
-    latent_mean: list[float] = field(default_factory=list)  # per channel, from training data
-    latent_std: list[float] = field(default_factory=list)
-    proprio_mean: list[float] = field(default_factory=list)
-    proprio_std: list[float] = field(default_factory=list)
-    image_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
-    image_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
-    env_id: str | None = None
-    # End-to-end models (train_ac encoder.train=true): a latent head (LatentHeadConfig) that
-    # turns a frame's tokens into one embedding; None = the frozen path's pooled tokens
-    head: dict[str, Any] | None = None
-    # Planner settings the model was built to be used with (e.g. {"horizon": 5}); planners.mpc
-    # applies them unless the command line sets the same keys.
-    planning: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> WorldModelConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown world-model config keys {sorted(unknown)}")
-        from omegaconf import OmegaConf
-        from omegaconf.errors import OmegaConfBaseException
-
-        try:  # the declared types, checked (an int field holding "four" is refused)
-            typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), data))
-        except OmegaConfBaseException as exc:
-            text = " ".join(str(exc).split()).split(" full_key:")[0]
-            key = getattr(exc, "full_key", None)
-            raise ValueError(f"{f'{key}: ' if key else ''}{text}") from None
-        return typed  # type: ignore[return-value]
-
-
-class WorldModel(nn.Module):
+class WorldModel(InputChecks, nn.Module):
     """encode / predict / rollout / energy / save / load. Weights are frozen: no gradients flow
     to them, but gradients do flow to inputs that ask for them (the gradient planner).
 
@@ -106,28 +75,15 @@ class WorldModel(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = encoder if encoder is not None else _build_encoder(config.encoder)
-        grid = self.encoder.grid_size[1:]
-        self.head = None
+        head = None
         if config.head is not None:
-            if config.pool is not None and tuple(config.pool) != (1, 1):
-                raise ValueError("a world model with a latent head takes no pool (the head "
-                                 f"makes one vector per frame), got pool {config.pool}")
-            self.head = LatentHead(self.encoder.embed_dim, LatentHeadConfig.from_dict(config.head))
-        self.pool = tuple(config.pool) if config.pool else tuple(grid)
-        if self.head is not None:
-            self.pool = (1, 1)
-        if grid[0] % self.pool[0] or grid[1] % self.pool[1]:
-            raise ValueError(f"pool {self.pool} does not divide the token grid {grid}")
-        if config.pool_mode not in POOL_MODES:
-            raise ValueError(
-                f"unknown pool_mode {config.pool_mode!r} (known: {', '.join(POOL_MODES)})"
-            )
-        self.tokens_per_frame = self.pool[0] * self.pool[1]
-        self.cell = (grid[0] // self.pool[0], grid[1] // self.pool[1])
-        stacked = self.cell[0] * self.cell[1] if config.pool_mode == "stack" else 1
-        self.latent_dim = self.encoder.embed_dim * stacked
-        if self.head is not None:
-            self.latent_dim = self.head.config.dim
+            head = LatentHead(self.encoder.embed_dim, LatentHeadConfig.from_dict(config.head))
+        self.head = head
+        self.layout = LatentLayout.build(
+            tuple(self.encoder.grid_size[1:]), config.pool, config.pool_mode,
+            self.encoder.embed_dim, None if head is None else head.config.dim,
+        )
+        self.tokens_per_frame, self.latent_dim = self.layout.tokens_per_frame, self.layout.latent_dim
         self.predictor = (
             predictor
             if predictor is not None
@@ -140,8 +96,8 @@ class WorldModel(nn.Module):
                 **config.predictor,
             )
         )
-        image_mean = _statistic("image_mean", config.image_mean, 3, positive=False)
-        image_std = _statistic("image_std", config.image_std, 3, positive=True)
+        image_mean = checked_statistic("image_mean", config.image_mean, 3, positive=False)
+        image_std = checked_statistic("image_std", config.image_std, 3, positive=True)
         self.register_buffer("image_mean", image_mean.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", image_std.view(1, 3, 1, 1), persistent=False)
         d = self.latent_dim
@@ -150,8 +106,8 @@ class WorldModel(nn.Module):
         if config.latent_mean or config.latent_std:
             self.set_latent_stats(torch.tensor(config.latent_mean), torch.tensor(config.latent_std))
         p = config.proprio_dim
-        mean = _statistic("proprio_mean", config.proprio_mean or [0.0] * p, p, positive=False)
-        std = _statistic("proprio_std", config.proprio_std or [1.0] * p, p, positive=True)
+        mean = checked_statistic("proprio_mean", config.proprio_mean or [0.0] * p, p, positive=False)
+        std = checked_statistic("proprio_std", config.proprio_std or [1.0] * p, p, positive=True)
         self.register_buffer("proprio_mean", mean, persistent=False)
         self.register_buffer("proprio_std", std, persistent=False)
         self._precision = "auto"
@@ -216,8 +172,8 @@ class WorldModel(nn.Module):
         counts alike in the predictor's inputs, its loss and the planning energy."""
         if mean.shape != (self.latent_dim,) or std.shape != (self.latent_dim,):
             raise ValueError(f"latent stats must have shape [{self.latent_dim}]")
-        mean = _statistic("latent_mean", mean, self.latent_dim, positive=False)
-        std = _statistic("latent_std", std, self.latent_dim, positive=True)
+        mean = checked_statistic("latent_mean", mean, self.latent_dim, positive=False)
+        std = checked_statistic("latent_std", std, self.latent_dim, positive=True)
         self.latent_mean.copy_(mean)
         self.latent_std.copy_(std)
         self.config.latent_mean = [float(v) for v in mean]
@@ -258,54 +214,18 @@ class WorldModel(nn.Module):
     def encode(self, frames: Tensor | Any) -> Tensor:
         """uint8 [B,T,H,W,3] (or float [B,T,3,H,W] in [0,1]) -> latents [B,T,K,D].
         A single frame per item ([B,H,W,3] / [B,3,H,W]) gives [B,K,D]."""
-        frames = torch.as_tensor(frames)
-        single = False
-        if frames.dtype == torch.uint8:
-            if frames.dim() == 4:
-                frames, single = frames.unsqueeze(1), True
-            if frames.dim() != 5 or frames.shape[-1] != 3:
-                raise ValueError(
-                    f"uint8 frames must be [B,T,H,W,3] or [B,H,W,3], got {tuple(frames.shape)}"
-                )
-            frames = frames.permute(0, 1, 4, 2, 3).float() / 255.0
-        elif frames.is_floating_point():
-            if frames.dim() == 4:
-                frames, single = frames.unsqueeze(1), True
-            if frames.dim() != 5 or frames.shape[2] != 3:
-                raise ValueError(
-                    f"float frames must be [B,T,3,H,W] or [B,3,H,W], got {tuple(frames.shape)}"
-                )
-        else:
-            raise ValueError(f"frames must be uint8 or floating point, got {frames.dtype}")
-        b, t = frames.shape[:2]
-        x = frames.reshape(b * t, *frames.shape[2:]).to(self.device)
-        if x.shape[-2:] != (self.image_size, self.image_size):
-            x = F.interpolate(
-                x, size=(self.image_size,) * 2, mode="bilinear", antialias=True, align_corners=False
-            )
+        images, (b, t), single = frames_as_images(frames)
+        x = resized(images.to(self.device), self.image_size)
         x = (x - self.image_mean) / self.image_std
         with self._autocast():
             tokens = self.encoder(x)  # a single image fills the tubelet by repetition
             if self.head is not None:
                 embedded = self.head(tokens).float().unsqueeze(1)
         if self.head is None:
-            embedded = self._pool(F.layer_norm(tokens.float(), (tokens.shape[-1],)))
+            embedded = self.layout.pool_tokens(F.layer_norm(tokens.float(), (tokens.shape[-1],)))
         z = (embedded - self.latent_mean) / self.latent_std
         z = z.reshape(b, t, self.tokens_per_frame, self.latent_dim)
         return z[:, 0] if single else z
-
-    def _pool(self, tokens: Tensor) -> Tensor:
-        n, _, d = tokens.shape
-        gh, gw = self.encoder.grid_size[1:]
-        if (gh, gw) == self.pool:
-            return tokens
-        if self.config.pool_mode == "stack":
-            (ph, pw), (ch, cw) = self.pool, self.cell
-            cells = tokens.reshape(n, ph, ch, pw, cw, d).permute(0, 1, 3, 2, 4, 5)
-            return cells.reshape(n, ph * pw, ch * cw * d)
-        grid = tokens.transpose(1, 2).reshape(n, d, gh, gw)
-        pooled = F.adaptive_avg_pool2d(grid, self.pool)
-        return pooled.flatten(2).transpose(1, 2)
 
     # ------------------------------------------------------------------ dynamics
     def predict(self, z: Tensor, actions: Tensor, proprio: Tensor | None = None) -> Tensor:
@@ -397,21 +317,6 @@ class WorldModel(nn.Module):
         actions = self._check_actions(act(z.float(), p_env), z.shape[0], None).flatten(1)
         return self._step(z, actions, p, t, cache)
 
-    def _check_action_blocks(self, actions: Any, b: int) -> Tensor:
-        """[B,H,fs,A] (or [B,H,A] when frameskip is 1) -> [B,H,fs*A], checked."""
-        actions = self._as_float(actions, "actions")
-        if actions.dim() == 3 and self.frameskip == 1:
-            actions = actions.unsqueeze(2)
-        if actions.dim() != 4:
-            raise ValueError(
-                f"actions must be [B,H,{self.frameskip},{self.action_dim}], "
-                f"got {tuple(actions.shape)}"
-            )
-        horizon = actions.shape[1]
-        if horizon == 0:
-            raise ValueError("actions hold no action block (horizon 0): give at least one")
-        return self._check_actions(actions, b, horizon).flatten(2)
-
     def rollout_policy(
         self,
         z: Tensor,
@@ -468,52 +373,6 @@ class WorldModel(nn.Module):
             z_goal = z_goal.unsqueeze(1)
         return latent_distance(z, z_goal, metric)
 
-    # ------------------------------------------------------------------ checks
-    # Inputs may be tensors or NumPy arrays of any floating dtype (computed in float32 on the
-    # model's device); integers, wrong shapes and NaN / infinite values raise ValueError.
-    def _as_float(self, x: Any, name: str) -> Tensor:
-        x = torch.as_tensor(x)
-        if not x.is_floating_point():
-            raise ValueError(f"{name} must be floating point, got {x.dtype}")
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError(f"{name} hold NaN or infinite values")
-        return x.to(self.device, torch.float32)
-
-    def _check_latents(self, z: Any, history: bool) -> Tensor:
-        z = self._as_float(z, "latents")
-        k, d = self.latent_shape
-        ok = z.dim() == (4 if history else 3) and tuple(z.shape[-2:]) == (k, d)
-        if not ok:
-            expected = f"[B,T,{k},{d}]" if history else f"[B,{k},{d}]"
-            raise ValueError(f"latents must be {expected}, got {tuple(z.shape)}")
-        return z
-
-    def _check_actions(self, actions: Any, b: int, steps: int | None) -> Tensor:
-        actions = self._as_float(actions, "actions")
-        fs, a = self.frameskip, self.action_dim
-        expected = (b, fs, a) if steps is None else (b, steps, fs, a)
-        if tuple(actions.shape) != expected:
-            raise ValueError(f"actions must have shape {list(expected)}, got {list(actions.shape)}")
-        return actions
-
-    def _check_proprio(self, proprio: Tensor | None, b: int, steps: int | None) -> Tensor | None:
-        p = self.proprio_dim
-        if p == 0:
-            if proprio is not None:
-                raise ValueError("this world model takes no proprioception; pass proprio=None")
-            return None
-        if proprio is None:
-            raise ValueError(f"this world model needs proprio of shape [B,{p}]")
-        proprio = self._as_float(proprio, "proprio")
-        expected = (b, p) if steps is None else (b, steps, p)
-        if tuple(proprio.shape) != expected:
-            raise ValueError(f"proprio must have shape {list(expected)}, got {list(proprio.shape)}")
-        return (proprio - self.proprio_mean) / self.proprio_std
-
-    def _proprio_in_env_units(self, p: Tensor) -> Tensor:
-        """The predictor's normalised proprio back in the env's units (float32)."""
-        return p.float() * self.proprio_std + self.proprio_mean
-
     def _autocast(self):
         kind = self.device.type
         if self._precision == "bf16" or (self._precision == "auto" and kind == "cuda"):
@@ -536,31 +395,18 @@ class WorldModel(nn.Module):
     @classmethod
     def load(cls, path_or_name: str | Path, device: str | torch.device = "cpu") -> WorldModel:
         """A model directory, or a shipped name such as "reach"."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         directory = resolve_model_dir(path_or_name)
+        data = read_config_json(directory)
         try:
-            config = WorldModelConfig.from_dict(json.loads((directory / CONFIG).read_text()))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"world model config not found: {directory / CONFIG}") from None
-        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+            config = WorldModelConfig.from_dict(data)
+        except (TypeError, ValueError) as exc:
             raise ValueError(f"world model config {directory / CONFIG} is invalid: {exc}") from None
         try:
             model = cls(config)
         except (TypeError, ValueError, KeyError) as exc:
             text = " ".join(str(exc).split())[:200]
             raise ValueError(f"world model config {directory / CONFIG} is invalid: {text}") from None
-        try:
-            state = load_file(str(directory / WEIGHTS))
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"world model weights not found: {directory / WEIGHTS}"
-            ) from None
-        except (SafetensorError, OSError) as exc:
-            raise ValueError(
-                f"world model weights {directory / WEIGHTS} are corrupt: {exc}"
-            ) from None
+        state = read_weights(directory)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(
@@ -590,43 +436,6 @@ class WorldModel(nn.Module):
     def provenance(self, directory: str | Path | None = None) -> dict[str, Any]:
         path = resolve_model_dir(directory) / PROVENANCE if directory else None
         return json.loads(path.read_text()) if path and path.exists() else {}
-
-
-def _statistic(name: str, values: Any, size: int, positive: bool) -> Tensor:
-    """A normalisation statistic of a config: ``size`` finite values (std: all > 0), or one
-    line; NaN or zero statistics would otherwise load fine and plan zeros."""
-    tensor = torch.as_tensor(values, dtype=torch.float32).reshape(-1)
-    if tensor.numel() != size:
-        raise ValueError(f"{name} must hold {size} values, got {tensor.numel()}")
-    if not bool(torch.isfinite(tensor).all()) or (positive and not bool((tensor > 0).all())):
-        kind = "finite and > 0" if positive else "finite"
-        raise ValueError(f"{name} must be {kind}, got a value {_first_bad(tensor, positive)}")
-    return tensor
-
-
-def _first_bad(tensor: Tensor, positive: bool) -> float:
-    bad = ~torch.isfinite(tensor)
-    if positive:
-        bad |= tensor <= 0
-    return float(tensor[bad][0])
-
-
-def shipped_names() -> list[str]:
-    """Task names whose world model is installed in the package."""
-    assets = Path(str(resources.files("jepa_world").joinpath("assets")))
-    return [name for name, folder in SHIPPED.items() if (assets / folder / CONFIG).is_file()]
-
-
-def resolve_model_dir(path_or_name: str | Path) -> Path:
-    name = str(path_or_name)
-    if name in SHIPPED:
-        return Path(str(resources.files("jepa_world").joinpath("assets", SHIPPED[name])))
-    directory = Path(path_or_name).expanduser()
-    if not directory.is_dir():
-        raise FileNotFoundError(
-            f"no world model at {directory} (a model directory or one of: {', '.join(SHIPPED)})"
-        )
-    return directory
 
 
 def _build_encoder(spec: dict[str, Any]) -> VisionTransformer:

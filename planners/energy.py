@@ -21,22 +21,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-METRICS = ("l1", "l2")
+from jepa_world.latent_energy import METRICS, latent_distance
+
 ENERGY_STEPS = ("final", "all")
 
 Distance = Callable[[Tensor, Tensor, str], Tensor]
 Term = Callable[[Tensor, Tensor], Tensor]  # (z [...,K,D], goal broadcastable) -> [...]
-
-
-def latent_distance(z: Tensor, goal: Tensor, metric: str) -> Tensor:
-    """Mean absolute (l1) or mean squared (l2) difference over tokens and channels:
-    z [...,K,D] against a broadcastable goal -> [...]."""
-    diff = z - goal
-    if metric == "l1":
-        return diff.abs().mean(dim=(-2, -1))
-    if metric == "l2":
-        return diff.pow(2).mean(dim=(-2, -1))
-    raise ValueError(f"unknown energy metric {metric!r} (known: {', '.join(METRICS)})")
 
 
 @dataclass(frozen=True)
