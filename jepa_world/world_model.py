@@ -77,7 +77,8 @@ class WorldModel(InputChecks, nn.Module):
         self.encoder = encoder if encoder is not None else _build_encoder(config.encoder)
         head = None
         if config.head is not None:
-            head = LatentHead(self.encoder.embed_dim, LatentHeadConfig.from_dict(config.head))
+            head = LatentHead(self.encoder.embed_dim, LatentHeadConfig.from_dict(config.head),
+                              tokens=self.encoder.grid_size[1] * self.encoder.grid_size[2])
         self.head = head
         self.layout = LatentLayout.build(
             tuple(self.encoder.grid_size[1:]), config.pool, config.pool_mode,

@@ -54,8 +54,9 @@ def test_the_pretrained_and_random_initialisations_differ(tmp_path, pretrained, 
     for init in ("pretrained", "random"):
         out = tmp_path / init
         assert train_ac(out, pretrained, small_dataset, *E2E, f"encoder.init={init}",
-                        "train.steps=1").returncode == 0
+                        "model.head.pool=flatten", "train.steps=1").returncode == 0
         models[init] = WorldModel.load(out / "world_model")
+        assert models[init].config.head["pool"] == "flatten"
     a, b = (models[k].encoder.state_dict() for k in ("pretrained", "random"))
     assert not torch.equal(a["blocks.0.attn.qkv.weight"], b["blocks.0.attn.qkv.weight"])
 
@@ -84,7 +85,8 @@ def test_end_to_end_resumes_bit_exactly(tmp_path, pretrained, small_dataset, tar
         ("train.sigreg_weight=-1", "train.sigreg_weight must be >= 0"),
         ("encoder.init=magic", "encoder.init must be one of pretrained, random"),
         ("train.target=momentum", "train.target must be one of same, stopgrad, ema"),
-        ("model.head.pool=max", "model.head.pool must be one of attention, mean"),
+        ("model.head.pool=max", "model.head.pool must be one of attention, mean, flatten"),
+        ("model.head.token_dim=0", "model.head.token_dim must be"),
         ("model.head.heads=5", "head.heads=5 does not divide the encoder width 96"),
         ("encoder.lr_scale=0", "encoder.lr_scale must be positive"),
     ],
@@ -99,3 +101,18 @@ def test_end_to_end_bad_settings_are_one_line(tmp_path, pretrained, small_datase
 def test_end_to_end_settings_need_end_to_end_training(tmp_path, pretrained, small_dataset):  # noqa: F811
     result = train_ac(tmp_path / "bad", pretrained, small_dataset, "encoder.init=random")
     assert_one_line_error(result, "add encoder.train=true")
+
+
+def test_a_flatten_head_tells_where_things_are_where_mean_pooling_cannot():
+    """Mirror-image arm poses hold the same tokens in other places: averaging them gives one
+    embedding for both, the flatten head (tokens concatenated in raster order) two."""
+    from jepa_world.models.latent_head import LatentHead, LatentHeadConfig
+
+    torch.manual_seed(0)
+    tokens = torch.randn(4, 16, 8)
+    mirrored = tokens.reshape(4, 4, 4, 8).flip(2).reshape(4, 16, 8)
+    for pool, same in (("mean", True), ("flatten", False)):
+        head = LatentHead(8, LatentHeadConfig(pool=pool, hidden=32, dim=6, token_dim=3), tokens=16)
+        head.eval()
+        assert torch.allclose(head(tokens), head(mirrored), atol=1e-6) is same, pool
+    assert sum(p.numel() for p in head.pool.parameters()) == 2 * 8 + 8 * 3 + 3

@@ -16,7 +16,7 @@ INITS = ("scratch", "pretrained")
 ENCODER_INITS = ("pretrained", "random")
 LOSSES = ("auto", "l1", "mse")
 TARGETS = ("same", "stopgrad", "ema")  # jepa_world.end_to_end.TARGETS, without importing torch
-HEAD_POOLS = ("attention", "mean")  # jepa_world.models.latent_head.HEAD_POOLS
+HEAD_POOLS = ("attention", "mean", "flatten")  # jepa_world.models.latent_head.HEAD_POOLS
 POOL_MODES = ("mean", "stack")  # jepa_world.world_model.POOL_MODES, without importing torch
 ENERGY_STEPS = ("all", "final")  # planners.base.ENERGY_STEPS, without importing the planners
 
@@ -39,6 +39,7 @@ class LatentHeadShape:
     heads: int = 4
     hidden: int = 2048
     dim: int = 192
+    token_dim: int = 16  # flatten pooling: channels kept per token
 
 
 @dataclass
@@ -149,7 +150,7 @@ class TrainACConfig:
         _check_choice("train.target", train.target, TARGETS)
         _check_choice("encoder.init", self.encoder.init, ENCODER_INITS)
         _check_choice("model.head.pool", model.head.pool, HEAD_POOLS)
-        check_positive(model.head, "model.head.", "heads", "hidden", "dim")
+        check_positive(model.head, "model.head.", "heads", "hidden", "dim", "token_dim")
         if not 0.0 <= train.ema_momentum < 1.0:
             raise UserError(f"train.ema_momentum must be in [0, 1), got {train.ema_momentum}")
         if not self.encoder.train and (self.encoder.init == "random" or train.target != "same"):
