@@ -47,6 +47,8 @@ class EpisodeRecord:
     success_any: bool
     steps: int
     replans: int
+    # the energy the planner PREDICTED for its last plan, not the final frame's energy: a low
+    # value on a failed episode means the model believed the plan reaches the goal
     final_energy: float | None
     metrics: dict[str, float] = field(default_factory=dict)
     plan_ms: list[float] = field(default_factory=list)
