@@ -9,6 +9,11 @@ world model (and with a freshly initialised encoder of the same architecture, th
 pooling and standardisation) and prints the energy quantiles of near and far pairs. If far
 pairs often score below near ones, planning on that energy cannot succeed whatever the
 predictor does; if they never do, failures come from the predictor.
+
+For two-joint arms it also scores each pose against its mirror images (reflected about the
+image's axes: (-q1, -q2) and (pi - q1, -q2)): uniform far pairs almost never alias, but a
+planner minimising the energy finds the few poses that do, and a pooled embedding can lose
+which side of the base the arm is on.
 """
 
 from __future__ import annotations
@@ -33,12 +38,22 @@ def render(task, states: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.stack([task.render_state(q) for q in states]))
 
 
-def energies(model: WorldModel, frames: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+def energies(model: WorldModel, frames: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The l2 energy of every kind of pair against its base pose."""
     with torch.no_grad():
         z = {k: model.encode(v) for k, v in frames.items()}
-        near = model.energy(z["base"], z["near"], "l2").numpy()
-        far = model.energy(z["base"], z["far"], "l2").numpy()
-    return near, far
+    base = z.pop("base")
+    # a kind with several variants per base pose holds them variant-major
+    return {k: model.energy(base.repeat(len(v) // len(base), 1, 1), v, "l2").numpy()
+            for k, v in z.items()}
+
+
+def mirrors(base: np.ndarray) -> np.ndarray:
+    """Both reflections of each two-joint pose, stacked: [2N, state]."""
+    x_axis, y_axis = base.copy(), base.copy()
+    x_axis[:, :2] = np.stack([-base[:, 0], -base[:, 1]], 1)
+    y_axis[:, :2] = np.stack([np.pi - base[:, 0], -base[:, 1]], 1)
+    return np.concatenate([x_axis, y_axis])
 
 
 def main() -> None:
@@ -63,14 +78,21 @@ def main() -> None:
     far = np.stack([task.sample_uniform_goal(start) for _ in range(args.pairs)]).astype(float)
     far_error = np.abs(wrap_angle(base[:, :joints] - far[:, :joints])).max(axis=1)
     frames = {"base": render(task, base), "near": render(task, near), "far": render(task, far)}
+    mirror_error = None
+    if joints == 2:
+        mirrored = mirrors(base)
+        frames["mirror"] = render(task, mirrored)
+        both = np.concatenate([base, base])
+        mirror_error = np.abs(wrap_angle(both[:, :2] - mirrored[:, :2])).max(axis=1)
     task.close()
 
     rows = []
     fresh = fresh_like(model.encoder, args.seed)
     for name, encoder in (("trained", model.encoder), ("fresh encoder", fresh)):
         model.encoder = encoder
-        e_near, e_far = energies(model, frames)
-        e_far = e_far[far_error > 1.0]
+        scored = energies(model, frames)
+        e_near, e_far = scored["near"], scored["far"][far_error > 1.0]
+        e_mirror = None if mirror_error is None else scored["mirror"][mirror_error > 1.0]
         rows.append([
             name,
             f"{np.median(e_near):.3f}",
@@ -78,13 +100,16 @@ def main() -> None:
             f"{np.percentile(e_far, 5):.3f}",
             f"{np.median(e_far):.3f}",
             f"{100 * np.mean(e_far < np.percentile(e_near, 90)):.1f} %",
+            "-" if e_mirror is None else f"{100 * np.mean(e_mirror < np.percentile(e_near, 90)):.1f} %",
         ])
     report(
         f"Latent separation of poses, {args.env} ({args.pairs} pairs, near = {args.near} rad)",
-        ["encoder", "near median", "near p90", "far p5", "far median", "far below near p90"],
+        ["encoder", "near median", "near p90", "far p5", "far median", "far below near p90",
+         "mirror below near p90"],
         rows,
         notes="Energy: l2 between standardised pooled latents (the planners' energy); far pairs "
-        "are those more than 1 rad apart in some joint. The fresh encoder's latents are "
+        "are those more than 1 rad apart in some joint; mirror pairs (two-joint arms) a pose and "
+        "its reflections about the image axes, more than 1 rad apart. The fresh encoder's latents are "
         "standardised with the trained model's statistics.",
         record=not args.no_record,
     )
