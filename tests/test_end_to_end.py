@@ -54,9 +54,9 @@ def test_the_pretrained_and_random_initialisations_differ(tmp_path, pretrained, 
     for init in ("pretrained", "random"):
         out = tmp_path / init
         assert train_ac(out, pretrained, small_dataset, *E2E, f"encoder.init={init}",
-                        "model.head.pool=flatten", "train.steps=1").returncode == 0
+                        "model.head.pool=attention", "train.steps=1").returncode == 0
         models[init] = WorldModel.load(out / "world_model")
-        assert models[init].config.head["pool"] == "flatten"
+        assert models[init].config.head["pool"] == "attention"
     a, b = (models[k].encoder.state_dict() for k in ("pretrained", "random"))
     assert not torch.equal(a["blocks.0.attn.qkv.weight"], b["blocks.0.attn.qkv.weight"])
 
@@ -87,13 +87,14 @@ def test_end_to_end_resumes_bit_exactly(tmp_path, pretrained, small_dataset, tar
         ("train.target=momentum", "train.target must be one of same, stopgrad, ema"),
         ("model.head.pool=max", "model.head.pool must be one of attention, mean, flatten"),
         ("model.head.token_dim=0", "model.head.token_dim must be"),
-        ("model.head.heads=5", "head.heads=5 does not divide the encoder width 96"),
+        ("model.head.pool=attention model.head.heads=5",
+         "head.heads=5 does not divide the encoder width 96"),
         ("encoder.lr_scale=0", "encoder.lr_scale must be positive"),
     ],
 )
 def test_end_to_end_bad_settings_are_one_line(tmp_path, pretrained, small_dataset, override,  # noqa: F811
                                               needle):
-    result = train_ac(tmp_path / "bad", pretrained, small_dataset, *E2E, override,
+    result = train_ac(tmp_path / "bad", pretrained, small_dataset, *E2E, *override.split(),
                       "train.steps=2")
     assert_one_line_error(result, needle)
 

@@ -22,7 +22,7 @@ HEAD_POOLS = ("attention", "mean", "flatten")
 
 @dataclass
 class LatentHeadConfig:
-    pool: str = "attention"  # attention (a learned query) | mean (of the tokens) | flatten
+    pool: str = "flatten"  # flatten (tokens in raster order) | attention (a learned query) | mean
     heads: int = 4  # attention heads of the pooling; must divide the encoder width
     hidden: int = 2048  # projector width
     dim: int = 192  # embedding width

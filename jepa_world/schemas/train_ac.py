@@ -35,7 +35,7 @@ class EncoderSource:
 class LatentHeadShape:
     """The latent head of an end-to-end model (jepa_world.models.latent_head)."""
 
-    pool: str = "attention"
+    pool: str = "flatten"
     heads: int = 4
     hidden: int = 2048
     dim: int = 192
