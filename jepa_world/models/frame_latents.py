@@ -1,7 +1,7 @@
 """From frames to the latent layout a world model plans in, around the encoder itself.
 
-``frames_as_images`` accepts the frame formats of ``WorldModel.encode`` and resizes them to the
-encoder's input; ``LatentLayout`` says how many tokens of what width make one frame's latent and
+``frames_as_images`` accepts the frame formats of ``WorldModel.encode`` and ``resized`` brings
+them to the encoder's input size; ``LatentLayout`` says how many tokens of what width make one frame's latent and
 pools the encoder's token grid into it (the frozen path; a latent head makes one token).
 """
 
