@@ -26,6 +26,8 @@ import torch
 from jepa_world.files import atomic_open, replace_folder, write_json_atomic
 from jepa_world.schemas.distill import DistillConfig
 from jepa_world.training.cli import UserError, load_config, run_command, typed_config
+from jepa_world.training.loop import optimiser_step
+from jepa_world.training.runtime import NonFiniteLossError, Runtime
 from jepa_world.world_model import SHIPPED, resolve_model_dir
 
 TRAIN_SEED_BASE = 10**12  # far above recording seeds (0, 1, ...) and eval seeds (1_000_000 + ...)
@@ -165,19 +167,21 @@ def fit_student(cfg: DistillConfig, student: Any, labels: Labels, seed: int) -> 
                               weight_decay=cfg.train.weight_decay)
     net.train()
     loss_value = float("nan")
-    for _ in range(cfg.train.epochs):
+    runtime = Runtime(torch.device("cpu"))
+    for epoch in range(cfg.train.epochs):
         order = torch.randperm(len(x), generator=generator)
         total = 0.0
         for start in range(0, len(x), cfg.train.batch_size):
             index = order[start:start + cfg.train.batch_size]
             loss = torch.nn.functional.mse_loss(net(x[index]), y[index])
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
-            total += float(loss.detach()) * len(index)
+            try:
+                value, _ = optimiser_step(runtime, optim, loss, (), None,
+                                          f"epoch {epoch}, label {start}")
+            except NonFiniteLossError as exc:  # checked before the weights move
+                raise UserError(f"the student's {exc}: lower train.lr (the rounds before "
+                                "are kept)") from None
+            total += value * len(index)
         loss_value = total / len(x)
-        if not np.isfinite(loss_value):
-            raise UserError("the student's loss is not finite: lower train.lr")
     net.eval()
     return loss_value
 

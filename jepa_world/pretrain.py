@@ -9,7 +9,6 @@ Rerunning the same command with the same ``out_dir`` resumes from its last check
 
 from __future__ import annotations
 
-import math
 import os
 import resource
 import sys
@@ -28,13 +27,12 @@ from jepa_world.masks import MaskSpec, MultiBlockMaskSampler
 from jepa_world.schemas.pretrain import PretrainConfig, VideoData
 from jepa_world.training.checkpoint import (
     CHECKPOINT,
-    check_same_settings,
     checkpoint_must_fit,
-    load_run_checkpoint,
     save_checkpoint,
 )
 from jepa_world.training.cli import UserError, load_config, run_command, typed_config
 from jepa_world.training.logger import RunLogger
+from jepa_world.training.loop import StepLoop, for_training, non_finite_message, read_resume
 from jepa_world.training.optim import make_adamw, set_lr_and_wd
 from jepa_world.training.run_dir import (
     check_resume_step,
@@ -47,7 +45,6 @@ from jepa_world.training.runtime import (
     NonFiniteLossError,
     Runtime,
     seed_everything,
-    set_rng_state,
     setup_runtime,
 )
 from jepa_world.training.schedules import cosine, linear, warmup_cosine
@@ -124,16 +121,6 @@ def build_loader(
 
 
 # ------------------------------------------------------------------------------- training
-def _resume_state(out_dir: Path, cfg: PretrainConfig) -> dict | None:
-    path = out_dir / CHECKPOINT
-    if not path.exists():
-        return None
-    state = load_run_checkpoint(path)
-    state["config"].setdefault("objective", "features")  # runs from before the pixel baseline
-    check_same_settings(state["config"], asdict(cfg), _FIXED_ON_RESUME, out_dir)
-    return state
-
-
 def train(cfg: PretrainConfig, rt: Runtime) -> dict[str, Any]:
     """Pretrain as ``cfg`` says (``typed_config(PretrainConfig, composed)`` checked it),
     holding ``out_dir``'s lock."""
@@ -143,8 +130,12 @@ def train(cfg: PretrainConfig, rt: Runtime) -> dict[str, Any]:
         return _train(cfg, rt, out_dir)
 
 
+def _upgrade(config: dict[str, Any]) -> None:
+    config.setdefault("objective", "features")  # runs from before the pixel baseline
+
+
 def _train(cfg: PretrainConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
-    resume = _resume_state(out_dir, cfg)
+    resume = read_resume(out_dir, asdict(cfg), _FIXED_ON_RESUME, _upgrade)
     if resume is not None:
         done = int(resume["step"])
         if finished(resume):  # same settings change nothing, others are refused
@@ -196,22 +187,11 @@ def _train(cfg: PretrainConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
         write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     ensure_default_corpus(cfg.data, rt)
     loader, clips = build_loader(cfg, rt, step)
-
-    trained: torch.nn.Module = model
-    if rt.distributed:
-        trained = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
-        )
-    if tc.compile:
-        trained = torch.compile(trained)
-
+    trained = for_training(model, rt, tc.compile)
     logger = RunLogger(out_dir, rt.is_main, tensorboard=tc.tensorboard, resume_step=step)
-    total = tc.steps
-    stop = min(total, tc.stop_at_step) if tc.stop_at_step is not None else total
     run = _Run(cfg, rt, trained, model, target, optimizer, masks, loader, logger, out_dir)
     saved_rng = None if resume is None else rt.own_rng_state(resume["rng"])
-    summary = _loop(run, step, stop, saved_rng)
-    logger.close()
+    summary = _loop(run, step, saved_rng)
     summary["data"] = clips.summary()
     return summary
 
@@ -232,104 +212,67 @@ class _Run:
     out_dir: Path
 
 
-def _loop(run: _Run, step: int, stop: int, saved_rng: dict | None) -> dict[str, Any]:
+def _loop(run: _Run, step: int, saved_rng: dict | None) -> dict[str, Any]:
     cfg, rt, model, target, optimizer = run.cfg, run.rt, run.model, run.target, run.optimizer
-    from tqdm import tqdm
-
     tc = cfg.train
     total = tc.steps
     batch_size = tc.batch_size * rt.world_size
-    start_step, started = step, time.perf_counter()
-    if step >= stop and not (run.out_dir / CHECKPOINT).exists():
+    # what a log line adds to the window's mean loss: this step's schedule, gradient, speed
+    now: dict[str, float] = {}
+    timing = {"window": time.perf_counter(), "data_wait": 0.0, "steps": 0}
+
+    def on_log(_: int, __: dict[str, float]) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - timing["window"], 1e-9)
+        extra = {**now, "clips_per_s": timing["steps"] * batch_size / elapsed,
+                 "data_wait_frac": timing["data_wait"] / elapsed}
+        timing.update(window=time.perf_counter(), data_wait=0.0, steps=0)
+        return extra
+
+    loop = StepLoop(rt, run.logger, start=step, total=total, stop_at_step=tc.stop_at_step,
+                    log_every=tc.log_every, checkpoint_every=tc.checkpoint_every,
+                    desc="pretrain", save=lambda s, _: _save(run, s, last["loss"]),
+                    on_log=on_log, saved_rng=saved_rng, postfix=("loss", "clips_per_s"))
+    if step >= loop.stop and not (run.out_dir / CHECKPOINT).exists():
         _save(run, step, None)  # train.steps=0: the initialised model, as a control
-    window_loss, window_n, window_t, data_wait = 0.0, 0, time.perf_counter(), 0.0
-    window_reg = 0.0
-    first_loss = last_loss = None
-    bar = tqdm(
-        total=total,
-        initial=step,
-        desc="pretrain",
-        unit="step",
-        disable=not rt.is_main,
-        dynamic_ncols=True,
-    )
-    generator = torch.Generator()
+    started = time.perf_counter()
+    last: dict[str, float | None] = {"first": None, "loss": None}
     batches = iter(run.loader)
-    if saved_rng is not None:
-        # Restored last, once everything that draws random numbers while starting up is done.
-        set_rng_state(saved_rng)
+    generator = torch.Generator()
     target.eval()  # the target encoder never drops paths: its features are the regression target
     pixels = cfg.objective == "pixels"
     patch = (model.encoder.patch_size, model.encoder.tubelet_size)
-    try:
+    for step in loop:
         fetch_t = time.perf_counter()
-        for video in batches if step < stop else ():
-            data_wait += time.perf_counter() - fetch_t
-            video = video.to(rt.device, non_blocking=True)
-            lr = warmup_cosine(step, total, tc.warmup_steps, tc.start_lr, tc.lr, tc.final_lr)
-            wd = cosine(step, total, tc.weight_decay, tc.final_weight_decay)
-            set_lr_and_wd(optimizer, lr, wd)
-            generator.manual_seed(cfg.seed * 1_000_003 + step * 1009 + rt.rank)
-            batch_masks = [
-                (c.to(rt.device), t.to(rt.device)) for c, t in run.masks(video.shape[0], generator)
-            ]
-            model.train()
-            with rt.autocast(tc.bf16):
-                if pixels:
-                    targets = pixel_targets(video, *patch)
-                else:
-                    targets = target_features(target, video)
-                loss = run.trained(video, batch_masks, targets)
-            mean_loss = float(rt.all_reduce_mean(loss.detach()))
-            if not math.isfinite(mean_loss):
-                raise NonFiniteLossError(f"loss is {mean_loss} at step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad)
-            optimizer.step()
-            if not pixels:
-                ema_update(target, model.encoder, linear(step, total, *tc.ema))
-            step += 1
-            first_loss = mean_loss if first_loss is None else first_loss
-            last_loss = mean_loss
-            window_loss += mean_loss
-            window_reg += float(model.last_regularizer)
-            window_n += 1
-            if step % tc.log_every == 0 or step == stop:
-                elapsed = time.perf_counter() - window_t
-                clips_per_s = window_n * batch_size / max(elapsed, 1e-9)
-                run.logger.log(
-                    step,
-                    {
-                        "loss": window_loss / window_n,
-                        "regularizer": window_reg / window_n,
-                        "lr": lr,
-                        "weight_decay": wd,
-                        "grad_norm": float(grad_norm),
-                        "clips_per_s": clips_per_s,
-                        "data_wait_frac": data_wait / max(elapsed, 1e-9),
-                    },
-                )
-                bar.set_postfix(loss=f"{window_loss / window_n:.4f}", clips_s=f"{clips_per_s:.1f}")
-                window_loss, window_n, window_t, data_wait = 0.0, 0, time.perf_counter(), 0.0
-                window_reg = 0.0
-            bar.update(1)
-            if step % tc.checkpoint_every == 0 or step == stop:
-                _save(run, step, last_loss)
-            if step >= stop:
-                break
-            fetch_t = time.perf_counter()
-    finally:
-        bar.close()
+        video = next(batches).to(rt.device, non_blocking=True)
+        timing["data_wait"] += time.perf_counter() - fetch_t
+        lr = warmup_cosine(step, total, tc.warmup_steps, tc.start_lr, tc.lr, tc.final_lr)
+        wd = cosine(step, total, tc.weight_decay, tc.final_weight_decay)
+        set_lr_and_wd(optimizer, lr, wd)
+        generator.manual_seed(cfg.seed * 1_000_003 + step * 1009 + rt.rank)
+        batch_masks = [
+            (c.to(rt.device), t.to(rt.device)) for c, t in run.masks(video.shape[0], generator)
+        ]
+        model.train()
+        with rt.autocast(tc.bf16):
+            targets = pixel_targets(video, *patch) if pixels else target_features(target, video)
+            loss = run.trained(video, batch_masks, targets)
+        mean_loss, grad_norm = loop.optimise(optimizer, loss, model.parameters(), tc.clip_grad)
+        if not pixels:
+            ema_update(target, model.encoder, linear(step, total, *tc.ema))
+        last["first"] = mean_loss if last["first"] is None else last["first"]
+        last["loss"] = mean_loss
+        now.update(lr=lr, weight_decay=wd, grad_norm=grad_norm)
+        timing["steps"] += 1
+        loop.record({"loss": mean_loss, "regularizer": float(model.last_regularizer)})
     seconds = time.perf_counter() - started
     return {
-        "step": step,
+        "step": loop.step,
         "total_steps": total,
-        "steps_run": step - start_step,
-        "first_loss": first_loss,
-        "last_loss": last_loss,
+        "steps_run": loop.steps_run,
+        "first_loss": last["first"],
+        "last_loss": last["loss"],
         "seconds": seconds,
-        "clips_per_s": (step - start_step) * batch_size / max(seconds, 1e-9),
+        "clips_per_s": loop.steps_run * batch_size / max(seconds, 1e-9),
         "checkpoint": str(run.out_dir / CHECKPOINT),
         "world_size": rt.world_size,
     }
@@ -386,13 +329,7 @@ def main(argv: list[str]) -> int:
         raise UserError(_last_line(exc)) from None
     except NonFiniteLossError as exc:
         if rt.is_main:
-            kept = Path(cfg.out_dir) / CHECKPOINT
-            note = (
-                f"the last good checkpoint is kept in {kept}"
-                if kept.exists()
-                else "no checkpoint had been written yet"
-            )
-            print(f"error: {exc}; training stopped, {note}", file=sys.stderr)
+            print(non_finite_message(exc, cfg.out_dir), file=sys.stderr)
         return 1
     finally:
         rt.shutdown()

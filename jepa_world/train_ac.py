@@ -13,7 +13,6 @@ together. Rerunning the same command with the same ``out_dir`` resumes from its 
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 import time
 from collections.abc import Iterator
@@ -44,13 +43,12 @@ from jepa_world.provenance import git_commit
 from jepa_world.schemas.train_ac import TrainACConfig
 from jepa_world.training.checkpoint import (
     CHECKPOINT,
-    check_same_settings,
     checkpoint_must_fit,
-    load_run_checkpoint,
     save_checkpoint,
 )
 from jepa_world.training.cli import UserError, load_config, run_command, typed_config
 from jepa_world.training.logger import RunLogger
+from jepa_world.training.loop import StepLoop, for_training, non_finite_message, read_resume
 from jepa_world.training.optim import make_adamw, param_groups, set_lr_and_wd
 from jepa_world.training.run_dir import (
     check_resume_step,
@@ -63,7 +61,6 @@ from jepa_world.training.runtime import (
     NonFiniteLossError,
     Runtime,
     seed_everything,
-    set_rng_state,
     setup_runtime,
 )
 from jepa_world.training.schedules import warmup_cosine
@@ -249,17 +246,14 @@ def _finished(cfg: TrainACConfig, resume: dict[str, Any], out_dir: Path) -> dict
 
 def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
     tc = cfg.train
-    resume = None
-    if (out_dir / CHECKPOINT).exists():
-        resume = load_run_checkpoint(out_dir / CHECKPOINT)
-        check_same_settings(resume["config"], asdict(cfg), _FIXED_ON_RESUME, out_dir)
-        done = int(resume["step"])
+    resume = read_resume(out_dir, asdict(cfg), _FIXED_ON_RESUME)
+    if resume is not None:
         if finished(resume):
             summary = _finished(cfg, resume, out_dir)
             if summary is not None:
                 return summary
         else:
-            check_resume_step(done, tc.steps, tc.stop_at_step, out_dir)
+            check_resume_step(int(resume["step"]), tc.steps, tc.stop_at_step, out_dir)
     seed_everything(cfg.seed + rt.rank)
     datasets = _open_datasets(list(cfg.data.paths))
     world_model, init_info = build_world_model(cfg, datasets)
@@ -308,87 +302,50 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
             print(
                 f"resuming from {out_dir / CHECKPOINT} at step {step}/{tc.steps}", file=sys.stderr
             )
-    trained: nn.Module = objective
-    if rt.distributed:
-        trained = nn.parallel.DistributedDataParallel(
-            objective, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
-        )
-    if tc.compile:
-        trained = torch.compile(trained)
+    trained = for_training(objective, rt, tc.compile)
     if rt.is_main:
         write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-    if resume is not None:
-        set_rng_state(rt.own_rng_state(resume["rng"]))
-
-    logger = RunLogger(out_dir, rt.is_main, tensorboard=tc.tensorboard, resume_step=step)
-    total = tc.steps
-    stop = min(total, tc.stop_at_step) if tc.stop_at_step is not None else total
-    from tqdm import tqdm
-
-    bar = tqdm(
-        total=total,
-        initial=step,
-        desc="train_ac",
-        unit="step",
-        disable=not rt.is_main,
-        dynamic_ncols=True,
-    )
-    started, start_step, window = time.perf_counter(), step, []
-    last: dict[str, float] = dict(resume.get("metrics") or {}) if resume is not None else {}
     use_proprio = world_model.proprio_dim > 0
     key = trajectories.observation_key
-    try:
-        while step < stop:
-            rng = np.random.default_rng([cfg.seed, step])
-            chosen = rng.integers(0, len(train_windows), tc.batch_size * rt.world_size)
-            mine = chosen[rt.rank * tc.batch_size : (rt.rank + 1) * tc.batch_size]
-            batch = trajectories.batch(train_windows[mine], steps, fs, rt.device)
-            lr = warmup_cosine(
-                step,
-                total,
-                tc.warmup_steps,
-                tc.start_lr,
-                tc.lr,
-                tc.final_lr,
-            )
-            set_lr_and_wd(optimizer, lr, tc.weight_decay)
-            with rt.autocast(tc.bf16):
-                parts = trained(
-                    batch[key], batch["actions"], batch["proprio"] if use_proprio else None
-                )
-            loss_value = float(rt.all_reduce_mean(parts["loss"].detach()))
-            if not math.isfinite(loss_value):
-                raise NonFiniteLossError(f"loss is {loss_value} at step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(learned.parameters(), tc.clip_grad)
-            optimizer.step()
-            if end_to_end:
-                objective.update_target()
-            step += 1
-            window.append({k: float(v.detach()) for k, v in parts.items()})
-            bar.update(1)
-            if step % tc.log_every == 0 or step == stop:
-                last = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-                last["lr"] = lr
-                if step % tc.eval_every == 0 or step == stop:
-                    with (calibrated(world_model, calibration) if end_to_end
-                          else contextlib.nullcontext()):
-                        last.update(evaluate(objective, trajectories, val_windows, steps, fs,
-                                             rt, use_proprio))
-                logger.log(step, last)
-                bar.set_postfix(loss=f"{last['loss']:.4f}")
-                window = []
-            if step % tc.checkpoint_every == 0 or step == stop:
-                _save(out_dir, cfg, rt, objective, learned, optimizer, step, last)
-    finally:
-        bar.close()
-        logger.close()
+
+    def on_log(step: int, _: dict[str, float]) -> dict[str, float]:
+        if not loop.due(tc.eval_every):
+            return {"lr": lr}
+        with calibrated(world_model, calibration) if end_to_end else contextlib.nullcontext():
+            return {"lr": lr, **evaluate(objective, trajectories, val_windows, steps, fs, rt,
+                                         use_proprio)}
+
+    def save(step: int, metrics: dict[str, float]) -> None:
+        _save(out_dir, cfg, rt, objective, learned, optimizer, step, metrics)
+
+    loop = StepLoop(
+        rt, RunLogger(out_dir, rt.is_main, tensorboard=tc.tensorboard, resume_step=step),
+        start=step, total=tc.steps, stop_at_step=tc.stop_at_step, log_every=tc.log_every,
+        checkpoint_every=tc.checkpoint_every, desc="train_ac", save=save, on_log=on_log,
+        saved_rng=None if resume is None else rt.own_rng_state(resume["rng"]),
+        last=None if resume is None else resume.get("metrics"),
+    )
+    started, total = time.perf_counter(), tc.steps
+    lr = tc.start_lr
+    for step in loop:
+        rng = np.random.default_rng([cfg.seed, step])
+        chosen = rng.integers(0, len(train_windows), tc.batch_size * rt.world_size)
+        mine = chosen[rt.rank * tc.batch_size : (rt.rank + 1) * tc.batch_size]
+        batch = trajectories.batch(train_windows[mine], steps, fs, rt.device)
+        lr = warmup_cosine(step, total, tc.warmup_steps, tc.start_lr, tc.lr, tc.final_lr)
+        set_lr_and_wd(optimizer, lr, tc.weight_decay)
+        with rt.autocast(tc.bf16):
+            parts = trained(batch[key], batch["actions"], batch["proprio"] if use_proprio else None)
+        loop.optimise(optimizer, parts["loss"], learned.parameters(), tc.clip_grad)
+        if end_to_end:
+            objective.update_target()
+        loop.record({k: float(v.detach()) for k, v in parts.items()})
+    step, last = loop.step, loop.last
     summary = {
         "step": step,
         "total_steps": total,
         "seconds": time.perf_counter() - started,
-        "steps_run": step - start_step,
+        "steps_run": loop.steps_run,
         "metrics": last,
         **init_info,
         "train_episodes": len(train_eps),
@@ -524,11 +481,7 @@ def main(argv: list[str]) -> int:
         summary = train(cfg, rt)
     except NonFiniteLossError as exc:
         if rt.is_main:
-            print(
-                f"error: {exc}; training stopped, the last good checkpoint in {cfg.out_dir} "
-                "is kept",
-                file=sys.stderr,
-            )
+            print(non_finite_message(exc, cfg.out_dir), file=sys.stderr)
         return 1
     finally:
         rt.shutdown()
