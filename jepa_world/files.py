@@ -14,6 +14,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -102,11 +103,17 @@ def write_json_atomic(path: str | Path, payload: Any, *, sort_keys: bool = True)
 
 def save_safetensors_atomic(tensors: dict[str, Any], path: str | Path,
                             metadata: dict[str, str] | None = None) -> None:
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file(contiguous, str(tmp), metadata=metadata)
+        try:
+            save_file(contiguous, str(tmp), metadata=metadata)
+        except SafetensorError as exc:  # an I/O failure, e.g. a full disk, as an OSError
+            found = re.search(r"(?:os error|code:) (\d+)", str(exc))
+            code = int(found.group(1)) if found else errno.EIO
+            raise OSError(code, os.strerror(code), str(path)) from None
 
 
 class _WriteErrors:
@@ -135,8 +142,9 @@ def save_torch_atomic(state: Any, path: str | Path) -> None:
         try:
             torch.save(state, writer)
         except RuntimeError:
-            if writer.error is not None:
-                raise writer.error from None
+            if writer.error is not None:  # named by the file the user asked for
+                error = writer.error
+                raise OSError(error.errno, error.strerror, str(path)) from None
             raise
 
 
@@ -147,20 +155,31 @@ def remove_stale_tmp(folder: str | Path) -> None:
             path.unlink(missing_ok=True)
 
 
+_HELD: set[Path] = set()  # folders this process holds: POSIX locks never conflict within one
+
+
 @contextlib.contextmanager
 def exclusive(folder: str | Path, what: str) -> Iterator[None]:
     """Hold ``folder``'s lock for the block; ``what`` names the writer in the error (e.g.
-    "a jepa_world.pretrain run")."""
+    "a jepa_world.pretrain run"). A POSIX record lock: it belongs to this process alone, so
+    forked children (DataLoader workers) that outlive a killed run do not keep it."""
     folder = Path(folder)
+    key = folder.resolve()
+    if key in _HELD:
+        raise FolderInUseError(f"{what} is already writing to {folder}")
     handle = open(folder / LOCK_FILE, "a")
     try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise FolderInUseError(f"{what} is already writing to {folder}") from None
             raise
-        yield
+        _HELD.add(key)
+        try:
+            yield
+        finally:
+            _HELD.discard(key)
     finally:
         handle.close()
 
@@ -191,10 +210,11 @@ def replace_folder(target: str | Path, fill: Callable[[Path], Any]) -> Path:
 def load_safetensors_into(module: Any, path: str | Path, what: str) -> None:
     """Load a safetensors file into ``module``, every failure (missing, corrupt, wrong shapes)
     one ValueError naming ``what``."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         module.load_state_dict(load_file(str(path)))
-    except (OSError, RuntimeError, ValueError) as exc:
+    except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
         message = " ".join(str(exc).split())[:200]
         raise ValueError(f"{what} weights {path} are unusable: {message}") from None

@@ -21,7 +21,14 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from jepa_world.data.video import ClipSpec, CorpusError, VideoClipDataset, make_step_loader
+from jepa_world.data.fingerprint import video_fingerprint
+from jepa_world.data.video import (
+    ClipSpec,
+    CorpusError,
+    VideoClipDataset,
+    discover_videos,
+    make_step_loader,
+)
 from jepa_world.files import write_text_atomic
 from jepa_world.masks import MaskSpec, MultiBlockMaskSampler
 from jepa_world.schemas.pretrain import PretrainConfig, VideoData
@@ -32,14 +39,18 @@ from jepa_world.training.checkpoint import (
 )
 from jepa_world.training.cli import UserError, load_config, run_command, typed_config
 from jepa_world.training.logger import RunLogger
-from jepa_world.training.loop import StepLoop, for_training, non_finite_message, read_resume
+from jepa_world.training.loop import (
+    DATA_KEY,
+    StepLoop,
+    for_training,
+    non_finite_message,
+    read_resume,
+)
 from jepa_world.training.optim import make_adamw, set_lr_and_wd
 from jepa_world.training.run_dir import (
-    check_resume_step,
     finished,
     hold_out_dir,
     prepare_out_dir,
-    refuse_changed_finished_run,
 )
 from jepa_world.training.runtime import (
     NonFiniteLossError,
@@ -130,21 +141,22 @@ def train(cfg: PretrainConfig, rt: Runtime) -> dict[str, Any]:
         return _train(cfg, rt, out_dir)
 
 
+def _corpus_fingerprint(sources: list[str]) -> dict[str, Any]:
+    return video_fingerprint([path for source in sources for path in discover_videos(source)])
+
+
 def _upgrade(config: dict[str, Any]) -> None:
     config.setdefault("objective", "features")  # runs from before the pixel baseline
 
 
 def _train(cfg: PretrainConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
-    resume = read_resume(out_dir, asdict(cfg), _FIXED_ON_RESUME, _upgrade)
-    if resume is not None:
-        done = int(resume["step"])
-        if finished(resume):  # same settings change nothing, others are refused
-            refuse_changed_finished_run(resume["config"], asdict(cfg), done, out_dir)
-            return {"step": done, "total_steps": cfg.train.steps, "steps_run": 0,
-                    "first_loss": None, "last_loss": resume.get("loss"), "seconds": 0.0,
-                    "clips_per_s": 0.0, "checkpoint": str(out_dir / CHECKPOINT),
-                    "world_size": rt.world_size, "finished_before": True}
-        check_resume_step(done, cfg.train.steps, cfg.train.stop_at_step, out_dir)
+    resume = read_resume(out_dir, asdict(cfg), _FIXED_ON_RESUME,
+                         lambda: _corpus_fingerprint(cfg.data.paths), _upgrade)
+    if resume is not None and finished(resume):  # same settings and data change nothing
+        return {"step": int(resume["step"]), "total_steps": cfg.train.steps, "steps_run": 0,
+                "first_loss": None, "last_loss": resume.get("loss"), "seconds": 0.0,
+                "clips_per_s": 0.0, "checkpoint": str(out_dir / CHECKPOINT),
+                "world_size": rt.world_size, "finished_before": True}
     seed_everything(cfg.seed + rt.rank)
 
     mask_specs = [MaskSpec(**asdict(m)) for m in cfg.mask]
@@ -189,7 +201,8 @@ def _train(cfg: PretrainConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
     loader, clips = build_loader(cfg, rt, step)
     trained = for_training(model, rt, tc.compile)
     logger = RunLogger(out_dir, rt.is_main, tensorboard=tc.tensorboard, resume_step=step)
-    run = _Run(cfg, rt, trained, model, target, optimizer, masks, loader, logger, out_dir)
+    run = _Run(cfg, rt, trained, model, target, optimizer, masks, loader, logger, out_dir,
+               video_fingerprint(clips.paths))
     saved_rng = None if resume is None else rt.own_rng_state(resume["rng"])
     summary = _loop(run, step, saved_rng)
     summary["data"] = clips.summary()
@@ -210,6 +223,7 @@ class _Run:
     loader: DataLoader
     logger: RunLogger
     out_dir: Path
+    data: dict[str, Any]  # the corpus's fingerprint: a resume on other videos is refused
 
 
 def _loop(run: _Run, step: int, saved_rng: dict | None) -> dict[str, Any]:
@@ -297,6 +311,7 @@ def _save(run: _Run, step: int, loss: float | None) -> None:
                 "world_size": rt.world_size,
                 "config": asdict(run.cfg),
                 "rng": states,
+                DATA_KEY: run.data,
             },
             run.out_dir / CHECKPOINT,
         )

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from envs.dataset_format import DatasetError
 from jepa_world.data.episodes import EpisodeDataset
+from jepa_world.data.fingerprint import episode_fingerprint, refuse_repeated_paths
 from jepa_world.data.frames import FrameTrajectories
 from jepa_world.data.latents import LatentTrajectories
 from jepa_world.encoders import load_encoder
@@ -38,6 +39,7 @@ from jepa_world.end_to_end import (
     reinitialise,
 )
 from jepa_world.files import write_text_atomic
+from jepa_world.model_files import CONFIG, PROVENANCE, WEIGHTS
 from jepa_world.models.ac_predictor import ACPredictor
 from jepa_world.provenance import git_commit
 from jepa_world.schemas.train_ac import TrainACConfig
@@ -48,14 +50,18 @@ from jepa_world.training.checkpoint import (
 )
 from jepa_world.training.cli import UserError, load_config, run_command, typed_config
 from jepa_world.training.logger import RunLogger
-from jepa_world.training.loop import StepLoop, for_training, non_finite_message, read_resume
+from jepa_world.training.loop import (
+    DATA_KEY,
+    StepLoop,
+    for_training,
+    non_finite_message,
+    read_resume,
+)
 from jepa_world.training.optim import make_adamw, param_groups, set_lr_and_wd
 from jepa_world.training.run_dir import (
-    check_resume_step,
     finished,
     hold_out_dir,
     prepare_out_dir,
-    refuse_changed_finished_run,
 )
 from jepa_world.training.runtime import (
     NonFiniteLossError,
@@ -137,6 +143,7 @@ def _split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]
 def _open_datasets(paths) -> list[EpisodeDataset]:
     if not paths:
         raise UserError("data.paths is empty: give data.paths=[DATASET_DIR,...]")
+    refuse_repeated_paths(paths, "data.paths")
     try:
         datasets = [EpisodeDataset(p) for p in paths]
     except DatasetError as exc:
@@ -232,30 +239,27 @@ def train(cfg: TrainACConfig, rt: Runtime) -> dict[str, Any]:
 
 
 def _finished(cfg: TrainACConfig, resume: dict[str, Any], out_dir: Path) -> dict[str, Any] | None:
-    """The summary of a finished run rerun with the same settings (nothing is rewritten);
-    None when only the world model is missing (killed before it was saved)."""
-    step = int(resume["step"])
-    refuse_changed_finished_run(resume["config"], asdict(cfg), step, out_dir)
+    """The summary of a finished run rerun with the same settings and data (nothing is
+    rewritten); None when its world model is missing or incomplete (killed before it was
+    written whole, or damaged since): the rerun writes it again from the checkpoint."""
     model_dir = out_dir / "world_model"
-    if not (model_dir / "weights.safetensors").is_file():
+    if not all((model_dir / name).is_file() for name in (WEIGHTS, CONFIG, PROVENANCE)):
         return None
-    return {"step": step, "total_steps": cfg.train.steps, "seconds": 0.0, "steps_run": 0,
-            "metrics": resume.get("metrics") or {}, "world_model": str(model_dir),
+    return {"step": int(resume["step"]), "total_steps": cfg.train.steps, "seconds": 0.0,
+            "steps_run": 0, "metrics": resume.get("metrics") or {}, "world_model": str(model_dir),
             "finished_before": True}
 
 
 def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
     tc = cfg.train
-    resume = read_resume(out_dir, asdict(cfg), _FIXED_ON_RESUME)
-    if resume is not None:
-        if finished(resume):
-            summary = _finished(cfg, resume, out_dir)
-            if summary is not None:
-                return summary
-        else:
-            check_resume_step(int(resume["step"]), tc.steps, tc.stop_at_step, out_dir)
-    seed_everything(cfg.seed + rt.rank)
     datasets = _open_datasets(list(cfg.data.paths))
+    data = episode_fingerprint(datasets)
+    resume = read_resume(out_dir, asdict(cfg), _FIXED_ON_RESUME, lambda: data)
+    if resume is not None and finished(resume):
+        summary = _finished(cfg, resume, out_dir)
+        if summary is not None:
+            return summary
+    seed_everything(cfg.seed + rt.rank)
     world_model, init_info = build_world_model(cfg, datasets)
     world_model.to(rt.device)
     recorded = datasets[0].image_size
@@ -316,7 +320,7 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
                                          use_proprio)}
 
     def save(step: int, metrics: dict[str, float]) -> None:
-        _save(out_dir, cfg, rt, objective, learned, optimizer, step, metrics)
+        _save(out_dir, cfg, rt, objective, learned, optimizer, step, metrics, data)
 
     loop = StepLoop(
         rt, RunLogger(out_dir, rt.is_main, tensorboard=tc.tensorboard, resume_step=step),
@@ -429,7 +433,8 @@ def evaluate(
 
 
 def _save(out_dir: Path, cfg: TrainACConfig, rt: Runtime, objective: nn.Module,
-          learned: nn.Module, optimizer, step: int, metrics: dict[str, float]) -> None:
+          learned: nn.Module, optimizer, step: int, metrics: dict[str, float],
+          data: dict[str, Any]) -> None:
     states = rt.rng_states()
     if rt.is_main:
         state = {
@@ -440,6 +445,7 @@ def _save(out_dir: Path, cfg: TrainACConfig, rt: Runtime, objective: nn.Module,
             "rng": states,
             "world_size": rt.world_size,
             "metrics": metrics,  # the last logged ones: the provenance of a resumed finish
+            DATA_KEY: data,
         }
         ema = objective.ema_state() if cfg.encoder.train else None
         if ema is not None:

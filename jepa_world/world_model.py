@@ -382,16 +382,19 @@ class WorldModel(InputChecks, nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, provenance: dict[str, Any] | None = None) -> Path:
-        """Each file is replaced atomically: a failed save leaves the previous one readable."""
-        from jepa_world.files import save_safetensors_atomic, write_json_atomic
+        """The folder is written whole: weights, config and provenance go to a staging folder
+        that replaces ``directory`` once complete, so a kill or a full disk leaves the previous
+        folder (or none), never weights beside another model's config. Whatever else the old
+        folder held (a readout or policy fitted on the old latents) goes with it."""
+        from jepa_world.files import replace_folder, save_safetensors_atomic, write_json_atomic
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_safetensors_atomic(self.state_dict(), directory / WEIGHTS)
-        write_json_atomic(directory / CONFIG, asdict(self.config), sort_keys=False)
-        if provenance is not None:
-            write_json_atomic(directory / PROVENANCE, provenance, sort_keys=False)
-        return directory
+        def fill(staging: Path) -> None:
+            save_safetensors_atomic(self.state_dict(), staging / WEIGHTS)
+            write_json_atomic(staging / CONFIG, asdict(self.config), sort_keys=False)
+            if provenance is not None:
+                write_json_atomic(staging / PROVENANCE, provenance, sort_keys=False)
+
+        return replace_folder(Path(directory), fill)
 
     @classmethod
     def load(cls, path_or_name: str | Path, device: str | torch.device = "cpu") -> WorldModel:

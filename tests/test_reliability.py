@@ -320,7 +320,45 @@ def test_a_checkpoint_on_a_full_disk_keeps_the_last_one(tmp_path, small_dataset)
     full = limited(command[1:], 64 * 1024)  # logs fit, a checkpoint does not
     errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
     assert full.returncode != 0 and len(errors) == 1 and "File too large" in errors[0], full.stderr
+    assert str(out / "checkpoint.pt") in errors[0]  # the file it could not write
     assert "Traceback" not in full.stderr
     assert (out / "checkpoint.pt").read_bytes() == kept and leftovers(out) == []
     resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0 and "at step 2/4" in resumed.stderr, resumed.stderr
+
+
+def test_safetensors_on_a_full_disk_is_an_os_error_naming_the_file(tmp_path):
+    """A world model, a policy or a readout: safetensors' own error becomes the OSError that
+    every command reports in one line, and the old file stays."""
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(b"old")
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        import torch
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        from jepa_world.files import describe_os_error, save_safetensors_atomic
+        try:
+            save_safetensors_atomic({{"w": torch.zeros(10000)}}, {str(path)!r})
+        except OSError as exc:
+            print(describe_os_error(exc))
+            sys.exit(3)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=REPO, timeout=60)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.strip() == f"File too large: {path}"
+    assert path.read_bytes() == b"old" and leftovers(tmp_path) == []
+
+
+def test_truncated_safetensors_weights_are_one_value_error(tmp_path):
+    import torch
+
+    from jepa_world.files import load_safetensors_into, save_safetensors_atomic
+
+    layer = torch.nn.Linear(4, 4)
+    path = tmp_path / "weights.safetensors"
+    save_safetensors_atomic(layer.state_dict(), path)
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(ValueError, match="distilled policy weights .* are unusable"):
+        load_safetensors_into(layer, path, "distilled policy")

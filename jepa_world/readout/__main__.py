@@ -12,11 +12,12 @@ from pathlib import Path
 
 import envs
 from jepa_world.data.episodes import EpisodeDataset
+from jepa_world.data.fingerprint import refuse_repeated_paths
 from jepa_world.files import replace_folder, write_json_atomic
 from jepa_world.model_files import READOUT_DIR
 from jepa_world.provenance import git_commit
 from jepa_world.readout.model import ReadoutConfig, fit_readout, periodic_coordinates
-from jepa_world.training.cli import UserError, run_command
+from jepa_world.training.cli import UserError, check_seed, run_command
 from jepa_world.world_model import WorldModel, resolve_model_dir
 
 
@@ -37,6 +38,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--margin", type=float, default=ReadoutConfig.margin,
                         help="squared readout distance under which the term is off")
     args = parser.parse_args(argv)
+    check_seed(args.seed, "--seed")
     if args.steps < 1:
         raise UserError(f"--steps must be a positive integer, got {args.steps}")
     for flag in ("weight", "margin"):
@@ -50,12 +52,16 @@ def main(argv: list[str]) -> int:
         raise UserError(" ".join(str(exc).split())) from None
     periodic = periodic_coordinates(task)
     task.close()
+    refuse_repeated_paths(args.data, "--data")
     try:
         model = WorldModel.load(name)
         datasets = [EpisodeDataset(Path(d)) for d in args.data]
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(" ".join(str(exc).split())) from None
+    wanted = envs.resolve_env_id(args.env)
     for data in datasets:
+        if data.env_id != wanted:
+            raise UserError(f"{data.root} records {data.env_id}, not {args.env} ({wanted})")
         if model.config.env_id and data.env_id != model.config.env_id:
             raise UserError(f"{data.root} records {data.env_id}, the world model "
                             f"{model.config.env_id}")
@@ -86,4 +92,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    run_command(main)
+    run_command(main, interrupted="nothing was written")

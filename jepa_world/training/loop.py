@@ -19,13 +19,24 @@ from torch import Tensor, nn
 
 from jepa_world.training.checkpoint import CHECKPOINT, check_same_settings, load_run_checkpoint
 from jepa_world.training.logger import RunLogger
+from jepa_world.training.run_dir import (
+    check_resume_step,
+    finished,
+    refuse_changed_run,
+    refuse_other_data,
+)
 from jepa_world.training.runtime import NonFiniteLossError, Runtime, set_rng_state
+
+DATA_KEY = "data_fingerprint"  # where a run checkpoint keeps what it trained on
 
 
 def read_resume(out_dir: Path, settings: dict[str, Any], fixed_keys: Iterable[str],
+                data: Callable[[], dict[str, Any]],
                 upgrade: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any] | None:
     """The run checkpoint in ``out_dir`` (None for a fresh run), refused in one line when the
-    new settings change what its weights mean; ``upgrade`` fills settings added since."""
+    new settings or the data (``data()``: its fingerprint now) differ from the run's, finished
+    or not; ``upgrade`` fills settings added since the checkpoint was written. Only the
+    settings of how a run is executed (``run_dir.EXECUTION_KEYS``) may change on resume."""
     path = out_dir / CHECKPOINT
     if not path.exists():
         return None
@@ -33,6 +44,12 @@ def read_resume(out_dir: Path, settings: dict[str, Any], fixed_keys: Iterable[st
     if upgrade is not None:
         upgrade(state["config"])
     check_same_settings(state["config"], settings, fixed_keys, out_dir)
+    step, is_finished = int(state["step"]), finished(state)
+    refuse_changed_run(state["config"], settings, step, out_dir, is_finished=is_finished)
+    refuse_other_data(state.get(DATA_KEY), data(), step, out_dir)
+    if not is_finished:
+        train = settings["train"]
+        check_resume_step(step, int(train["steps"]), train.get("stop_at_step"), out_dir)
     return state
 
 

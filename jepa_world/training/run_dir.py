@@ -68,15 +68,33 @@ def finished(resume: dict[str, Any]) -> bool:
     return int(resume["step"]) >= int(resume["config"]["train"]["steps"])
 
 
-def refuse_changed_finished_run(saved: dict[str, Any], wanted: dict[str, Any], step: int,
-                                out_dir: Path) -> None:
+def refuse_changed_run(saved: dict[str, Any], wanted: dict[str, Any], step: int,
+                       out_dir: Path, *, is_finished: bool) -> None:
+    """A run continues (or stays finished) only under the settings it was started with: a
+    changed learning rate, step count or loss would make its record describe another run."""
     changed = changed_settings(saved, wanted)
     if changed:
         shown = ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
+        what = (f"a finished run ({step} steps)" if is_finished
+                else f"an unfinished run (at step {step})")
         raise UserError(
-            f"{out_dir} holds a finished run ({step} steps) trained with other settings "
-            f"({shown}); nothing was changed: use another out_dir"
+            f"{out_dir} holds {what} trained with other settings ({shown}); nothing was "
+            "changed: use another out_dir, or the same settings to resume"
         )
+
+
+def refuse_other_data(saved: dict[str, Any] | None, now: dict[str, Any], step: int,
+                      out_dir: Path) -> None:
+    """A run continues (or stays finished) only on the data it trained on; runs from before
+    fingerprints were recorded are not checked."""
+    if saved is None or saved.get("digest") == now.get("digest"):
+        return
+    from jepa_world.data.fingerprint import describe
+
+    raise UserError(
+        f"{out_dir} holds a run ({step} steps) trained on other data ({describe(saved)} then, "
+        f"{describe(now)} now under the same paths); nothing was changed: use another out_dir"
+    )
 
 
 def check_resume_step(done: int, steps: int, stop_at_step: int | None, out_dir: Path) -> None:
