@@ -14,8 +14,10 @@ is the task's judgement of the student's own training episodes (seeds
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from jepa_world.files import atomic_open, replace_folder, write_json_atomic
+from jepa_world.files import TMP_PREFIX, atomic_open, replace_folder, write_json_atomic
 from jepa_world.schemas.distill import DistillConfig
 from jepa_world.training.cli import UserError, load_config, run_command, typed_config
 from jepa_world.training.loop import optimiser_step
+from jepa_world.training.run_dir import hold_out_dir
 from jepa_world.training.runtime import NonFiniteLossError, Runtime
 from jepa_world.world_model import SHIPPED, resolve_model_dir
 
@@ -34,6 +37,7 @@ TRAIN_SEED_BASE = 10**12  # far above recording seeds (0, 1, ...) and eval seeds
 LABELS, STATE = "labels.npz", "state.json"
 RESUMABLE = ("rounds", "progress", "out_dir", "install")  # may change when a run is resumed (or moved)
 POLICY = "policy"
+PENDING, PENDING_ROUND = f"{TMP_PREFIX}pending-{POLICY}", "round.json"  # a round not yet committed
 
 
 def train_seed(seed: int, round_index: int, episode: int) -> int:
@@ -53,7 +57,10 @@ def open_world_model(cfg: DistillConfig) -> tuple[Any, str]:
             raise UserError(str(exc)) from None
         if name not in shipped_names():
             raise UserError(f"no shipped world model for {name}: pass world_model=DIR")
-    return load_world_model(str(name), torch.device("cpu")), str(name)
+    model = load_world_model(str(name), torch.device("cpu"))
+    if str(name) not in shipped_names():  # the policy finds its model from any folder
+        name = str(Path(name).expanduser().resolve())
+    return model, str(name)
 
 
 def with_later_settings(recorded: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -97,6 +104,16 @@ class Labels:
     def __len__(self) -> int:
         return int(sum(len(o) for o in self.obs))
 
+    def before_round(self, round_index: int) -> Labels:
+        """The labels of the rounds before ``round_index`` (those a committed state counts)."""
+        rounds = np.concatenate(self.rounds)
+        keep = rounds < round_index
+        kept = Labels()
+        kept.obs = [np.concatenate(self.obs)[keep]]
+        kept.actions = [np.concatenate(self.actions)[keep]]
+        kept.rounds = [rounds[keep]]
+        return kept
+
     def save(self, path: Path) -> None:
         obs, actions = self.arrays()
         with atomic_open(path, "wb") as handle:
@@ -109,8 +126,9 @@ class Labels:
             with np.load(path) as data:
                 labels.obs, labels.actions = [data["obs"]], [data["actions"]]
                 labels.rounds = [data["rounds"]]
-        except (OSError, KeyError, ValueError) as exc:
-            raise UserError(f"cannot read the labels {path}: {exc}") from None
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise UserError(f"cannot read the labels {path} ({type(exc).__name__}: "
+                            f"{' '.join(str(exc).split())[:120]}): use another out_dir") from None
         return labels
 
 
@@ -188,7 +206,6 @@ def fit_student(cfg: DistillConfig, student: Any, labels: Labels, seed: int) -> 
 
 def distill(cfg: DistillConfig) -> dict[str, Any]:
     """Run (or resume) the distillation that ``cfg`` describes; returns the summary."""
-    from tqdm import tqdm
 
     from jepa_world.rl.student import StudentConfig, StudentPolicy
     from planners.policies import PlannerPolicy
@@ -221,37 +238,79 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
     )
     student = StudentPolicy(student_cfg, model)
     out.mkdir(parents=True, exist_ok=True)
-    labels, history, done = Labels(), [], 0
+    with hold_out_dir(out, True, "another jepa_world.distill run"):
+        history, imagined, labels, student = _resume_or_start(cfg, out, student, planner, model)
+        _run_rounds(cfg, out, tasks, planner, student, labels, history, imagined)
+    summary = {"out_dir": str(out), "policy": str(out / POLICY), "rounds": history,
+               "imagination": imagined}
+    if cfg.install:
+        summary["installed"] = str(install_student(student, model_name, asdict(cfg), summary))
+        summary["installed_as"] = model_name
+    return summary
+
+
+def read_state(out: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The committed state of a distillation in ``out`` (None for a fresh run), refused in one
+    line when it is damaged or was made with other settings."""
+    path = out / STATE
+    if not path.exists():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is corrupt ({exc}): use another out_dir") from None
+    if (not isinstance(state, dict) or not isinstance(state.get("config"), dict)
+            or not isinstance(state.get("rounds"), list)):
+        raise UserError(f"{path} is not a distillation state (no config or rounds): use "
+                        "another out_dir")
+    recorded = with_later_settings(state["config"], asdict(DistillConfig()))
+    changed = sorted(k for k in settings if k not in RESUMABLE and recorded.get(k) != settings[k])
+    if changed:
+        raise UserError(f"{out} holds a distillation with other settings ({', '.join(changed)}):"
+                        " use another out_dir")
+    return state
+
+
+def _resume_or_start(cfg: DistillConfig, out: Path, student: Any, planner: Any, model: Any
+                     ) -> tuple[list, list, Labels, Any]:
+    """(rounds so far, imagination history, labels, student) after the last committed step.
+    ``state.json`` is the commit point: it is written before the imagination stage (so that
+    a resumed stage is checked against its settings) and after each round."""
+    from jepa_world.rl.student import StudentPolicy
+
     settings = asdict(cfg)
-    state_path = out / STATE
-    if state_path.exists():  # a run to resume; more rounds may be asked for
-        try:
-            state = json.loads(state_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{state_path} is corrupt ({exc}): use another out_dir") from None
-        recorded = with_later_settings(state["config"], asdict(DistillConfig()))
-        changed = sorted(k for k in settings if k not in RESUMABLE
-                         and recorded.get(k) != settings[k])
-        if changed:
-            raise UserError(f"{out} holds a distillation with other settings ({', '.join(changed)}):"
-                            " use another out_dir")
-        history, done = state["rounds"], len(state["rounds"])
-        if done:
-            labels = Labels.load(out / LABELS)
+    state = read_state(out, settings)
+    if state is None:
+        write_json_atomic(out / STATE, {"config": settings, "rounds": [], "imagination": None})
+        state = {"rounds": [], "imagination": None}
+    history = state["rounds"]
+    done = len(history)
+    settle_pending_policy(out, done)
+    imagined = state.get("imagination")
+    if imagined is None and cfg.imagination.data:
+        imagined = imagine(cfg, student, planner, out)
+        student.save(out / POLICY)
+        write_json_atomic(out / STATE, {"config": settings, "rounds": [],
+                                        "imagination": imagined})
+    elif done or imagined:
         try:
             student = StudentPolicy.load(out / POLICY, model)
         except (FileNotFoundError, ValueError) as exc:
             raise UserError(f"cannot resume {out}: {' '.join(str(exc).split())}") from None
-        imagined = state.get("imagination", [])
         print(f"resuming {out} after {f'round {done - 1}' if done else 'imagination'}",
               file=sys.stderr)
-    elif cfg.imagination.data:
-        imagined = imagine(cfg, student, planner, out)
-        student.save(out / POLICY)
-        write_json_atomic(state_path, {"config": settings, "rounds": [],
-                                       "imagination": imagined})
-    else:
-        imagined = []
+    labels = Labels.load(out / LABELS).before_round(done) if done else Labels()
+    return history, imagined or [], labels, student
+
+
+def _run_rounds(cfg: DistillConfig, out: Path, tasks: list[Any], planner: Any, student: Any,
+                labels: Labels, history: list, imagined: list) -> None:
+    """The remaining rounds, each committed as one unit: the policy goes to a pending folder,
+    the labels (tagged with their round) are saved, ``state.json`` records the round, and only
+    then does the pending policy replace the last one."""
+    from tqdm import tqdm
+
+    settings, done = asdict(cfg), len(history)
     progress = tqdm(total=(cfg.rounds - done) * cfg.episodes_per_round * cfg.budget,
                     desc="distill", unit="step", disable=not cfg.progress, file=sys.stderr)
     try:
@@ -262,11 +321,13 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
             result.update(round=round_index, actor="planner" if round_index == 0 else "student",
                           labels=len(labels), loss=loss,
                           seconds=round(time.perf_counter() - started, 1))
-            history.append(result)
-            student.save(out / POLICY)
+            replace_folder(out / PENDING, lambda staging, r=round_index: _pending(student,
+                                                                               staging, r))
             labels.save(out / LABELS)
-            write_json_atomic(state_path, {"config": settings, "rounds": history,
-                                           "imagination": imagined})
+            write_json_atomic(out / STATE, {"config": settings, "rounds": [*history, result],
+                                            "imagination": imagined})
+            history.append(result)
+            settle_pending_policy(out, len(history))
             tqdm.write(f"round {round_index} ({result['actor']} acting): success "
                        f"{100 * result['success_rate']:.0f} % at the end, "
                        f"{100 * result['success_any_rate']:.0f} % at any step; "
@@ -275,12 +336,33 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
         progress.close()
         for task in tasks:
             task.close()
-    summary = {"out_dir": str(out), "policy": str(out / POLICY), "rounds": history,
-               "imagination": imagined}
-    if cfg.install:
-        summary["installed"] = str(install_student(student, model_name, settings, summary))
-        summary["installed_as"] = model_name
-    return summary
+
+
+def _pending(student: Any, staging: Path, round_index: int) -> None:
+    student.save(staging)
+    write_json_atomic(staging / PENDING_ROUND, {"round": round_index})
+
+
+def settle_pending_policy(out: Path, done: int) -> None:
+    """A pending policy of a committed round (``round < done``) replaces the policy; one of a
+    round that was never committed (killed before ``state.json``) is dropped."""
+    pending = out / PENDING
+    if not pending.is_dir():
+        return
+    try:
+        round_index = int(json.loads((pending / PENDING_ROUND).read_text())["round"])
+    except (OSError, ValueError, KeyError, TypeError):
+        round_index = done  # unreadable: never committed
+    if round_index >= done:
+        shutil.rmtree(pending)
+        return
+    (pending / PENDING_ROUND).unlink()
+    aside = out / f"{TMP_PREFIX}old-{POLICY}"
+    shutil.rmtree(aside, ignore_errors=True)
+    if (out / POLICY).exists():
+        (out / POLICY).rename(aside)
+    pending.rename(out / POLICY)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def install_student(student: Any, model_name: str, settings: dict[str, Any],
@@ -362,4 +444,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    run_command(main)
+    run_command(main, interrupted="the rounds committed so far are kept")

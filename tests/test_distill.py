@@ -419,3 +419,55 @@ def test_distill_with_imagination_only(small_dataset, tmp_path):
     missing = run_cli("-m", "jepa_world.distill", args[0], f"out_dir={tmp_path / 'b'}",
                       "rounds=0", f"imagination.data=[{tmp_path / 'nothing'}]")
     assert_one_line_error(missing, "imagination.data")
+
+
+def test_a_round_killed_before_its_commit_is_redone_once(model_dir, distilled, tmp_path):
+    """Killed after round 1's labels were saved but before state.json said so: the resume
+    keeps round 0's labels only and labels round 1 once."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(distilled, copy)
+    state = json.loads((copy / "state.json").read_text())
+    state["rounds"] = state["rounds"][:1]
+    (copy / "state.json").write_text(json.dumps(state))
+    again = run_cli("-m", "jepa_world.distill", f"world_model={model_dir}", f"out_dir={copy}",
+                    *TINY)
+    assert again.returncode == 0, again.stderr
+    rounds = json.loads((copy / "state.json").read_text())["rounds"]
+    assert [r["labels"] for r in rounds] == [20, 24]
+    with np.load(copy / "labels.npz") as data:
+        assert np.bincount(data["rounds"]).tolist() == [20, 4]
+
+
+def test_a_pending_policy_is_kept_only_when_its_round_was_committed(tmp_path):
+    from jepa_world.distill import PENDING, PENDING_ROUND, POLICY, settle_pending_policy
+
+    def pending(round_index):
+        (tmp_path / PENDING).mkdir()
+        (tmp_path / PENDING / "weights").write_text(f"round {round_index}")
+        (tmp_path / PENDING / PENDING_ROUND).write_text(json.dumps({"round": round_index}))
+
+    (tmp_path / POLICY).mkdir()
+    (tmp_path / POLICY / "weights").write_text("round 0")
+    pending(1)
+    settle_pending_policy(tmp_path, done=1)  # round 1 never committed
+    assert (tmp_path / POLICY / "weights").read_text() == "round 0"
+    assert not (tmp_path / PENDING).exists()
+    pending(1)
+    settle_pending_policy(tmp_path, done=2)  # committed: it becomes the policy
+    assert (tmp_path / POLICY / "weights").read_text() == "round 1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [POLICY]
+    assert sorted(p.name for p in (tmp_path / POLICY).iterdir()) == ["weights"]
+
+
+def test_a_second_run_on_the_same_out_dir_is_refused(model_dir, tmp_path):
+    from jepa_world.files import exclusive
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with exclusive(out, "a first run"):
+        second = run_cli("-m", "jepa_world.distill", f"world_model={model_dir}",
+                         f"out_dir={out}", *TINY)
+    assert_one_line_error(second, "another jepa_world.distill run is already writing")
+    assert not (out / "state.json").exists()
