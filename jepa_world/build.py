@@ -1,7 +1,7 @@
 """Build a task's world model from scratch with the project's own pipeline.
 
     python -m jepa_world.build --env NAME [--out DIR] [--install] [--encoder MODEL]
-        [pretrain.KEY=VALUE ...] [train_ac.KEY=VALUE ...]
+        [pretrain.KEY=VALUE ...] [train_ac.KEY=VALUE ...] [probe.KEY=VALUE ...] [readout.steps=N]
 
 The recipe of each task lives in ``configs/build/<name>.yaml`` (``gym:Reacher-v5`` ->
 ``gym-Reacher-v5.yaml``): which datasets to record, which of them the encoder pretrains on and
@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -47,6 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+
+from jepa_world.training.cli import MAX_SEED
 
 
 class BuildError(ValueError):
@@ -122,19 +125,56 @@ class Stages:
         self.out, self.seconds = out, {}
 
     def run(self, step: str, args: list[str]) -> None:
+        """One stage; a build stopped while it runs (Ctrl-C, ``kill -TERM``) stops it too, so
+        that the rerun resumes it instead of finding its folder still locked."""
         print(f"[build] {step}: python {' '.join(args)}", file=sys.stderr, flush=True)
         started = time.perf_counter()
-        result = subprocess.run([sys.executable, *args])
-        if result.returncode != 0:
-            raise SystemExit(result.returncode)
+        child = subprocess.Popen([sys.executable, *args])
+        try:
+            code = child.wait()
+        except BaseException:
+            stop_child(child)
+            raise
+        if code != 0:
+            raise SystemExit(code)
         self.seconds[step] = round(time.perf_counter() - started, 1)
         print(f"[build] {step} done in {self.seconds[step]:.0f} s", file=sys.stderr, flush=True)
 
 
+def stop_child(child: subprocess.Popen, grace: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL if the stage has not stopped after ``grace`` seconds."""
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+class BuildStopped(Exception):
+    """SIGTERM: the running stage is stopped and the build ends, resumable."""
+
+
+def stop_on_sigterm() -> None:
+    def handler(signum: int, frame: Any) -> None:
+        raise BuildStopped(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def record(stages: Stages, env: str, folder: Path, spec: RecordSpec) -> None:
     """Record seeds ``spec.seed ..``; a dataset left incomplete is topped up with the rest."""
-    manifest = folder / "manifest.json"
-    done = len(json.loads(manifest.read_text())["episodes"]) if manifest.exists() else 0
+    from envs.dataset_format import DatasetError, load_manifest
+
+    done = 0
+    if (folder / "manifest.json").exists():
+        try:
+            done = len(load_manifest(folder)["episodes"])
+        except (DatasetError, KeyError, TypeError) as exc:
+            raise BuildError(f"{folder}: {' '.join(str(exc).split())} (repair or remove it, "
+                             "or build into another --out)") from None
     if done >= spec.episodes:
         return
     args = ["-m", "envs.collect", "--env", env, "--episodes", str(spec.episodes - done)]
@@ -146,15 +186,27 @@ def record(stages: Stages, env: str, folder: Path, spec: RecordSpec) -> None:
 
 
 def route_overrides(extra: list[str]) -> dict[str, list[str]]:
-    routed: dict[str, list[str]] = {"pretrain": [], "train_ac": [], "probe": []}
+    """``STAGE.KEY=VALUE`` to each stage; the readout's become its flags (``--KEY VALUE``)."""
+    routed: dict[str, list[str]] = {"pretrain": [], "train_ac": [], "probe": [], "readout": []}
     for item in extra:
         stage, _, override = item.partition(".")
         if stage not in routed or "=" not in override:
             raise BuildError(
-                f"unrecognised argument {item!r} (use pretrain.KEY=V, train_ac.KEY=V or probe.KEY=V)"
+                f"unrecognised argument {item!r} (use pretrain.KEY=V, train_ac.KEY=V, "
+                "probe.KEY=V or readout.KEY=V)"
             )
-        routed[stage].append(override)
+        if stage == "readout":
+            key, _, value = override.partition("=")
+            if key not in READOUT_KEYS:
+                raise BuildError(f"unknown readout setting {key!r} (known: "
+                                 f"{', '.join(READOUT_KEYS)})")
+            routed[stage] += [f"--{key}", value]
+        else:
+            routed[stage].append(override)
     return routed
+
+
+READOUT_KEYS = ("steps", "weight", "margin")  # what a build may change of the readout stage
 
 
 def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
@@ -196,7 +248,8 @@ def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         datasets = [str(out / name) for name in recipe.train_ac_data]
         stages.run("readout", ["-m", "jepa_world.readout", "--env", args.env, "--data",
                                *datasets, "--world-model", str(model),
-                               "--out", str(model / "readout"), "--seed", str(args.seed)])
+                               "--out", str(model / "readout"), "--seed", str(args.seed),
+                               *routed["readout"]])
     probe = probe_model(stages, model, data, out / "probe.json", args.seed,
                         [*recipe.probe, *routed["probe"]])
     summary = {
@@ -285,16 +338,25 @@ def main(argv: list[str] | None = None) -> int:
                         "(a quick trial, not the recipe)")
     parser.add_argument("--steps", type=int, help="actions per recorded episode (a quick trial)")
     args, extra = parser.parse_known_args(argv)
+    if not 0 <= args.seed <= MAX_SEED:  # checked before any stage records or trains
+        print(f"error: --seed must be an integer in [0, {MAX_SEED}], got {args.seed}",
+              file=sys.stderr)
+        return 2
     for key in ("episodes", "steps"):
         value = getattr(args, key)
         if value is not None and value < 1:
             print(f"error: --{key} must be positive, got {value}", file=sys.stderr)
             return 2
+    stop_on_sigterm()
     try:
         build(args, extra)
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (BuildStopped, KeyboardInterrupt):
+        print("interrupted: the running stage was stopped; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jepa_world.training.cli import (
     UserError,
+    check_device,
     check_positive,
     load_config,
     run_command,
@@ -135,6 +137,7 @@ def check_config(cfg: MPCConfig) -> None:
                 "tail_blocks"):
         if getattr(cfg, key) is not None and getattr(cfg, key) < 1:
             raise UserError(f"{key} must be a positive integer, got {getattr(cfg, key)}")
+    check_device(cfg.device)
     try:
         eval_seed(cfg.seed, 0)  # the one place that knows the valid evaluation seeds
     except ValueError as exc:
@@ -150,6 +153,10 @@ def check_config(cfg: MPCConfig) -> None:
         if getattr(cfg, key) is not None and (cfg.model != "learned" or cfg.planner == "gradient"):
             raise UserError(f"{key}=DIR (a distilled policy) goes with the learned model and a "
                             "sampling planner (cem, mppi)")
+    if cfg.checkpoint is not None and cfg.model != "learned":
+        raise UserError(f"--checkpoint is a world model to plan with; model={cfg.model} does "
+                        "not read it (a distilled policy names its own world model, the "
+                        "oracle's learned energy is oracle.energy_model=DIR)")
     if cfg.correction not in ("none", "offset"):
         raise UserError(f"unknown correction {cfg.correction!r} (known: none, offset)")
     try:
@@ -371,6 +378,10 @@ def evaluate(
         model.precision = cfg.precision
     if cfg.model == "distilled":
         model = None
+    model_px = getattr(model, "image_size", None)
+    if model_px is not None and model_px != cfg.image_size:
+        print(f"note: frames rendered at {cfg.image_size} px are resized to the world model's "
+              f"{model_px} px (image_size={model_px} renders them at its size)", file=sys.stderr)
     cfg.horizon, cfg.energy_steps = planning_defaults(model, cfg.horizon, cfg.energy_steps)
     video = None
     if video_dir is not None:
@@ -457,6 +468,7 @@ def summarize(
         "plan_ms_p90": float(np.percentile(plan_ms, 90)) if plan_ms else None,
         "episodes": len(records),
         "seed": cfg.seed,
+        "image_size": cfg.image_size,
         "planner": cfg.planner if cfg.model in ("learned", "oracle") else None,
         "checkpoint": cfg.checkpoint if cfg.model == "learned" else None,
         "policy": cfg.policy,
@@ -597,6 +609,9 @@ def main(argv: list[str]) -> int:
     json_path = Path(args.json) if args.json else None
     if json_path is not None and (json_path.is_dir() or not json_path.parent.is_dir()):
         raise UserError(f"--json needs a file path in an existing folder, got {json_path}")
+    if json_path is not None and not os.access(json_path.parent, os.W_OK | os.X_OK):
+        raise UserError(f"--json: cannot write into {json_path.parent} (permission denied); "
+                        "checked before any episode runs")
     try:
         metrics = evaluate(cfg, video_dir=args.video, progress=not args.quiet)
     except KeyboardInterrupt:
@@ -617,4 +632,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    run_command(main)
+    run_command(main, interrupted="no metrics written")

@@ -181,6 +181,7 @@ def test_low_shot_inverse_dynamics_and_a_compared_encoder(checkpoint, small_data
         # 1 and 2 of the 3 training episodes, whole; all of them once at 100 %
         assert fractions["0.34"]["train_samples"] == [per_episode, per_episode]
         assert fractions["0.67"]["train_samples"] == [2 * per_episode] * 2
+        assert (fractions["0.34"]["groups"], fractions["0.34"]["of_groups"]) == (1, 3)
         assert fractions["1"]["splits"] == 1
         assert fractions["1"]["mean"] == pytest.approx(metrics["results"][name]["mean_r2"])
         for entry in fractions.values():
@@ -189,6 +190,8 @@ def test_low_shot_inverse_dynamics_and_a_compared_encoder(checkpoint, small_data
     # The same encoder under two names gives the same numbers: the subsets depend on the seed
     assert low["again"]["0.34"] == low["pretrained"]["0.34"]
     assert "low-shot" in format_report(metrics) and "action1 rmse 34%" in format_report(metrics)
+    # whole episodes cannot make 34 % of 3: the row says what was used
+    assert "34%: 1/3 = 33%" in format_report(metrics)
 
 
 def test_low_shot_subsets_are_whole_episodes_and_reproducible():

@@ -163,3 +163,36 @@ def test_the_shipped_reach_model_carries_a_readout_fitted_on_it():
     assert max(readout.config.validation["median"]) < 0.05  # radians, on held-out recordings
     provenance = json.loads((resolve_model_dir("reach") / "readout" / "provenance.json").read_text())
     assert provenance["command"][:3] == ["python", "-m", "jepa_world.readout"]
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"weight": float("nan")}, "weight must be a finite number >= 0"),
+    ({"margin": -5}, "margin must be a finite number >= 0"),
+    ({"hidden": "256"}, "hidden must be an integer >= 1"),
+    ({"periodic": "yes"}, "periodic must be a list of true/false"),
+])
+def test_an_edited_readout_config_is_refused_naming_the_field(fitted, tmp_path, change, needle):
+    import json
+
+    from jepa_world.world_model import WorldModel
+
+    model, readout = fitted
+    folder = model.save(tmp_path / "wm")
+    readout.save(folder / "readout")
+    config = json.loads((folder / "readout" / "config.json").read_text())
+    (folder / "readout" / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(ValueError, match=f"state readout in .* is unusable: {needle}"):
+        WorldModel.load(folder)
+
+
+def test_an_edited_student_config_is_refused_naming_the_field():
+    from jepa_world.rl.student import StudentConfig
+
+    good = dict(world_model="reach", tokens=4, width=8, proprio_dim=2, action_dim=2, frameskip=5)
+    StudentConfig(**good)
+    for change, needle in (({"action_high": float("nan")}, "action_high must be a finite"),
+                           ({"action_low": 1.0}, "must be below action_high"),
+                           ({"depth": "2"}, "depth must be an integer"),
+                           ({"proprio_dim": -1}, "proprio_dim must be an integer >= 0")):
+        with pytest.raises(ValueError, match=needle):
+            StudentConfig(**{**good, **change})

@@ -4,6 +4,9 @@ errors, and a user's own task through the registry."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -220,6 +223,7 @@ TINY_BUILD = [
     "train_ac.train.steps=3", "train_ac.train.warmup_steps=1", "train_ac.train.eval_every=3",
     "train_ac.train.tensorboard=false", "train_ac.model.predictor.decoder_width=32",
     "probe.probe.steps=3", "probe.probe.batch_size=8", "probe.data.val_fraction=0.5",
+    "readout.steps=50",
 ]
 TINY_PLAN = ["--episodes", "1", "--budget", "4", "--quiet", "horizon=2", "cem.samples=16",
              "cem.elites=4", "cem.iterations=2"]
@@ -315,3 +319,56 @@ def test_build_refuses_bad_input(tmp_path):
     assert not out.exists()
     result = run_cli("-m", "planners.mpc", "--env", "reach", "--model", "oracle", "--goal", "gym")
     assert_one_line_error(result, "unknown goal protocol 'gym'", "offset")
+    for seed in ("-1", str(2**64)):  # before anything is recorded
+        result = run_cli("-m", "jepa_world.build", "--env", "reach", "--out", str(out),
+                         "--seed", seed)
+        assert_one_line_error(result, "--seed must be an integer in [0, 2147483647]")
+    result = run_cli("-m", "jepa_world.build", "--env", "reach", "--out", str(out),
+                     "readout.hidden=3")
+    assert_one_line_error(result, "unknown readout setting 'hidden'", "steps")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("manifest", ["{", "{}", '{"format": "jepa-world-episodes"}'])
+def test_build_with_a_damaged_dataset_manifest_is_one_line(tmp_path, manifest):
+    from tests.conftest import assert_one_line_error, run_cli
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "manifest.json").write_text(manifest)
+    result = run_cli("-m", "jepa_world.build", "--env", "reach", "--out", str(tmp_path))
+    assert_one_line_error(result, str(tmp_path / "data"), "repair or remove it")
+
+
+def test_a_stopped_build_stops_its_running_stage(tmp_path):
+    """``kill -TERM`` on the build: the stage it runs stops too (its rerun would otherwise
+    find the stage's folder locked by an orphan)."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    pid_file = tmp_path / "stage.pid"
+    stage = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    script = textwrap.dedent(f"""
+        import sys
+        from jepa_world.build import BuildStopped, Stages, stop_on_sigterm
+        stop_on_sigterm()
+        try:
+            Stages(None).run("stage", ["-c", {stage!r}])
+        except BuildStopped:
+            sys.exit(7)
+    """)
+    build = subprocess.Popen([sys.executable, "-c", script],
+                             cwd=Path(__file__).resolve().parents[1])
+    deadline = time.time() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.time() < deadline and build.poll() is None
+        time.sleep(0.1)
+    stage_pid = int(pid_file.read_text())
+    build.send_signal(signal.SIGTERM)
+    assert build.wait(timeout=60) == 7
+    with pytest.raises(ProcessLookupError):  # gone, not orphaned
+        for _ in range(100):
+            os.kill(stage_pid, 0)
+            time.sleep(0.1)

@@ -191,18 +191,27 @@ def format_low_shot(summary: dict[str, Any]) -> list[str]:
         f"low-shot: {metric} (val), mean +- std over the subsets of the labelled episodes",
         f"{'labels':<22}" + "".join(f"{n:>17}" for n in names),
     ]
+    label = {f: _fraction_label(f, low[names[0]][f]) for f in fractions}
     for f in fractions:
         lines.append(
-            f"{f'{float(f):.0%}':<22}" + "".join(f"{cell.format(**low[n][f]):>17}" for n in names)
+            f"{label[f]:<22}" + "".join(f"{cell.format(**low[n][f]):>17}" for n in names)
         )
     if summary["task"] == "regression":
         for stat in ("r2", "rmse"):
             for target in summary["targets"]:
                 for f in fractions:
-                    row = f"{target} {stat} {float(f):.0%}"
+                    row = f"{target} {stat} {label[f]}"
                     values = [cell.format(**low[n][f]["targets"][target][stat]) for n in names]
                     lines.append(f"{row:<22}" + "".join(f"{v:>17}" for v in values))
     return lines
+
+
+def _fraction_label(fraction: str, entry: dict[str, Any]) -> str:
+    """"20 %", or "1 %: 1/5 = 20 %" where whole episodes cannot make the asked fraction."""
+    asked, used = float(fraction), entry.get("used_fraction")
+    if used is None or round(used * 100) == round(asked * 100):
+        return f"{asked:.0%}"
+    return f"{asked:.0%}: {entry['groups']}/{entry['of_groups']} = {used:.0%}"
 
 
 def main(argv: list[str]) -> int:

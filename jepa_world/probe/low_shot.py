@@ -58,8 +58,14 @@ def low_shot(
             indices = low_shot_subset(data.train_groups, fraction, seed, split)
             result = fit_and_score(data.subset(indices), name, task, settings, seed, device, progress)
             runs.append({**result, "train_samples": int(len(indices))})
+        units = len(np.unique(data.train_groups))
+        used = units if fraction >= 1.0 else min(units, max(1, round(fraction * units)))
         entry: dict[str, Any] = {
             **_spread([r[metric] for r in runs]),
+            # the subsets are whole groups: with few of them the fraction used is not the asked
+            "groups": used,
+            "of_groups": units,
+            "used_fraction": used / units,
             "splits": len(runs),
             "train_samples": [r["train_samples"] for r in runs],
         }

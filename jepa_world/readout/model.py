@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from jepa_world.field_checks import finite_numbers, positive_ints
 from jepa_world.model_files import CONFIG, WEIGHTS
 
 
@@ -36,6 +37,13 @@ class ReadoutConfig:
     margin: float = 0.09  # squared readout distance below which the term is off (~0.3 rad)
     world_model_fingerprint: str | None = None
     validation: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        positive_ints(self, "latent_size", "hidden")
+        finite_numbers(self, "weight", "margin", minimum=0.0)
+        if (not isinstance(self.periodic, list) or not self.periodic
+                or not all(isinstance(p, bool) for p in self.periodic)):
+            raise ValueError(f"periodic must be a list of true/false, got {self.periodic!r}")
 
     @property
     def features(self) -> int:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from jepa_world.field_checks import finite_numbers, positive_ints
 from jepa_world.rl.layout import LatentLayout
 from planners.policies import EpisodeSlots, PolicyStats, batch_observations
 from planners.tail import GoalPolicy, PolicyTail
@@ -42,6 +43,14 @@ class StudentConfig:
     action_high: float = 1.0
     # WorldModel.fingerprint() of the model it was distilled on (None: saved before it existed)
     world_model_fingerprint: str | None = None
+
+    def __post_init__(self) -> None:
+        positive_ints(self, "tokens", "width", "action_dim", "frameskip", "hidden", "depth")
+        positive_ints(self, "proprio_dim", minimum=0)
+        finite_numbers(self, "action_low", "action_high")
+        if not self.action_low < self.action_high:
+            raise ValueError(f"action_low {self.action_low} must be below action_high "
+                             f"{self.action_high}")
 
 
 class StudentNet(nn.Module):
@@ -202,8 +211,9 @@ class StudentPolicy:
             raise FileNotFoundError(f"no distilled policy at {directory} (missing {CONFIG})")
         try:
             config = StudentConfig(**json.loads((directory / CONFIG).read_text()))
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise ValueError(f"distilled policy config {directory / CONFIG} is invalid: {exc}") from None
+        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+            raise ValueError(f"distilled policy config {directory / CONFIG} is invalid: "
+                             f"{' '.join(str(exc).split())[:200]}") from None
         net = StudentNet(config)
         load_safetensors_into(net, directory / WEIGHTS, "distilled policy")
         if world_model is None:

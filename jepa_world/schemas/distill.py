@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jepa_world.rl.amortized import ImaginationSettings
-from jepa_world.training.cli import UserError, check_non_negative, check_positive
+from jepa_world.training.cli import UserError, check_non_negative, check_positive, check_seed
 
 
 @dataclass
@@ -76,5 +76,4 @@ class DistillConfig:
                                 f"got {getattr(self.train, name)}")
         check_positive(self.train, "train.", "lr")
         check_non_negative(self.train, "train.", "weight_decay")
-        if self.seed < 0:
-            raise UserError(f"seed must be >= 0, got {self.seed}")
+        check_seed(self.seed)

@@ -10,6 +10,7 @@ from jepa_world.training.cli import (
     check_device,
     check_non_negative,
     check_positive,
+    check_seed,
 )
 from jepa_world.vjepa import OBJECTIVES
 
@@ -138,3 +139,6 @@ class PretrainConfig:
                 f"unknown objective '{self.objective}' (known: {', '.join(OBJECTIVES)})"
             )
         check_device(self.device)
+        check_seed(self.seed)
+        if data.record is not None:
+            check_seed(data.record.seed, "data.record.seed")

@@ -11,6 +11,7 @@ from jepa_world.training.cli import (
     check_device,
     check_non_negative,
     check_positive,
+    check_seed,
 )
 
 TASKS = ("regression", "classification")
@@ -112,6 +113,8 @@ class ProbeConfig:
                 f"unknown probe.cache_dtype '{probe.cache_dtype}' (known: {', '.join(CACHE_DTYPES)})"
             )
         check_device(self.device)
+        check_seed(self.seed)
+        check_seed(data.split_seed, "data.split_seed")
         self._validate_comparisons()
         if self.pool is not None:
             self.pool = [int(v) for v in self.pool]

@@ -10,6 +10,7 @@ from jepa_world.training.cli import (
     check_device,
     check_non_negative,
     check_positive,
+    check_seed,
 )
 
 INITS = ("scratch", "pretrained")
@@ -193,6 +194,7 @@ class TrainACConfig:
                 f"model.predictor.embed_dim={model.predictor.embed_dim}"
             )
         check_device(self.device)
+        check_seed(self.seed)
 
 
 def _check_choice(name: str, value: str, known: tuple[str, ...]) -> None:

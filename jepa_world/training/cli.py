@@ -8,6 +8,7 @@ working directory and every bad input ends in one line on stderr with a non-zero
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -89,9 +90,18 @@ def check_non_negative(section: Any, prefix: str, *names: str) -> None:
             raise UserError(f"{prefix}{name} must be >= 0 and finite, got {value}")
 
 
-def check_device(device: str) -> None:
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise UserError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+MAX_SEED = 2**31 - 1  # every RNG the commands feed (numpy, torch, gymnasium, offsets) takes it
+
+
+def check_device(device: str, name: str = "device") -> None:
+    if device not in ("auto", "cpu", "cuda") and re.fullmatch(r"cuda:\d+", str(device)) is None:
+        raise UserError(f"{name} must be auto, cpu, cuda or cuda:N, got {device!r}")
+
+
+def check_seed(seed: Any, name: str = "seed") -> None:
+    """Seeds are integers in [0, MAX_SEED]: negative or huge ones fail deep inside numpy/torch."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"{name} must be an integer in [0, {MAX_SEED}], got {seed}")
 
 
 def _config_dir() -> Path:
@@ -108,8 +118,10 @@ def _one_line(exc: BaseException) -> str:
     return text.split(" Config search path:")[0] or type(exc).__name__
 
 
-def run_command(main: Callable[[list[str]], int], argv: list[str] | None = None) -> None:
-    """Run ``main`` and turn user errors into one line on stderr with exit status 2."""
+def run_command(main: Callable[[list[str]], int], argv: list[str] | None = None,
+                interrupted: str = "the last checkpoint is kept") -> None:
+    """Run ``main`` and turn user errors into one line on stderr with exit status 2;
+    ``interrupted`` says what a Ctrl-C leaves behind."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         code = main(argv)
@@ -117,7 +129,7 @@ def run_command(main: Callable[[list[str]], int], argv: list[str] | None = None)
         print(f"error: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
-        print("interrupted: the last checkpoint is kept", file=sys.stderr)
+        print(f"interrupted: {interrupted}", file=sys.stderr)
         code = 130
     except OSError as exc:  # a full disk, a permission: every file written so far is whole
         from jepa_world.files import describe_os_error
