@@ -163,3 +163,13 @@ def test_json_state_of_a_distillation_is_checked(tmp_path):
         (tmp_path / "state.json").write_text(damaged)
         with pytest.raises(UserError, match="state.json"):
             read_state(tmp_path, {})
+
+
+def test_a_second_readout_into_the_same_folder_is_refused(tmp_path, small_dataset):
+    out = tmp_path / "readout"
+    out.mkdir()
+    with exclusive(out, "a first readout"):
+        second = run_cli("-m", "jepa_world.readout", "--env", "reach", "--data",
+                         str(small_dataset), "--out", str(out), "--steps", "5")
+    assert_one_line_error(second, "another jepa_world.readout is already writing")
+    assert list(out.iterdir()) == [out / ".lock"]

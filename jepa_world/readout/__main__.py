@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Any
 
 import envs
 from jepa_world.data.episodes import EpisodeDataset
@@ -18,6 +19,7 @@ from jepa_world.model_files import READOUT_DIR
 from jepa_world.provenance import git_commit
 from jepa_world.readout.model import ReadoutConfig, fit_readout, periodic_coordinates
 from jepa_world.training.cli import UserError, check_seed, run_command
+from jepa_world.training.run_dir import hold_out_dir, prepare_out_dir
 from jepa_world.world_model import WorldModel, resolve_model_dir
 
 
@@ -65,6 +67,33 @@ def main(argv: list[str]) -> int:
         if model.config.env_id and data.env_id != model.config.env_id:
             raise UserError(f"{data.root} records {data.env_id}, the world model "
                             f"{model.config.env_id}")
+    if args.install:
+        readout = _fit(args, model, datasets, periodic, argv)
+        target = replace_folder(resolve_model_dir(name) / READOUT_DIR, readout.fill)
+    else:  # one writer at a time: a second readout into the same folder is refused at once
+        target = prepare_out_dir(args.out, True)
+        with hold_out_dir(target, True, "another jepa_world.readout"):
+            readout = _fit(args, model, datasets, periodic, argv)
+            readout.fill(target)
+    validation = readout.readout.config.validation
+    print(f"state readout: {target} (validation error per qpos coordinate: median "
+          f"{validation['median']}, p90 {validation['p90']})")
+    return 0
+
+
+class _Fitted:
+    """A fitted readout and where it came from, written into a folder by ``fill``."""
+
+    def __init__(self, readout: Any, provenance: dict[str, Any]) -> None:
+        self.readout, self.provenance = readout, provenance
+
+    def fill(self, folder: Path) -> None:
+        self.readout.save(folder)
+        write_json_atomic(folder / "provenance.json", self.provenance, sort_keys=False)
+
+
+def _fit(args: argparse.Namespace, model: Any, datasets: list[Any], periodic: list[bool],
+         argv: list[str]) -> _Fitted:
     try:
         readout = fit_readout(model, datasets, periodic, args.steps, args.seed)
         readout.config.weight, readout.config.margin = args.weight, args.margin
@@ -74,21 +103,7 @@ def main(argv: list[str]) -> int:
                                                           *argv],
                   "data": [{"path": str(d.root), "episodes": len(d),
                             "seeds": [min(d.seeds), max(d.seeds)]} for d in datasets]}
-
-    def fill(folder: Path) -> None:
-        readout.save(folder)
-        write_json_atomic(folder / "provenance.json", provenance, sort_keys=False)
-
-    if args.install:
-        target = replace_folder(resolve_model_dir(name) / READOUT_DIR, fill)
-    else:
-        target = Path(args.out)
-        target.mkdir(parents=True, exist_ok=True)
-        fill(target)
-    validation = readout.config.validation
-    print(f"state readout: {target} (validation error per qpos coordinate: median "
-          f"{validation['median']}, p90 {validation['p90']})")
-    return 0
+    return _Fitted(readout, provenance)
 
 
 if __name__ == "__main__":
