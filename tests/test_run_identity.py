@@ -3,6 +3,7 @@ refused in one line; its world model is written whole; its folder's lock dies wi
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -173,3 +174,29 @@ def test_a_second_readout_into_the_same_folder_is_refused(tmp_path, small_datase
                          str(small_dataset), "--out", str(out), "--steps", "5")
     assert_one_line_error(second, "another jepa_world.readout is already writing")
     assert list(out.iterdir()) == [out / ".lock"]
+
+
+@pytest.mark.parametrize("command", ["pretrain", "train_ac", "probe", "distill"])
+@pytest.mark.parametrize("override, needle", [
+    ("seed=-1", "seed must be an integer in [0, 2147483647], got -1"),
+    (f"seed={2**63 - 1}", "seed must be an integer in [0, 2147483647]"),
+    ("device=cuda:x", "device must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
+])
+def test_seeds_and_devices_are_checked_once_in_every_schema(command, override, needle):
+    from jepa_world.schemas.distill import DistillConfig
+    from jepa_world.schemas.pretrain import PretrainConfig
+    from jepa_world.schemas.probe import ProbeConfig
+    from jepa_world.schemas.train_ac import TrainACConfig
+    from jepa_world.training.cli import UserError, load_config, typed_config
+
+    schema = {"pretrain": PretrainConfig, "train_ac": TrainACConfig, "probe": ProbeConfig,
+              "distill": DistillConfig}[command]
+    if command == "distill" and override.startswith("device"):
+        pytest.skip("distill runs on the CPU: it takes no device")
+    with pytest.raises(UserError, match=re.escape(needle)):
+        typed_config(schema, load_config(command, [override]))
+
+
+def test_mpc_checks_its_device_before_loading_anything():
+    result = run_cli("-m", "planners.mpc", "--env", "reach", "device=cuda:x")
+    assert_one_line_error(result, "device must be auto, cpu, cuda or cuda:N")
