@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from jepa_world.files import TMP_PREFIX, atomic_open, replace_folder, write_json_atomic
+from jepa_world.files import TMP_PREFIX, atomic_open, replace_folder, swap_folder, write_json_atomic
 from jepa_world.schemas.distill import DistillConfig
 from jepa_world.training.cli import UserError, load_config, run_command, typed_config
 from jepa_world.training.loop import optimiser_step
@@ -357,12 +357,7 @@ def settle_pending_policy(out: Path, done: int) -> None:
         shutil.rmtree(pending)
         return
     (pending / PENDING_ROUND).unlink()
-    aside = out / f"{TMP_PREFIX}old-{POLICY}"
-    shutil.rmtree(aside, ignore_errors=True)
-    if (out / POLICY).exists():
-        (out / POLICY).rename(aside)
-    pending.rename(out / POLICY)
-    shutil.rmtree(aside, ignore_errors=True)
+    swap_folder(pending, out / POLICY)
 
 
 def install_student(student: Any, model_name: str, settings: dict[str, Any],

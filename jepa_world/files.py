@@ -199,6 +199,16 @@ def replace_folder(target: str | Path, fill: Callable[[Path], Any]) -> Path:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    return swap_folder(staging, target)
+
+
+def swap_folder(staging: str | Path, target: str | Path) -> Path:
+    """Put the complete folder ``staging`` in place of ``target``: the old folder is moved
+    aside first and deleted after the swap, so a crash leaves the old folder, the new one, or
+    both on disk, never a half-written one."""
+    staging, target = Path(staging), Path(target)
+    aside = target.with_name(f"{TMP_PREFIX}old-{target.name}")
+    shutil.rmtree(aside, ignore_errors=True)
     if target.exists():
         target.rename(aside)
     staging.rename(target)

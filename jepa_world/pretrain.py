@@ -150,8 +150,13 @@ def _upgrade(config: dict[str, Any]) -> None:
 
 
 def _train(cfg: PretrainConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
-    resume = read_resume(out_dir, asdict(cfg), _FIXED_ON_RESUME,
-                         lambda: _corpus_fingerprint(cfg.data.paths), _upgrade)
+    corpus: dict[str, Any] = {}  # the corpus's fingerprint, taken once (on resume: to check it)
+
+    def corpus_now() -> dict[str, Any]:
+        corpus["fingerprint"] = _corpus_fingerprint(cfg.data.paths)
+        return corpus["fingerprint"]
+
+    resume = read_resume(out_dir, asdict(cfg), _FIXED_ON_RESUME, corpus_now, _upgrade)
     if resume is not None and finished(resume):  # same settings and data change nothing
         return {"step": int(resume["step"]), "total_steps": cfg.train.steps, "steps_run": 0,
                 "first_loss": None, "last_loss": resume.get("loss"), "seconds": 0.0,
@@ -202,7 +207,7 @@ def _train(cfg: PretrainConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
     trained = for_training(model, rt, tc.compile)
     logger = RunLogger(out_dir, rt.is_main, tensorboard=tc.tensorboard, resume_step=step)
     run = _Run(cfg, rt, trained, model, target, optimizer, masks, loader, logger, out_dir,
-               video_fingerprint(clips.paths))
+               corpus.get("fingerprint") or video_fingerprint(clips.paths))
     saved_rng = None if resume is None else rt.own_rng_state(resume["rng"])
     summary = _loop(run, step, saved_rng)
     summary["data"] = clips.summary()

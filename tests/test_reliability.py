@@ -20,6 +20,7 @@ from jepa_world.files import (
     exclusive,
     remove_stale_tmp,
     replace_folder,
+    swap_folder,
     write_json_atomic,
 )
 from jepa_world.training.logger import RunLogger, trim_logs
@@ -56,6 +57,24 @@ def test_a_failed_folder_replacement_keeps_the_old_folder(tmp_path):
     assert (target / "weights").read_text() == "old" and leftovers(tmp_path) == []
     replace_folder(target, lambda staging: (staging / "config").write_text("new"))
     assert [p.name for p in target.iterdir()] == ["config"] and leftovers(tmp_path) == []
+
+
+def test_a_swap_left_half_done_by_a_crash_is_finished_by_the_next_swap(tmp_path):
+    """A kill between moving the old folder aside and deleting it leaves the aside copy; the
+    next swap (distill's pending policy, replace_folder) clears it and keeps only the new."""
+    target, aside = tmp_path / "policy", tmp_path / ".tmp-old-policy"
+    aside.mkdir()
+    (aside / "weights").write_text("older")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "weights").write_text("new")
+    swap_folder(staging, target)  # no target yet: the staging folder becomes it
+    assert (target / "weights").read_text() == "new" and not staging.exists()
+    assert not aside.exists()
+    staging.mkdir()
+    (staging / "weights").write_text("newer")
+    swap_folder(staging, target)
+    assert (target / "weights").read_text() == "newer" and leftovers(tmp_path) == []
 
 
 def test_a_full_disk_keeps_the_old_file(tmp_path):

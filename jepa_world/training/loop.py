@@ -48,8 +48,7 @@ def read_resume(out_dir: Path, settings: dict[str, Any], fixed_keys: Iterable[st
     refuse_changed_run(state["config"], settings, step, out_dir, is_finished=is_finished)
     refuse_other_data(state.get(DATA_KEY), data(), step, out_dir)
     if not is_finished:
-        train = settings["train"]
-        check_resume_step(step, int(train["steps"]), train.get("stop_at_step"), out_dir)
+        check_resume_step(step, settings["train"].get("stop_at_step"), out_dir)
     return state
 
 

@@ -97,11 +97,9 @@ def refuse_other_data(saved: dict[str, Any] | None, now: dict[str, Any], step: i
     )
 
 
-def check_resume_step(done: int, steps: int, stop_at_step: int | None, out_dir: Path) -> None:
-    """An unfinished run resumed at ``done`` must have steps left to train."""
-    if steps <= done:
-        raise UserError(f"train.steps={steps} is not after the checkpoint's step {done} in "
-                        f"{out_dir}: nothing to train")
+def check_resume_step(done: int, stop_at_step: int | None, out_dir: Path) -> None:
+    """An unfinished run resumed at ``done`` must be allowed to train past it (``train.steps``
+    itself cannot change on resume: ``refuse_changed_run``)."""
     if stop_at_step is not None and stop_at_step <= done:
         raise UserError(f"train.stop_at_step={stop_at_step} is not after the checkpoint's step "
                         f"{done} in {out_dir}: nothing to train")
