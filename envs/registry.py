@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +21,17 @@ class UnknownEnvError(ValueError):
     """An environment name that jepa-world does not provide."""
 
 
+class MissingExtraError(UnknownEnvError):
+    """A registered task whose optional dependencies are not installed."""
+
+
 @dataclass(frozen=True)
 class TaskEntry:
     name: str
     env_id: str
     entry_point: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    requires: tuple[str, str] | None = None  # (module, how to install it): an optional extra
 
 
 TASKS: dict[str, TaskEntry] = {}
@@ -36,13 +42,15 @@ def register_task(
     entry_point: str,
     env_id: str | None = None,
     max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS,
+    requires: tuple[str, str] | None = None,
     **kwargs: Any,
 ) -> str:
     """Register a goal-image task under ``name``; returns its Gymnasium id.
 
     ``entry_point`` is ``"module:Class"``; ``env_id`` defaults to ``jepa_world/<name>-v0``
     with characters Gymnasium does not accept in ids replaced. ``kwargs`` are the task's
-    constructor defaults.
+    constructor defaults. ``requires`` = (module, install command) names an optional
+    dependency: without it the name is refused in one line that says how to install it.
     """
     if not name or any(c.isspace() for c in name):
         raise ValueError(f"task names must be non-empty without spaces, got {name!r}")
@@ -58,7 +66,7 @@ def register_task(
             max_episode_steps=max_episode_steps,
             kwargs=dict(kwargs),
         )
-    TASKS[name] = TaskEntry(name, env_id, entry_point, dict(kwargs))
+    TASKS[name] = TaskEntry(name, env_id, entry_point, dict(kwargs), requires)
     return env_id
 
 
@@ -69,12 +77,19 @@ def known_names() -> list[str]:
 def resolve_env_id(name: str) -> str:
     """Map a short name ("reach", "gym:Reacher-v5") or a registered id to the Gymnasium id."""
     name = str(name)
-    if name in TASKS:
-        return TASKS[name].env_id
     for entry in TASKS.values():
-        if name == entry.env_id:
-            return name
+        if name in (entry.name, entry.env_id):
+            _check_installed(entry)
+            return entry.env_id
     raise UnknownEnvError(f"unknown env {name!r} (known: {', '.join(known_names())})")
+
+
+def _check_installed(entry: TaskEntry) -> None:
+    if entry.requires is None:
+        return
+    module, install = entry.requires
+    if importlib.util.find_spec(module) is None:  # looks, does not import
+        raise MissingExtraError(f"{entry.name} needs {module}, an optional extra: {install}")
 
 
 def short_name(name_or_id: str) -> str:

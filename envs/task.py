@@ -112,6 +112,34 @@ class GoalImageTask(gym.Env):
         hidden_geoms: Sequence[int] = (),  # geom ids
     ) -> None:
         """Validate the shared settings and build the spaces (call at the end of __init__)."""
+        self._mujoco = import_mujoco()
+        for geom in hidden_geoms:  # goal markers: invisible in every image, goal images included
+            self.model.geom_rgba[geom, 3] = 0.0
+        ctrl = self.model.actuator_ctrlrange
+        limited = self.model.actuator_ctrllimited.astype(bool)
+        self._ctrl_low = np.where(limited, ctrl[:, 0], -np.inf)
+        self._ctrl_high = np.where(limited, ctrl[:, 1], np.inf)
+        self._renderer = None  # created lazily: GL contexts must not cross fork()
+        self._setup_task(
+            image_size, render_mode, goal_protocol, goal_offset_steps, proprio_limits,
+            action_low=np.where(limited, ctrl[:, 0], -1.0),
+            action_high=np.where(limited, ctrl[:, 1], 1.0),
+            dt=float(self.model.opt.timestep) * int(self.frame_skip),
+        )
+        self.goal_qpos = self.data.qpos.copy()
+
+    def _setup_task(
+        self,
+        image_size: int,
+        render_mode: str | None,
+        goal_protocol: str,
+        goal_offset_steps: int,
+        proprio_limits: np.ndarray,
+        action_low: np.ndarray,
+        action_high: np.ndarray,
+        dt: float,
+    ) -> None:
+        """The settings and spaces every task has, whatever simulates it."""
         if not (MIN_IMAGE_SIZE <= int(image_size) <= MAX_IMAGE_SIZE):
             raise ValueError(
                 f"image_size must be in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], got {image_size}"
@@ -124,20 +152,12 @@ class GoalImageTask(gym.Env):
             raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
         if int(goal_offset_steps) < 0:
             raise ValueError(f"goal_offset_steps must be non-negative, got {goal_offset_steps}")
-        self._mujoco = import_mujoco()
         self.image_size = int(image_size)
         self.render_mode = render_mode
         self.goal_protocol = goal_protocol
         self.goal_offset_steps = int(goal_offset_steps)
-        self.dt = float(self.model.opt.timestep) * int(self.frame_skip)
+        self.dt = float(dt)
         self.metadata = {**self.metadata, "render_fps": int(round(1.0 / self.dt))}
-        self._renderer = None  # created lazily: GL contexts must not cross fork()
-        for geom in hidden_geoms:  # goal markers: invisible in every image, goal images included
-            self.model.geom_rgba[geom, 3] = 0.0
-        ctrl = self.model.actuator_ctrlrange
-        limited = self.model.actuator_ctrllimited.astype(bool)
-        self._ctrl_low = np.where(limited, ctrl[:, 0], -np.inf)
-        self._ctrl_high = np.where(limited, ctrl[:, 1], np.inf)
         size = self.image_size
         limits = np.asarray(proprio_limits, np.float32)
         self._proprio_limits = limits
@@ -147,10 +167,8 @@ class GoalImageTask(gym.Env):
                 "proprio": spaces.Box(-limits, limits, limits.shape, np.float32),
             }
         )
-        low = np.where(limited, ctrl[:, 0], -1.0).astype(np.float32)
-        high = np.where(limited, ctrl[:, 1], 1.0).astype(np.float32)
-        self.action_space = spaces.Box(low, high, (self.model.nu,), np.float32)
-        self.goal_qpos = self.data.qpos.copy()
+        low, high = np.asarray(action_low, np.float32), np.asarray(action_high, np.float32)
+        self.action_space = spaces.Box(low, high, low.shape, np.float32)
         self.goal_pixels = np.zeros((size, size, 3), np.uint8)
 
     # ------------------------------------------------------------------ hooks
@@ -191,7 +209,7 @@ class GoalImageTask(gym.Env):
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """The arrays of ``state_keys`` for the current state (what a dataset records)."""
-        return {"qpos": self.data.qpos.copy(), "qvel": self.data.qvel.copy()}
+        return dict(zip(("qpos", "qvel"), self.get_state(), strict=True))
 
     def oracle_cost(self, qpos: np.ndarray, goal_qpos: np.ndarray) -> np.ndarray:
         """Non-negative per-component errors [..., k] of simulator positions [..., nq] against
@@ -211,6 +229,10 @@ class GoalImageTask(gym.Env):
         if self.model.na:
             self.data.act[:] = 0.0
         self._mujoco.mj_forward(self.model, self.data)
+
+    def state_sizes(self) -> tuple[int, int]:
+        """Lengths of the position and velocity vectors that ``set_state`` takes."""
+        return int(self.model.nq), int(self.model.nv)
 
     def get_state(self) -> tuple[np.ndarray, np.ndarray]:
         """Simulator positions and velocities, copies."""
@@ -252,16 +274,16 @@ class GoalImageTask(gym.Env):
             raise ValueError(
                 f"unknown goal_protocol {protocol!r} (known: {', '.join(self.goal_protocols)})"
             )
-        # No solver warm start or other leftovers from the previous episode.
-        self._mujoco.mj_resetData(self.model, self.data)
+        self._clear_simulator()
         start, start_qvel = self.sample_start()
+        nq, nv = self.state_sizes()
         if options.get("start_qpos") is not None:
-            start = _as_vector(options["start_qpos"], self.model.nq, "start_qpos")
+            start = _as_vector(options["start_qpos"], nq, "start_qpos")
         if options.get("start_qvel") is not None:
-            start_qvel = _as_vector(options["start_qvel"], self.model.nv, "start_qvel")
+            start_qvel = _as_vector(options["start_qvel"], nv, "start_qvel")
 
         if options.get("goal_qpos") is not None:
-            goal = _as_vector(options["goal_qpos"], self.model.nq, "goal_qpos")
+            goal = _as_vector(options["goal_qpos"], nq, "goal_qpos")
         else:
             goal = self.sample_goal(protocol, start, start_qvel)
         self.goal_qpos = np.array(goal, np.float64)
@@ -276,8 +298,8 @@ class GoalImageTask(gym.Env):
 
     def step(self, action: np.ndarray):
         action = np.asarray(action, dtype=np.float64)
-        if action.shape != (self.model.nu,):
-            raise ValueError(f"action must have shape ({self.model.nu},), got {action.shape}")
+        if action.shape != self.action_space.shape:
+            raise ValueError(f"action must have shape {self.action_space.shape}, got {action.shape}")
         if not np.all(np.isfinite(action)):
             raise ValueError("action contains NaN or inf")
         self._simulate(action)
@@ -302,6 +324,10 @@ class GoalImageTask(gym.Env):
             self._renderer = None
 
     # ------------------------------------------------------------------ internals
+    def _clear_simulator(self) -> None:
+        """No solver warm start or other leftovers from the previous episode."""
+        self._mujoco.mj_resetData(self.model, self.data)
+
     def _simulate(self, action: np.ndarray) -> None:
         self.data.ctrl[:] = np.clip(action, self._ctrl_low, self._ctrl_high)
         self._mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
@@ -314,7 +340,7 @@ class GoalImageTask(gym.Env):
         self.set_state(start, start_qvel)
         for _ in range(self.goal_offset_steps):
             self._simulate(self.offset_action())
-        return self.data.qpos.copy()
+        return self.get_state()[0]
 
     def _render_pixels(self) -> np.ndarray:
         if self._renderer is None:
@@ -329,8 +355,7 @@ class GoalImageTask(gym.Env):
 
     def _info(self) -> dict[str, Any]:
         info = self.task_metrics()
-        info["qpos"] = self.data.qpos.copy()
-        info["qvel"] = self.data.qvel.copy()
+        info["qpos"], info["qvel"] = self.get_state()
         return info
 
 
