@@ -102,6 +102,36 @@ class SwmTask(GoalImageTask):
         receive), so that a world model trained here reads the same numbers there."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ their harness
+    # What planners.swm_eval needs to run their World on this environment as this adapter
+    # sees it (frames from their renderer at the same size) and to start our runner from the
+    # states of their recorded datasets.
+    @classmethod
+    def their_make_kwargs(cls, image_size: int) -> dict[str, Any]:
+        return dict(cls.swm_kwargs)
+
+    @classmethod
+    def their_pre_wrappers(cls, image_size: int) -> list[Any]:
+        return []
+
+    @classmethod
+    def their_recording_policy(cls, seed: int) -> Any:
+        from stable_worldmodel.policy import RandomPolicy
+
+        return RandomPolicy(seed=seed)
+
+    @classmethod
+    def their_callables(cls) -> list[dict[str, Any]]:
+        """World.evaluate's setup calls: the start state, then the goal, from dataset keys."""
+        raise NotImplementedError
+
+    @classmethod
+    def reset_options_from(cls, dataset: Any, episode: int, start: int,
+                           offset: int) -> dict[str, np.ndarray]:
+        """Our reset options for their evaluation pair: the state at ``start`` of a recorded
+        ``episode`` and the goal ``offset`` steps later."""
+        raise NotImplementedError
+
     def close(self) -> None:
         self.swm_env.close()
 
@@ -120,6 +150,30 @@ class SwmPushT(SwmTask):
 
     def make_kwargs(self, image_size: int) -> dict[str, Any]:
         return {"resolution": image_size, "render_mode": "rgb_array"}
+
+    @classmethod
+    def their_make_kwargs(cls, image_size: int) -> dict[str, Any]:
+        return {"resolution": image_size}
+
+    @classmethod
+    def their_recording_policy(cls, seed: int) -> Any:
+        from stable_worldmodel.envs.pusht.expert_policy import WeakPolicy
+
+        return WeakPolicy(seed=seed)
+
+    @classmethod
+    def their_callables(cls) -> list[dict[str, Any]]:
+        return [{"method": "_set_state", "args": {"state": {"value": "state"}}},
+                {"method": "_set_goal_state", "args": {"goal_state": {"value": "goal_state"}}}]
+
+    @classmethod
+    def reset_options_from(cls, dataset: Any, episode: int, start: int,
+                           offset: int) -> dict[str, np.ndarray]:
+        (chunk,) = dataset.load_chunk(np.array([episode]), np.array([start]),
+                                      np.array([start + offset + 1]))
+        state = np.asarray(chunk["state"], np.float64)
+        return {"start_qpos": state[0, :5], "start_qvel": state[0, 5:7],
+                "goal_qpos": state[-1, :5]}
 
     def step_seconds(self) -> float:
         return 1.0 / float(self.inner.control_hz)
@@ -266,6 +320,25 @@ class SwmReacher(SwmTask):
     def step_seconds(self) -> float:
         return float(self.inner.action_repeat * self._dm_env.control_timestep())
 
+    @classmethod
+    def their_pre_wrappers(cls, image_size: int) -> list[Any]:
+        return [lambda env: _RenderAt(env, image_size)]
+
+    @classmethod
+    def their_callables(cls) -> list[dict[str, Any]]:
+        return [{"method": "set_state", "args": {"qpos": {"value": "qpos"},
+                                                 "qvel": {"value": "qvel"}}},
+                {"method": "set_target_qpos", "args": {"target_qpos": {"value": "goal_qpos"}}}]
+
+    @classmethod
+    def reset_options_from(cls, dataset: Any, episode: int, start: int,
+                           offset: int) -> dict[str, np.ndarray]:
+        (chunk,) = dataset.load_chunk(np.array([episode]), np.array([start]),
+                                      np.array([start + offset + 1]))
+        qpos = np.asarray(chunk["qpos"], np.float64)
+        return {"start_qpos": qpos[0], "start_qvel": np.asarray(chunk["qvel"], np.float64)[0],
+                "goal_qpos": qpos[-1]}
+
     @property
     def _dm_env(self) -> Any:
         return self.inner.env  # dm_control's environment (behind its action-scale wrapper)
@@ -359,3 +432,14 @@ class SwmReacher(SwmTask):
             task.target_qpos = saved
         return {"joint_error": float(np.abs(qpos - self.goal_qpos).max()),
                 "is_success": bool(success)}
+
+
+class _RenderAt(gym.Wrapper):
+    """Their DMC environments render at 224 px unless asked; this asks for ``size``."""
+
+    def __init__(self, env: gym.Env, size: int) -> None:
+        super().__init__(env)
+        self.size = int(size)
+
+    def render(self) -> np.ndarray:
+        return self.env.unwrapped.render(width=self.size, height=self.size)

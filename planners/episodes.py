@@ -84,9 +84,13 @@ class EpisodeRunner:
         seed: int,
         goal_protocol: str,
         video: Callable[[int, list[np.ndarray], np.ndarray], None] | None = None,
+        reset_options: Callable[[int], dict[str, Any]] | None = None,
     ) -> None:
         self.tasks, self.policy, self.budget = tasks, policy, int(budget)
         self.seed, self.goal_protocol, self.video = int(seed), goal_protocol, video
+        # episode index -> start and goal states (start_qpos, start_qvel, goal_qpos) taken
+        # from elsewhere, e.g. a recorded held-out dataset; None: drawn from the eval seed
+        self.reset_options = reset_options
         self.metric_names = tuple(tasks[0].metric_names)
         self.env_s = 0.0
         self.env_steps = 0
@@ -95,8 +99,11 @@ class EpisodeRunner:
         tasks = self.tasks[: len(indices)]
         seeds = [eval_seed(self.seed, i) for i in indices]
         obs, infos = [], []
-        for task, seed in zip(tasks, seeds, strict=True):
-            o, info = task.reset(seed=seed, options={"goal_protocol": self.goal_protocol})
+        for task, seed, index in zip(tasks, seeds, indices, strict=True):
+            options = {"goal_protocol": self.goal_protocol}
+            if self.reset_options is not None:
+                options.update(self.reset_options(index))
+            o, info = task.reset(seed=seed, options=options)
             obs.append(o)
             infos.append(info)
         goal_pixels = np.stack([info["goal_pixels"] for info in infos])

@@ -357,13 +357,16 @@ def evaluate(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     plan: tuple[Callable[..., Any], PlannerSettings] | None = None,
+    reset_options: Callable[[int], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run the evaluation that ``cfg`` (configs/mpc.yaml) describes; returns the metrics.
 
     ``model`` overrides the learned model (an object following the world-model protocol), so
     that benchmarks load a checkpoint once for many runs. ``plan``: a plan function with the
     planners' signature and its settings (your own planner, a library's), evaluated under the
-    same protocol instead of ``cfg.planner``.
+    same protocol instead of ``cfg.planner``. ``reset_options``: episode index -> the task's
+    reset options that fix its start and goal (``start_qpos``, ``start_qvel``, ``goal_qpos``:
+    states of a recorded held-out dataset, as stable-worldmodel evaluates).
     """
     from tqdm import tqdm
 
@@ -399,7 +402,7 @@ def evaluate(
         policy = make_policy(cfg, tasks, model, plan)
         if plan is not None:  # recorded as the planner that ran
             cfg.planner = f"{plan[0].__module__}.{plan[0].__qualname__}"
-        runner = EpisodeRunner(tasks, policy, cfg.budget, cfg.seed, goal, video)
+        runner = EpisodeRunner(tasks, policy, cfg.budget, cfg.seed, goal, video, reset_options)
         blocks = -(-cfg.budget // policy.frameskip)
         bar = tqdm(total=cfg.episodes * blocks, desc=f"mpc {cfg.model}", unit="block",
                    disable=not progress, file=sys.stderr)

@@ -177,3 +177,77 @@ class _OneEnvPool:
         self.num_envs = 1
         self.single_action_space = space
         self.action_space = gym.spaces.Box(space.low[None], space.high[None], dtype=space.dtype)
+
+
+@needs_swm
+@pytest.mark.parametrize("name", SWM_TASKS)
+def test_their_world_shows_the_frames_the_task_records(name):
+    """A model trained on the adapter's recordings meets the same pixels in their harness."""
+    from envs.swm_tasks import SwmPushT, SwmReacher
+    from planners.swm_eval import their_world
+
+    task_class = SwmPushT if name == "swm:PushT-v1" else SwmReacher
+    world = their_world(task_class, num_envs=1, image_size=64, max_episode_steps=5)
+    world.reset(seed=11)
+    their_pixels = np.asarray(world.infos["pixels"])[0, -1]
+    task = envs.make_task(name)
+    task.reset(seed=0)
+    if task_class is SwmPushT:
+        state = np.asarray(world.infos["state"])[0, -1]
+        task.set_state(state[:5], state[5:])
+    else:
+        task.set_state(np.asarray(world.infos["qpos"])[0, -1], np.asarray(world.infos["qvel"])[0, -1])
+    np.testing.assert_array_equal(task.render(), their_pixels)
+    world.close()
+    task.close()
+
+
+@needs_swm
+def test_both_protocols_in_one_command(tmp_path):
+    """Their World.evaluate with their CEMSolver on our model, and our runner from the same
+    held-out starts (recorded by their World.collect), in one command and one JSON."""
+    import json
+
+    from tests.test_rl import tiny_model
+
+    model_dir = tmp_path / "model"
+    tiny_model(proprio_dim=4, env_id="jepa_world/SwmPushT-v1").save(model_dir)
+    dataset, out = tmp_path / "held-out", tmp_path / "results.json"
+    command = ["-m", "planners.swm_eval", "--env", "swm:PushT-v1", "--checkpoint",
+               str(model_dir), "--dataset", str(dataset), "--episodes", "2",
+               "--record-episodes", "2", "--cem-samples", "8", "--cem-iterations", "2",
+               "--cem-topk", "2", "--json", str(out), "--quiet"]
+    result = run_cli(*command, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["goal_offset"] == 25 and results["budget"] == 50
+    theirs, ours, random = results["theirs"], results["ours"], results["random"]
+    assert len(theirs["episode_successes"]) == 2 and theirs["solver"]["action_block"] == 5
+    assert ours["episodes"] == 2 and ours["budget"] == 50 and 0 <= ours["success_rate"] <= 1
+    assert random["planner"] is None
+    assert "theirs (their World.evaluate" in result.stdout and "CEM solve time" not in result.stdout
+    assert (dataset / "ep_len.npz").is_file()  # recorded once, reused by the next run
+    result = run_cli(*command, "--protocols", "ours", timeout=600)
+    assert result.returncode == 0 and "recorded" not in result.stderr
+    # the starts come from the dataset: the same pairs under the same seed
+    again = json.loads(out.read_text())["ours"]
+    assert [r["final_position_error"] for r in again["records"]] == \
+        [r["final_position_error"] for r in ours["records"]]
+
+
+@needs_swm
+@pytest.mark.parametrize(("extra", "needle"), [
+    (["--protocols", "mine"], "unknown protocols ['mine']"),
+    (["--cem-topk", "50", "--cem-samples", "10"], "--cem-topk <= --cem-samples"),
+    (["--episodes", "0"], "must be positive"),
+])
+def test_swm_eval_bad_input_is_one_line(tmp_path, extra, needle):
+    result = run_cli("-m", "planners.swm_eval", "--env", "swm:PushT-v1", "--checkpoint",
+                     str(tmp_path / "none"), "--dataset", str(tmp_path / "d"), *extra)
+    assert_one_line_error(result, needle)
+
+
+def test_swm_eval_refuses_tasks_that_are_not_theirs(tmp_path):
+    result = run_cli("-m", "planners.swm_eval", "--env", "push", "--checkpoint",
+                     str(tmp_path / "none"), "--dataset", str(tmp_path / "d"))
+    assert_one_line_error(result, "push is not a stable-worldmodel task")
