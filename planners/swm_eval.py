@@ -75,8 +75,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise UserError(f"unknown protocols {unknown or protocols} (known: theirs, ours, random)")
     if not 1 <= args.episodes <= EVAL_SEED_STRIDE or args.record_episodes < 1:
         raise UserError("--episodes and --record-episodes must be positive integers")
-    if not 1 <= args.cem_topk <= args.cem_samples or args.cem_iterations < 1:
-        raise UserError(f"their CEM needs 1 <= --cem-topk <= --cem-samples and --cem-iterations "
+    if not 2 <= args.cem_topk <= args.cem_samples or args.cem_iterations < 1:  # std of elites
+        raise UserError(f"their CEM needs 2 <= --cem-topk <= --cem-samples and --cem-iterations "
                         f">= 1, got {args.cem_topk}, {args.cem_samples}, {args.cem_iterations}")
     if not 0 <= args.seed <= MAX_SEED:
         raise UserError(f"--seed must be in [0, {MAX_SEED}], got {args.seed}")

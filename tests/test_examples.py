@@ -28,3 +28,15 @@ def test_distill_planner_example(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "distilled in 2 rounds (" in result.stdout and "held-out episodes" in result.stdout
     assert (tmp_path / "d" / "policy" / "config.json").is_file()
+
+
+def test_swm_solver_example(tmp_path):
+    pytest.importorskip("stable_worldmodel", reason='needs pip install "jepa-world[swm]"')
+    from tests.test_rl import tiny_model
+
+    tiny_model(proprio_dim=4, env_id="jepa_world/SwmPushT-v1").save(tmp_path / "model")
+    result = run_cli(str(ROOT / "examples" / "swm_solver.py"), "--model", str(tmp_path / "model"),
+                     "--episodes", "2", "--budget", "10", "--samples", "8", "--iterations", "2",
+                     cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "their CEMSolver (8 x 2)" in result.stdout and "of 2 episodes" in result.stdout
