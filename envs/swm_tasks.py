@@ -62,6 +62,7 @@ class SwmTask(GoalImageTask):
 
     swm_id: ClassVar[str] = ""
     swm_kwargs: ClassVar[dict[str, Any]] = {}
+    has_oracle: ClassVar[bool] = False  # MuJoCo underneath: planners.oracle can roll it out
     state_keys: ClassVar[tuple[str, ...]] = ("qpos", "qvel")
 
     def __init__(
@@ -313,6 +314,7 @@ class SwmReacher(SwmTask):
 
     swm_id = "swm/ReacherDMControl-v0"
     swm_kwargs = {"task": "qpos_match"}
+    has_oracle = True
     metric_names = ("joint_error",)
     metric_units = {"joint_error": "rad"}
     probe_targets = ("qpos",)
@@ -338,6 +340,23 @@ class SwmReacher(SwmTask):
         qpos = np.asarray(chunk["qpos"], np.float64)
         return {"start_qpos": qpos[0], "start_qvel": np.asarray(chunk["qvel"], np.float64)[0],
                 "goal_qpos": qpos[-1]}
+
+    @property
+    def model(self) -> Any:
+        """The MuJoCo model under dm_control's physics (what the simulator oracle rolls out)."""
+        return self._physics.model.ptr
+
+    @property
+    def frame_skip(self) -> int:
+        """Physics steps per env step: their action repeat times dm_control's substeps."""
+        return int(self.inner.action_repeat * self._sub_steps())
+
+    def _sub_steps(self) -> int:
+        return int(round(self._dm_env.control_timestep() / self._physics.timestep()))
+
+    def oracle_cost(self, qpos: np.ndarray, goal_qpos: np.ndarray) -> np.ndarray:
+        """Per-joint errors as their success check reads them (not wrapped)."""
+        return np.abs(np.asarray(qpos)[..., :2] - np.asarray(goal_qpos)[..., :2])
 
     @property
     def _dm_env(self) -> Any:
@@ -394,7 +413,7 @@ class SwmReacher(SwmTask):
         own step would end the episode at its time limit or on success and then silently
         reset the arm to a random pose on the next call."""
         physics, task = self._physics, self._dm_env.task
-        sub_steps = int(round(self._dm_env.control_timestep() / physics.timestep()))
+        sub_steps = self._sub_steps()
         action = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
         for _ in range(self.inner.action_repeat):
             task.before_step(action, physics)

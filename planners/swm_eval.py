@@ -11,6 +11,8 @@
 - ours: ``planners.mpc``'s evaluation with the model's own planner settings, from the same
   starts and goals: success judged at the END of the budget (our headline), any step beside it.
 - random: uniform random actions under our runner, the lower row.
+- oracle (the reacher): our CEM on the true simulator (MuJoCo under dm_control) scored by
+  their joint errors, the upper row; Push-T's pymunk has no batched rollout here.
 
 The held-out dataset is recorded by their ``World.collect`` (folder format) with their
 recording policy (``WeakPolicy`` for Push-T, random actions for the reacher) at evaluation
@@ -35,6 +37,7 @@ from planners.episodes import EVAL_SEED_BASE, EVAL_SEED_STRIDE
 GOAL_OFFSET, BUDGET, RECORDED_STEPS = 25, 50, 100
 THEIR_CEM = {"num_samples": 300, "n_steps": 30, "topk": 30, "var_scale": 1.0}
 THEIR_PLAN = {"horizon": 5, "receding_horizon": 5, "action_block": 5}
+PROTOCOLS = ("theirs", "ours", "random", "oracle")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--record-episodes", type=int, default=60,
                         help="episodes recorded into a new held-out dataset")
     parser.add_argument("--protocols", default="theirs,ours,random",
-                        help="comma-separated: theirs, ours, random")
+                        help="comma-separated: theirs, ours, random, oracle")
     parser.add_argument("--cem-samples", type=int, default=THEIR_CEM["num_samples"],
                         help="their CEMSolver's samples (their protocol: 300)")
     parser.add_argument("--cem-iterations", type=int, default=THEIR_CEM["n_steps"],
@@ -70,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every protocol asked for; returns (and writes with --json) their results."""
     protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
-    unknown = sorted(set(protocols) - {"theirs", "ours", "random"})
+    unknown = sorted(set(protocols) - set(PROTOCOLS))
     if unknown or not protocols:
-        raise UserError(f"unknown protocols {unknown or protocols} (known: theirs, ours, random)")
+        raise UserError(f"unknown protocols {unknown or protocols} (known: {', '.join(PROTOCOLS)})")
     if not 1 <= args.episodes <= EVAL_SEED_STRIDE or args.record_episodes < 1:
         raise UserError("--episodes and --record-episodes must be positive integers")
     if not 2 <= args.cem_topk <= args.cem_samples or args.cem_iterations < 1:  # std of elites
@@ -81,6 +84,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not 0 <= args.seed <= MAX_SEED:
         raise UserError(f"--seed must be in [0, {MAX_SEED}], got {args.seed}")
     task_class = swm_task_class(args.env)
+    if "oracle" in protocols and not task_class.has_oracle:
+        raise UserError(f"{args.env} has no simulator oracle (its physics has no batched "
+                        "rollout here): leave oracle out of --protocols")
     from jepa_world.world_model import WorldModel
 
     try:
@@ -97,10 +103,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["theirs"] = their_protocol(args.env, task_class, model, dataset, pairs, args)
         report(f"theirs (their World.evaluate, their CEMSolver {args.cem_samples} samples x "
                f"{args.cem_iterations} iterations)", results["theirs"])
-    for kind in ("ours", "random"):
+    for kind in ("ours", "random", "oracle"):
         if kind in protocols:
-            results[kind] = our_protocol(args, model if kind == "ours" else None, task_class,
-                                         dataset, pairs)
+            results[kind] = our_protocol(args, kind, model, task_class, dataset, pairs)
             report(f"{kind} (planners.mpc from the same starts)", results[kind])
     if args.json:
         write_json_atomic(args.json, results, sort_keys=False)
@@ -208,17 +213,19 @@ def their_protocol(env: str, task_class: Any, model: Any, dataset: Any,
             "seconds_per_plan": seconds / plans, "solver": {**cem, **THEIR_PLAN}}
 
 
-def our_protocol(args: argparse.Namespace, model: Any, task_class: Any, dataset: Any,
-                 pairs: list[tuple[int, int]]) -> dict[str, Any]:
+def our_protocol(args: argparse.Namespace, kind: str, model: Any, task_class: Any,
+                 dataset: Any, pairs: list[tuple[int, int]]) -> dict[str, Any]:
+    """planners.mpc's evaluation (``kind``: ours = the learned model and its planner, random,
+    oracle) from the held-out pairs' starts and goals."""
     from planners.mpc import MPCConfig, evaluate
 
     starts = [task_class.reset_options_from(dataset, episode, step, GOAL_OFFSET)
               for episode, step in pairs]
-    cfg = MPCConfig(env=args.env, model="learned" if model is not None else "random",
+    cfg = MPCConfig(env=args.env, model="learned" if kind == "ours" else kind,
                     episodes=len(pairs), budget=BUDGET, seed=args.seed, device=args.device,
-                    image_size=getattr(model, "image_size", 64), checkpoint=None)
-    return evaluate(cfg, model=model, progress=not args.quiet, log=lambda line: None,
-                    reset_options=lambda index: starts[index])
+                    image_size=model.image_size, frameskip=model.frameskip, checkpoint=None)
+    return evaluate(cfg, model=model if kind == "ours" else None, progress=not args.quiet,
+                    log=lambda line: None, reset_options=lambda index: starts[index])
 
 
 def report(name: str, result: dict[str, Any]) -> None:

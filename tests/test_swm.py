@@ -247,6 +247,28 @@ def test_swm_eval_bad_input_is_one_line(tmp_path, extra, needle):
     assert_one_line_error(result, needle)
 
 
+@needs_swm
+def test_reacher_oracle_row_plans_on_the_true_simulator(tmp_path):
+    """The upper row: our CEM on dm_control's MuJoCo model, scored by their joint errors."""
+    import json
+
+    from tests.test_rl import tiny_model
+
+    model_dir = tmp_path / "model"
+    tiny_model(proprio_dim=6, env_id="jepa_world/SwmReacherDMControl-v0").save(model_dir)
+    out = tmp_path / "r.json"
+    result = run_cli("-m", "planners.swm_eval", "--env", "swm:ReacherDMControl-v0",
+                     "--checkpoint", str(model_dir), "--dataset", str(tmp_path / "held-out"),
+                     "--episodes", "2", "--record-episodes", "2", "--protocols", "oracle",
+                     "--json", str(out), "--quiet", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    oracle = json.loads(out.read_text())["oracle"]
+    assert oracle["success_rate"] == 1.0  # the simulator itself reaches goals 25 steps away
+    result = run_cli("-m", "planners.swm_eval", "--env", "swm:PushT-v1", "--checkpoint",
+                     str(model_dir), "--dataset", str(tmp_path / "d"), "--protocols", "oracle")
+    assert_one_line_error(result, "swm:PushT-v1 has no simulator oracle")
+
+
 def test_swm_eval_refuses_tasks_that_are_not_theirs(tmp_path):
     result = run_cli("-m", "planners.swm_eval", "--env", "push", "--checkpoint",
                      str(tmp_path / "none"), "--dataset", str(tmp_path / "d"))
