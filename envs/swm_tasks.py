@@ -34,7 +34,8 @@ import numpy as np
 from envs.registry import MissingExtraError
 from envs.task import GoalImageTask, joint_sincos
 
-__all__ = ["MissingExtraError", "SwmPushT", "SwmReacher", "SwmTask", "import_swm"]
+__all__ = ["MissingExtraError", "SwmPushT", "SwmReacher", "SwmTask", "import_swm",
+           "swm_task_class"]
 
 EXTRA_HINT = 'pip install "jepa-world[swm]"'
 PUSHT_WORLD = 512.0  # side of Push-T's world in its own units
@@ -54,6 +55,19 @@ def import_swm() -> Any:
             f"stable-worldmodel tasks need the optional extra: {EXTRA_HINT} ({exc})"
         ) from None
     return stable_worldmodel
+
+
+def swm_task_class(env: str) -> type[SwmTask]:
+    """The adapter class of a registered stable-worldmodel task (a ValueError otherwise)."""
+    from gymnasium.envs.registration import load_env_creator
+
+    import envs
+
+    task_class = load_env_creator(envs.TASKS[envs.short_name(env)].entry_point)
+    if not issubclass(task_class, SwmTask):
+        known = ", ".join(name for name in envs.known_names() if name.startswith("swm:"))
+        raise ValueError(f"{env} is not a stable-worldmodel task (known: {known})")
+    return task_class
 
 
 class SwmTask(GoalImageTask):
@@ -131,6 +145,14 @@ class SwmTask(GoalImageTask):
                            offset: int) -> dict[str, np.ndarray]:
         """Our reset options for their evaluation pair: the state at ``start`` of a recorded
         ``episode`` and the goal ``offset`` steps later."""
+        (chunk,) = dataset.load_chunk(np.array([episode]), np.array([start]),
+                                      np.array([start + offset + 1]))
+        return cls.first_and_last_states(chunk)
+
+    @classmethod
+    def first_and_last_states(cls, chunk: dict[str, Any]) -> dict[str, np.ndarray]:
+        """``start_qpos``, ``start_qvel`` (the chunk's first step) and ``goal_qpos`` (its
+        last) from the columns their World.collect records for this environment."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -168,10 +190,7 @@ class SwmPushT(SwmTask):
                 {"method": "_set_goal_state", "args": {"goal_state": {"value": "goal_state"}}}]
 
     @classmethod
-    def reset_options_from(cls, dataset: Any, episode: int, start: int,
-                           offset: int) -> dict[str, np.ndarray]:
-        (chunk,) = dataset.load_chunk(np.array([episode]), np.array([start]),
-                                      np.array([start + offset + 1]))
+    def first_and_last_states(cls, chunk: dict[str, Any]) -> dict[str, np.ndarray]:
         state = np.asarray(chunk["state"], np.float64)
         return {"start_qpos": state[0, :5], "start_qvel": state[0, 5:7],
                 "goal_qpos": state[-1, :5]}
@@ -333,10 +352,7 @@ class SwmReacher(SwmTask):
                 {"method": "set_target_qpos", "args": {"target_qpos": {"value": "goal_qpos"}}}]
 
     @classmethod
-    def reset_options_from(cls, dataset: Any, episode: int, start: int,
-                           offset: int) -> dict[str, np.ndarray]:
-        (chunk,) = dataset.load_chunk(np.array([episode]), np.array([start]),
-                                      np.array([start + offset + 1]))
+    def first_and_last_states(cls, chunk: dict[str, Any]) -> dict[str, np.ndarray]:
         qpos = np.asarray(chunk["qpos"], np.float64)
         return {"start_qpos": qpos[0], "start_qvel": np.asarray(chunk["qvel"], np.float64)[0],
                 "goal_qpos": qpos[-1]}

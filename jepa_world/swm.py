@@ -37,16 +37,10 @@ class SwmCost:
 
     def __init__(self, world_model: WorldModel, env: str, metric: str = "l2",
                  energy_steps: str | None = None) -> None:
-        import envs
-        from envs.swm_tasks import SwmTask
+        from envs.swm_tasks import swm_task_class
 
-        entry = envs.TASKS.get(envs.short_name(env))
-        task_class = _load_class(entry.entry_point)
-        if not issubclass(task_class, SwmTask):
-            raise ValueError(f"{env} is not a stable-worldmodel task (known: "
-                             f"{', '.join(n for n in envs.known_names() if n.startswith('swm:'))})")
         self.world_model = world_model
-        self.proprio_from_info = task_class.proprio_from_info
+        self.proprio_from_info = swm_task_class(env).proprio_from_info
         _, steps = planning_defaults(world_model, None, energy_steps)
         settings = SimpleNamespace(metric=metric, energy_steps=steps, step_weights=None,
                                    readout_weight=None)
@@ -91,10 +85,3 @@ def _latest(value: Any) -> Tensor:
     """[B, S, history, ...] -> [B, ...]: the first candidate's copy, the last history entry."""
     value = torch.as_tensor(value)
     return value[:, 0, -1] if value.dim() >= 3 else value[:, 0]
-
-
-def _load_class(entry_point: str) -> type:
-    import importlib
-
-    module, name = entry_point.split(":")
-    return getattr(importlib.import_module(module), name)

@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     dataset = held_out_dataset(args.env, task_class, Path(args.dataset), args.record_episodes,
                                model.image_size, quiet=args.quiet)
     pairs = pick_starts(dataset, args.episodes, args.seed)
+    starts = [task_class.reset_options_from(dataset, episode, step, GOAL_OFFSET)
+              for episode, step in pairs]  # our runner's resets, read once for every row
     results: dict[str, Any] = {"env": args.env, "checkpoint": str(args.checkpoint),
                                "dataset": str(args.dataset), "episodes": args.episodes,
                                "goal_offset": GOAL_OFFSET, "budget": BUDGET, "seed": args.seed}
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                f"{args.cem_iterations} iterations)", results["theirs"])
     for kind in ("ours", "random", "oracle"):
         if kind in protocols:
-            results[kind] = our_protocol(args, kind, model, task_class, dataset, pairs)
+            results[kind] = our_protocol(args, kind, model, starts)
             report(f"{kind} (planners.mpc from the same starts)", results[kind])
     if args.json:
         write_json_atomic(args.json, results, sort_keys=False)
@@ -113,21 +115,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def swm_task_class(env: str) -> Any:
-    import envs
-    from envs.swm_tasks import SwmTask
+    from envs.swm_tasks import swm_task_class as adapter_class
 
     try:
-        entry = envs.TASKS[envs.short_name(env)]
-    except envs.UnknownEnvError as exc:
+        return adapter_class(env)
+    except ValueError as exc:  # unknown name, missing extra, not a stable-worldmodel task
         raise UserError(str(exc)) from None
-    module, name = entry.entry_point.split(":")
-    import importlib
-
-    task_class = getattr(importlib.import_module(module), name)
-    if not issubclass(task_class, SwmTask):
-        raise UserError(f"{env} is not a stable-worldmodel task (swm:PushT-v1, "
-                        "swm:ReacherDMControl-v0)")
-    return task_class
 
 
 # ---------------------------------------------------------------------------- held-out data
@@ -213,16 +206,14 @@ def their_protocol(env: str, task_class: Any, model: Any, dataset: Any,
             "seconds_per_plan": seconds / plans, "solver": {**cem, **THEIR_PLAN}}
 
 
-def our_protocol(args: argparse.Namespace, kind: str, model: Any, task_class: Any,
-                 dataset: Any, pairs: list[tuple[int, int]]) -> dict[str, Any]:
+def our_protocol(args: argparse.Namespace, kind: str, model: Any,
+                 starts: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     """planners.mpc's evaluation (``kind``: ours = the learned model and its planner, random,
-    oracle) from the held-out pairs' starts and goals."""
+    oracle) from the held-out pairs' starts and goals (reset options)."""
     from planners.mpc import MPCConfig, evaluate
 
-    starts = [task_class.reset_options_from(dataset, episode, step, GOAL_OFFSET)
-              for episode, step in pairs]
     cfg = MPCConfig(env=args.env, model="learned" if kind == "ours" else kind,
-                    episodes=len(pairs), budget=BUDGET, seed=args.seed, device=args.device,
+                    episodes=len(starts), budget=BUDGET, seed=args.seed, device=args.device,
                     image_size=model.image_size, frameskip=model.frameskip, checkpoint=None)
     return evaluate(cfg, model=model if kind == "ours" else None, progress=not args.quiet,
                     log=lambda line: None, reset_options=lambda index: starts[index])
