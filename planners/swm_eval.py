@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -93,6 +94,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model = WorldModel.load(args.checkpoint, device=args.device).freeze()
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load world model {args.checkpoint}: {exc}") from None
+    if "theirs" in protocols and model.frameskip != THEIR_PLAN["action_block"]:
+        raise UserError(f"their protocol plans blocks of {THEIR_PLAN['action_block']} actions; "
+                        f"the world model's frameskip is {model.frameskip}")
     dataset = held_out_dataset(args.env, task_class, Path(args.dataset), args.record_episodes,
                                model.image_size, quiet=args.quiet)
     pairs = pick_starts(dataset, args.episodes, args.seed)
@@ -137,6 +141,7 @@ def held_out_dataset(env: str, task_class: Any, folder: Path, episodes: int, ima
                             max_episode_steps=RECORDED_STEPS)
         world.set_policy(task_class.their_recording_policy(EVAL_SEED_BASE))
         partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)  # a killed recording: their writer appends
         started = time.perf_counter()
         world.collect(str(partial), episodes=episodes, seed=EVAL_SEED_BASE, format="folder",
                       progress=not quiet)
@@ -182,9 +187,6 @@ def their_protocol(env: str, task_class: Any, model: Any, dataset: Any,
 
     from jepa_world.swm import SwmCost
 
-    if model.frameskip != THEIR_PLAN["action_block"]:
-        raise UserError(f"their protocol plans blocks of {THEIR_PLAN['action_block']} actions; "
-                        f"the world model's frameskip is {model.frameskip}")
     world = their_world(task_class, num_envs=len(pairs), image_size=model.image_size,
                         max_episode_steps=BUDGET + 1)
     cem = {**THEIR_CEM, "num_samples": args.cem_samples, "n_steps": args.cem_iterations,

@@ -273,3 +273,14 @@ def test_swm_eval_refuses_tasks_that_are_not_theirs(tmp_path):
     result = run_cli("-m", "planners.swm_eval", "--env", "push", "--checkpoint",
                      str(tmp_path / "none"), "--dataset", str(tmp_path / "d"))
     assert_one_line_error(result, "push is not a stable-worldmodel task")
+
+
+@needs_swm
+def test_swm_eval_refuses_a_frameskip_their_protocol_cannot_plan_before_recording(tmp_path):
+    from tests.test_world_model import tiny_model as frameskip_3_model
+
+    frameskip_3_model(proprio_dim=4).save(tmp_path / "model")
+    result = run_cli("-m", "planners.swm_eval", "--env", "swm:PushT-v1", "--checkpoint",
+                     str(tmp_path / "model"), "--dataset", str(tmp_path / "held-out"))
+    assert_one_line_error(result, "blocks of 5 actions", "frameskip is 3")
+    assert not (tmp_path / "held-out").exists()
