@@ -71,6 +71,27 @@ def test_reader_random_access(small_dataset):
     np.testing.assert_array_equal(batch["frames"][1].numpy(), windows[1]["frames"])
 
 
+READ_THEN_LOAD = """
+import sys, torch
+from jepa_world.data import EpisodeDataset, WindowDataset
+data = EpisodeDataset(sys.argv[1])
+data.window(episode=3, start=0, num_frames=4, frame_step=5)  # opens a decord reader here
+loader = torch.utils.data.DataLoader(WindowDataset(data, num_frames=4, frame_step=5),
+                                     batch_size=8, shuffle=True, num_workers=2)
+print(sum(len(batch["frames"]) for batch in loader))
+"""
+
+
+def test_reading_a_window_then_forking_loader_workers_does_not_hang(small_dataset):
+    # The README's reading snippet: a decord reader open in the parent when the DataLoader forks
+    # its workers used to leave them waiting forever on the reader's decoder threads.
+    result = subprocess.run([sys.executable, "-c", READ_THEN_LOAD, str(small_dataset)],
+                            capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.split()[-1]) == 4 * 6  # starts 0..5 of each 20-step episode
+
+
 def test_parallel_workers_match_serial(tmp_path):
     collect("reach", 3, tmp_path / "one", steps=10, workers=1, seed=5, progress=False)
     collect("reach", 3, tmp_path / "two", steps=10, workers=2, seed=5, progress=False)

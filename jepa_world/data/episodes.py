@@ -7,6 +7,8 @@ dataset far larger than RAM can feed training.
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,21 @@ class _LRU(OrderedDict):
         return value
 
 
+_OPEN_DATASETS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _close_video_readers() -> None:
+    # A decord reader's decoder threads do not survive fork(): a DataLoader worker forked while
+    # one is open hangs on its first decode. Readers are closed before every fork (and reopened
+    # on demand), so user code may read windows and then start workers in the same process.
+    for dataset in list(_OPEN_DATASETS):
+        dataset._readers.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_close_video_readers)
+
+
 class EpisodeDataset:
     """A recorded dataset folder: ``len()`` episodes, each with T actions and T+1 frames.
 
@@ -66,6 +83,7 @@ class EpisodeDataset:
         self.lengths = np.array([e["length"] for e in self.entries], dtype=np.int64)
         self._arrays = _LRU(cache_size)
         self._readers = _LRU(min(cache_size, 8))
+        _OPEN_DATASETS.add(self)
 
     # ------------------------------------------------------------------ metadata
     def __len__(self) -> int:
@@ -173,6 +191,10 @@ class EpisodeDataset:
         state["_readers"] = _LRU(self._readers.capacity)
         state["_arrays"] = _LRU(self._arrays.capacity)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        _OPEN_DATASETS.add(self)
 
 
 class WindowDataset:
