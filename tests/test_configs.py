@@ -18,6 +18,7 @@ from jepa_world.training.checkpoint import save_checkpoint
 from jepa_world.training.cli import UserError, load_config, typed_config
 from jepa_world.world_model import WorldModel
 from planners.mpc import MPCConfig
+from tests.conftest import run_cli
 
 SCHEMAS = {
     "pretrain": PretrainConfig,
@@ -163,3 +164,38 @@ def test_one_loader_for_world_models_and_pretrain_runs(tmp_path):
 
     with pytest.raises(UserError, match="pretrained encoder not found"):
         load_encoder(str(tmp_path / "nothing"))
+
+
+def _schema_leaves(schema: type, prefix: str = "") -> set[str]:
+    leaves = set()
+    for field in dataclasses.fields(schema):
+        default = field.default_factory() if field.default_factory is not dataclasses.MISSING \
+            else field.default
+        if dataclasses.is_dataclass(default):
+            leaves |= _schema_leaves(type(default), f"{prefix}{field.name}.")
+        else:
+            leaves.add(f"{prefix}{field.name}")
+    return leaves
+
+
+@pytest.mark.parametrize("name", ["pretrain", "train_ac", "probe", "distill"])
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_every_setting_with_its_default_and_one_line(name, flag):
+    from jepa_world.training.cli import COMMANDS
+
+    result = run_cli("-m", COMMANDS[name][0], "seed=7",
+                     flag)
+    assert result.returncode == 0, result.stderr
+    settings = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("  ") and "=" in line and "(choices:" not in line:
+            setting, _, description = line.strip().partition("  ")
+            key, _, value = setting.partition("=")
+            settings[key] = (value, description.strip())
+    assert settings["seed"][0] == "7"  # overrides are shown
+    missing = sorted(key for key in _schema_leaves(SCHEMAS[name])
+                     if not any(s == key or s.startswith(f"{key}.") for s in settings))
+    assert not missing, f"settings not in --help: {missing}"
+    undescribed = sorted(key for key, (_, text) in settings.items() if not text)
+    assert not undescribed, f"settings without a line in configs/*.yaml: {undescribed}"
+    assert f"docs: {COMMANDS[name][1]}" in result.stdout

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
@@ -32,21 +32,42 @@ def _register_resolvers() -> None:
         OmegaConf.register_new_resolver("dirname", lambda name: str(name).replace(":", "-"))
 
 
+# The module each Hydra config belongs to, and the docs page --help points to.
+COMMANDS = {
+    "pretrain": ("jepa_world.pretrain", "docs/pretraining.md"),
+    "train_ac": ("jepa_world.train_ac", "docs/building.md"),
+    "probe": ("jepa_world.probe", "docs/pretraining.md#frozen-probes"),
+    "distill": ("jepa_world.distill", "docs/rl.md"),
+}
+
+
 def load_config(name: str, overrides: list[str]) -> DictConfig:
-    """Compose ``configs/<name>.yaml`` with Hydra-style ``key=value`` overrides."""
+    """Compose ``configs/<name>.yaml`` with Hydra-style ``key=value`` overrides; ``--help`` or
+    ``-h`` among them prints every setting with its current value instead (HelpShown)."""
     _register_resolvers()
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from jepa_world.training.config_help import HELP_FLAGS, HelpShown, help_text, wants_help
+
+    show_help = wants_help(overrides)
+    overrides = [o for o in overrides if o not in HELP_FLAGS]
     config_dir = _config_dir()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base=None):
-            cfg = compose(config_name=name, overrides=list(overrides))
+            cfg = compose(config_name=name, overrides=overrides, return_hydra_config=show_help)
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         raise UserError(f"bad configuration: {_one_line(exc)}") from None
+    if show_help:
+        choices = dict(cfg.hydra.runtime.choices)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        command, docs = COMMANDS.get(name, (name, "README.md"))
+        print(help_text(command, name, cfg, choices, config_dir, docs))
+        raise HelpShown
     OmegaConf.resolve(cfg)
     return cfg
 
@@ -122,9 +143,13 @@ def run_command(main: Callable[[list[str]], int], argv: list[str] | None = None,
                 interrupted: str = "the last checkpoint is kept") -> None:
     """Run ``main`` and turn user errors into one line on stderr with exit status 2;
     ``interrupted`` says what a Ctrl-C leaves behind."""
+    from jepa_world.training.config_help import HelpShown
+
     argv = sys.argv[1:] if argv is None else argv
     try:
         code = main(argv)
+    except HelpShown:
+        code = 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 2
