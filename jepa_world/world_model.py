@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -116,6 +117,7 @@ class WorldModel(InputChecks, nn.Module):
         # a plain dict, so that an attached readout is no submodule: not in the weights, the
         # state dict or the fingerprint of the model it reads
         self._attached: dict[str, Any] = {}
+        self._loaded_from: dict[str, Any] = {}  # folder and provenance of WorldModel.load
         self.freeze()
 
     @property
@@ -382,17 +384,34 @@ class WorldModel(InputChecks, nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, provenance: dict[str, Any] | None = None) -> Path:
-        """The folder is written whole: weights, config and provenance go to a staging folder
-        that replaces ``directory`` once complete, so a kill or a full disk leaves the previous
-        folder (or none), never weights beside another model's config. Whatever else the old
-        folder held (a readout or policy fitted on the old latents) goes with it."""
+        """The folder is written whole: weights, config, provenance and the attached state
+        readout go to a staging folder that replaces ``directory`` once complete, so a kill or a
+        full disk leaves the previous folder (or none), never weights beside another model's
+        config. Whatever else the old folder held (a policy fitted on the old latents) goes with
+        it. Without ``provenance``, the loaded model's own is kept, with this save recorded."""
         from jepa_world.files import replace_folder, save_safetensors_atomic, write_json_atomic
+        from jepa_world.provenance import git_commit
+
+        fingerprint = self.fingerprint()
+        if provenance is None:
+            provenance = dict(self._loaded_from.get("provenance", {}))
+            provenance["saved_by"] = {"call": "WorldModel.save", "git_commit": git_commit(),
+                                      "fingerprint": fingerprint,
+                                      "loaded_from": self._loaded_from.get("directory")}
+        readout = self.readout
+        if readout is not None and readout.config.world_model_fingerprint not in (None,
+                                                                                 fingerprint):
+            warnings.warn("the attached state readout was fitted on other weights of this model "
+                          "and is not saved with it: refit it (python -m jepa_world.readout)",
+                          stacklevel=2)
+            readout = None
 
         def fill(staging: Path) -> None:
             save_safetensors_atomic(self.state_dict(), staging / WEIGHTS)
             write_json_atomic(staging / CONFIG, asdict(self.config), sort_keys=False)
-            if provenance is not None:
-                write_json_atomic(staging / PROVENANCE, provenance, sort_keys=False)
+            write_json_atomic(staging / PROVENANCE, provenance, sort_keys=False)
+            if readout is not None:
+                readout.save(staging / READOUT_DIR)
 
         return replace_folder(Path(directory), fill)
 
@@ -422,6 +441,7 @@ class WorldModel(InputChecks, nn.Module):
             from jepa_world.readout.model import StateReadout
 
             model.attach_readout(StateReadout.load(directory / READOUT_DIR, model))
+        model._loaded_from = {"directory": str(directory), "provenance": model.provenance(directory)}
         return model
 
     def fingerprint(self) -> str:
@@ -438,8 +458,11 @@ class WorldModel(InputChecks, nn.Module):
         return digest.hexdigest()[:16]
 
     def provenance(self, directory: str | Path | None = None) -> dict[str, Any]:
-        path = resolve_model_dir(directory) / PROVENANCE if directory else None
-        return json.loads(path.read_text()) if path and path.exists() else {}
+        """What ``directory``'s provenance.json says, or (no directory) the loaded model's."""
+        if directory is None:
+            return dict(self._loaded_from.get("provenance", {}))
+        path = resolve_model_dir(directory) / PROVENANCE
+        return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _build_encoder(spec: dict[str, Any]) -> VisionTransformer:

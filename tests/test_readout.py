@@ -99,7 +99,8 @@ def test_a_saved_readout_travels_with_its_world_model(fitted, tmp_path):
     assert torch.allclose(loaded.readout(z), readout(z), atol=1e-6)
     with torch.no_grad():
         next(loaded.predictor.parameters()).add_(1e-3)
-    rebuilt = loaded.save(tmp_path / "rebuilt")
+    with pytest.warns(UserWarning, match="not saved"):
+        rebuilt = loaded.save(tmp_path / "rebuilt")
     readout.save(rebuilt / "readout")
     with pytest.raises(ValueError, match="fitted on another world model"):
         WorldModel.load(rebuilt)
@@ -111,6 +112,34 @@ def test_a_saved_readout_travels_with_its_world_model(fitted, tmp_path):
     (folder / "readout" / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="state readout in .* is unusable"):
         WorldModel.load(folder)
+
+
+def test_saving_a_loaded_model_keeps_its_readout_and_provenance(fitted, tmp_path):
+    # README: wm.save("my_model") writes weights, config and provenance; a model loaded with a
+    # readout used to lose it there, so --checkpoint my_model planned without it.
+    from jepa_world.world_model import WorldModel
+
+    model, readout = fitted
+    folder = model.save(tmp_path / "wm", provenance={"built": "test", "steps": 3})
+    readout.save(folder / "readout")
+    loaded = WorldModel.load(folder)
+    copy = loaded.save(tmp_path / "my_model")
+    again = WorldModel.load(copy)
+    assert again.readout is not None
+    z = torch.randn(2, *model.latent_shape)
+    assert torch.allclose(again.readout(z), readout(z), atol=1e-6)
+    provenance = json.loads((copy / "provenance.json").read_text())
+    assert provenance["built"] == "test" and provenance["steps"] == 3
+    assert provenance["saved_by"]["loaded_from"] == str(folder)
+    assert provenance["saved_by"]["fingerprint"] == model.fingerprint()
+    assert again.provenance() == provenance
+    with torch.no_grad():  # changed weights: the readout no longer fits and stays behind
+        next(loaded.predictor.parameters()).add_(1e-3)
+    with pytest.warns(UserWarning, match="refit it"):
+        changed = loaded.save(tmp_path / "changed")
+    assert WorldModel.load(changed).readout is None
+    fresh = tiny_model(env_id="jepa_world/Reach-v0").save(tmp_path / "fresh")
+    assert "saved_by" in json.loads((fresh / "provenance.json").read_text())
 
 
 def test_planners_mpc_plans_with_the_readout_and_reports_it(fitted, tmp_path):
