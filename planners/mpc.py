@@ -35,6 +35,7 @@ from jepa_world.training.cli import (
     run_command,
     typed_config,
 )
+from jepa_world.training.config_help import wants_help
 from jepa_world.training.runtime import resolve_device
 from planners import get_planner
 from planners.base import (
@@ -565,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m planners.mpc",
         description="Plan in a task with a world model (receding horizon) and report success.",
         epilog="Trailing key=value arguments override configs/mpc.yaml, e.g. "
-        "cem.samples=100 cem.iterations=10 horizon=3 energy=l2.",
+        "cem.samples=100 cem.iterations=10 horizon=3 energy=l2; all of them are listed below.",
     )
     parser.add_argument("--env", help="task name (reach, gym:Reacher-v5, gym:Pusher-v5, ...)")
     parser.add_argument("--checkpoint", help="WorldModel directory or shipped name "
@@ -593,6 +594,9 @@ FLAG_KEYS = ("env", "checkpoint", "model", "policy", "episodes", "seed", "planne
 def parse(argv: list[str]) -> tuple[argparse.Namespace, DictConfig]:
     """Flags plus key=value overrides -> (args, composed config); flags win. ``evaluate``
     types and checks it, once."""
+    if wants_help(argv):  # the flags, then every key=value setting with its current value
+        print(build_parser().format_help())
+        load_config("mpc", [t for t in argv if "=" in t and not t.startswith("-")] + ["--help"])
     args, rest = build_parser().parse_known_args(argv)
     for token in rest:
         if token.startswith("-") or "=" not in token:

@@ -178,7 +178,7 @@ def _schema_leaves(schema: type, prefix: str = "") -> set[str]:
     return leaves
 
 
-@pytest.mark.parametrize("name", ["pretrain", "train_ac", "probe", "distill"])
+@pytest.mark.parametrize("name", ["pretrain", "train_ac", "probe", "distill", "mpc"])
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_help_lists_every_setting_with_its_default_and_one_line(name, flag):
     from jepa_world.training.cli import COMMANDS
@@ -199,3 +199,15 @@ def test_help_lists_every_setting_with_its_default_and_one_line(name, flag):
     undescribed = sorted(key for key, (_, text) in settings.items() if not text)
     assert not undescribed, f"settings without a line in configs/*.yaml: {undescribed}"
     assert f"docs: {COMMANDS[name][1]}" in result.stdout
+
+
+@pytest.mark.parametrize("name, override, needle", [
+    ("mpc", "cem.sample=100", "unknown setting 'cem.sample'; did you mean 'cem.samples'?"),
+    ("pretrain", "trian.steps=3", "did you mean 'train'? (known at the top level:"),
+    ("train_ac", "train.stepz=3", "(known in train: batch_size,"),
+])
+def test_a_mistyped_setting_is_named_on_the_first_try(name, override, needle):
+    # Hydra's own hint ("use +key=value to append") sent users into a second error.
+    with pytest.raises(UserError) as info:
+        load_config(name, [override])
+    assert needle in str(info.value) and "+" not in str(info.value).split("(known")[0]

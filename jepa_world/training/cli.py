@@ -38,6 +38,7 @@ COMMANDS = {
     "train_ac": ("jepa_world.train_ac", "docs/building.md"),
     "probe": ("jepa_world.probe", "docs/pretraining.md#frozen-probes"),
     "distill": ("jepa_world.distill", "docs/rl.md"),
+    "mpc": ("planners.mpc", "docs/planning.md"),
 }
 
 
@@ -60,6 +61,9 @@ def load_config(name: str, overrides: list[str]) -> DictConfig:
         with initialize_config_dir(config_dir=str(config_dir), version_base=None):
             cfg = compose(config_name=name, overrides=overrides, return_hydra_config=show_help)
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        unknown = re.match(r"Could not override '([^']+)'", _one_line(exc))
+        if unknown:
+            raise UserError(_unknown_setting(name, overrides, unknown[1])) from None
         raise UserError(f"bad configuration: {_one_line(exc)}") from None
     if show_help:
         choices = dict(cfg.hydra.runtime.choices)
@@ -70,6 +74,30 @@ def load_config(name: str, overrides: list[str]) -> DictConfig:
         raise HelpShown
     OmegaConf.resolve(cfg)
     return cfg
+
+
+def _unknown_setting(name: str, overrides: list[str], key: str) -> str:
+    """Hydra's "use +key=value to append" hint leads a mistyped key into the schema's check;
+    name the known keys of the section right away instead."""
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+    try:
+        cfg = load_config(name, kept)
+    except UserError:
+        return f"bad configuration: unknown setting {key!r}"
+    parts = key.split(".")
+    depth = len(parts) - 1  # the deepest section of the key that exists
+    while depth > 0 and not isinstance(OmegaConf.select(cfg, ".".join(parts[:depth])), DictConfig):
+        depth -= 1
+    parent, leaf = ".".join(parts[:depth]), parts[depth]
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    import difflib
+
+    known = sorted(str(k) for k in node)
+    close = difflib.get_close_matches(leaf, known, n=1)
+    hint = f"; did you mean {(parent + '.' if parent else '') + close[0]!r}?" if close else ""
+    where = f"in {parent}" if parent else "at the top level"
+    return (f"bad configuration: unknown setting {key!r}{hint} (known {where}: "
+            f"{', '.join(known)}; --help lists every setting)")
 
 
 def typed_config(schema: type[T], cfg: Any) -> T:
