@@ -49,8 +49,7 @@ from jepa_world.training.loop import (
 from jepa_world.training.optim import make_adamw, set_lr_and_wd
 from jepa_world.training.run_dir import (
     finished,
-    hold_out_dir,
-    prepare_out_dir,
+    own_out_dir,
 )
 from jepa_world.training.runtime import (
     NonFiniteLossError,
@@ -135,8 +134,7 @@ def build_loader(
 def train(cfg: PretrainConfig, rt: Runtime) -> dict[str, Any]:
     """Pretrain as ``cfg`` says (``typed_config(PretrainConfig, composed)`` checked it),
     holding ``out_dir``'s lock."""
-    out_dir = prepare_out_dir(cfg.out_dir, rt.is_main)
-    with hold_out_dir(out_dir, rt.is_main, "another jepa_world.pretrain run"):
+    with own_out_dir(cfg.out_dir, rt.is_main, "another jepa_world.pretrain run") as out_dir:
         rt.barrier()
         return _train(cfg, rt, out_dir)
 

@@ -60,8 +60,7 @@ from jepa_world.training.loop import (
 from jepa_world.training.optim import make_adamw, param_groups, set_lr_and_wd
 from jepa_world.training.run_dir import (
     finished,
-    hold_out_dir,
-    prepare_out_dir,
+    own_out_dir,
 )
 from jepa_world.training.runtime import (
     NonFiniteLossError,
@@ -232,8 +231,7 @@ def _predictor_heads(cfg: TrainACConfig, width: int) -> int:
 def train(cfg: TrainACConfig, rt: Runtime) -> dict[str, Any]:
     """Train as ``cfg`` says (``typed_config(TrainACConfig, composed)`` checked it), holding
     ``out_dir``'s lock."""
-    out_dir = prepare_out_dir(cfg.out_dir, rt.is_main)
-    with hold_out_dir(out_dir, rt.is_main, "another jepa_world.train_ac run"):
+    with own_out_dir(cfg.out_dir, rt.is_main, "another jepa_world.train_ac run") as out_dir:
         rt.barrier()
         return _train(cfg, rt, out_dir)
 

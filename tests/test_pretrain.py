@@ -228,8 +228,18 @@ def test_all_broken_corpus(tmp_path):
 )
 def test_bad_input_one_line(tmp_path, corpus, override, needle):
     result = run_cli("-m", "jepa_world.pretrain", *TINY, f"data.paths=[{corpus}]",
-                     f"out_dir={tmp_path / 'run'}", override)
+                     f"out_dir={tmp_path / 'run' / 'deep'}", override)
     assert_one_line_error(result, needle)
+    assert not (tmp_path / "run").exists()  # no config.yaml or .lock left behind
+
+
+def test_bad_input_leaves_an_existing_out_dir_as_it_was(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    result = run_cli("-m", "jepa_world.pretrain", *TINY, "data.paths=[/nonexistent/videos]",
+                     f"out_dir={out}")
+    assert_one_line_error(result, "/nonexistent/videos")
+    assert out.is_dir()
 
 
 def test_non_finite_loss_keeps_last_checkpoint(tmp_path, corpus):

@@ -19,7 +19,7 @@ from jepa_world.model_files import READOUT_DIR
 from jepa_world.provenance import git_commit
 from jepa_world.readout.model import ReadoutConfig, fit_readout, periodic_coordinates
 from jepa_world.training.cli import UserError, check_seed, run_command
-from jepa_world.training.run_dir import hold_out_dir, prepare_out_dir
+from jepa_world.training.run_dir import own_out_dir
 from jepa_world.world_model import WorldModel, resolve_model_dir
 
 
@@ -71,8 +71,7 @@ def main(argv: list[str]) -> int:
         readout = _fit(args, model, datasets, periodic, argv)
         target = replace_folder(resolve_model_dir(name) / READOUT_DIR, readout.fill)
     else:  # one writer at a time: a second readout into the same folder is refused at once
-        target = prepare_out_dir(args.out, True)
-        with hold_out_dir(target, True, "another jepa_world.readout"):
+        with own_out_dir(args.out, True, "another jepa_world.readout") as target:
             readout = _fit(args, model, datasets, periodic, argv)
             readout.fill(target)
     validation = readout.readout.config.validation

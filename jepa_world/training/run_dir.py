@@ -52,6 +52,33 @@ def hold_out_dir(out_dir: Path, is_main: bool, what: str) -> Iterator[None]:
         raise UserError(f"{exc}: wait for it or use another out_dir") from None
 
 
+SETUP_FILES = {".lock", "config.yaml"}  # what a run writes before its input is checked
+
+
+@contextlib.contextmanager
+def own_out_dir(out_dir: str | Path, is_main: bool, what: str) -> Iterator[Path]:
+    """``out_dir`` prepared and held for the run; a folder this run created is removed again
+    when bad input stops the run before it wrote anything but its lock and config.yaml, so a
+    mistyped path leaves nothing behind."""
+    path = Path(out_dir).expanduser().absolute()
+    first_created = None if path.exists() or not is_main else path
+    while first_created is not None and not first_created.parent.exists():
+        first_created = first_created.parent
+    path = prepare_out_dir(path, is_main)
+    try:
+        with hold_out_dir(path, is_main, what):
+            yield path
+    except UserError:
+        if first_created is not None and {p.name for p in path.iterdir()} <= SETUP_FILES:
+            for name in SETUP_FILES:
+                (path / name).unlink(missing_ok=True)
+            folder = path
+            while folder != first_created.parent and not any(folder.iterdir()):
+                folder.rmdir()
+                folder = folder.parent
+        raise
+
+
 def changed_settings(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ, leaving out ``EXECUTION_KEYS``."""
     flat_saved, flat_wanted = _flatten(_plain(saved)), _flatten(_plain(wanted))
