@@ -124,9 +124,13 @@ class Stages:
     def __init__(self, out: Path) -> None:
         self.out, self.seconds = out, {}
 
-    def run(self, step: str, args: list[str]) -> None:
+    def run(self, step: str, args: list[str], resumes: Path | None = None) -> None:
         """One stage; a build stopped while it runs (Ctrl-C, ``kill -TERM``) stops it too, so
-        that the rerun resumes it instead of finding its folder still locked."""
+        that the rerun resumes it instead of finding its folder still locked. ``resumes``: the
+        stage's run folder, whose checkpoint (if any) it continues from."""
+        if resumes is not None and (resumes / "checkpoint.pt").is_file():
+            print(f"[build] {step}: {resumes} holds a checkpoint: the stage resumes from it "
+                  "(a finished one is left as it is)", file=sys.stderr, flush=True)
         print(f"[build] {step}: python {' '.join(args)}", file=sys.stderr, flush=True)
         started = time.perf_counter()
         child = subprocess.Popen([sys.executable, *args])
@@ -176,7 +180,12 @@ def record(stages: Stages, env: str, folder: Path, spec: RecordSpec) -> None:
             raise BuildError(f"{folder}: {' '.join(str(exc).split())} (repair or remove it, "
                              "or build into another --out)") from None
     if done >= spec.episodes:
+        print(f"[build] record {spec.name}: {folder} already holds {done} episodes "
+              f"(recipe: {spec.episodes}), skipped", file=sys.stderr, flush=True)
         return
+    if done:
+        print(f"[build] record {spec.name}: {done} of {spec.episodes} episodes recorded, "
+              "topping up", file=sys.stderr, flush=True)
     args = ["-m", "envs.collect", "--env", env, "--episodes", str(spec.episodes - done)]
     # envs.collect gives episode i the seed --seed + i, also when it appends
     args += ["--out", str(folder), "--seed", str(spec.seed), "--workers", "2"]
@@ -208,6 +217,18 @@ def route_overrides(extra: list[str]) -> dict[str, list[str]]:
 
 READOUT_KEYS = ("steps", "weight", "margin")  # what a build may change of the readout stage
 
+# --quick: a few minutes for the whole pipeline on a laptop CPU (the recipe's stage settings
+# stay; these shorten them). Stage overrides given on the command line still win.
+QUICK_EPISODES, QUICK_ACTIONS = 4, 30
+QUICK = {
+    "pretrain": ["train.steps=20", "train.warmup_steps=2", "train.checkpoint_every=10"],
+    "train_ac": ["train.steps=20", "train.warmup_steps=2", "train.eval_every=10",
+                 "train.checkpoint_every=10", "train.log_every=5", "train.batch_size=8",
+                 "train.calibration_batches=2"],
+    "probe": ["probe.steps=20"],
+    "readout": ["--steps", "20"],
+}
+
 
 def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     recipe = load_recipe(args.env)
@@ -217,7 +238,12 @@ def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
             raise BuildError("--random-encoder builds a control: it takes neither --encoder "
                              "nor --install")
         routed["pretrain"] += ["train.steps=0", "train.warmup_steps=0"]
-    suffix = "-random" if args.random_encoder else ""
+    if args.quick:  # every stage for a few steps: checks the pipeline, not a model to use
+        routed["pretrain"] = [*QUICK["pretrain"], *routed["pretrain"]]
+        routed["train_ac"] = [*QUICK["train_ac"], *routed["train_ac"]]
+        routed["probe"] = [*QUICK["probe"], *routed["probe"]]
+        routed["readout"] = [*QUICK["readout"], *routed["readout"]]
+    suffix = ("-random" if args.random_encoder else "") + ("-quick" if args.quick else "")
     out = Path(args.out or f"runs/build/{args.env.replace(':', '-')}{suffix}").resolve()
     videos = ",".join(str(out / name / "episodes") for name in recipe.pretrain_data)
     data = ",".join(str(out / name) for name in recipe.train_ac_data)
@@ -235,16 +261,20 @@ def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     stages = Stages(out)
     started = time.perf_counter()
     for spec in recipe.record:
-        if args.episodes is not None:  # a quick trial of the whole pipeline
-            spec.episodes = min(spec.episodes, args.episodes)
-        if args.steps is not None:
-            spec.steps = args.steps
+        episodes = args.episodes or (QUICK_EPISODES if args.quick else None)
+        if episodes is not None:  # a quick trial of the whole pipeline
+            spec.episodes = min(spec.episodes, episodes)
+        if args.steps is not None or args.quick:
+            spec.steps = args.steps or QUICK_ACTIONS
         record(stages, args.env, out / spec.name, spec)
     if args.encoder is None:
-        stages.run("pretrain", pretrain)
-    stages.run("train_ac", train_ac)
+        stages.run("pretrain", pretrain, resumes=out / "pretrain")
+    stages.run("train_ac", train_ac, resumes=out / "train_ac")
     model = out / "train_ac" / "world_model"
-    if recipe.readout and not (model / "readout" / "config.json").is_file():
+    if recipe.readout and (model / "readout" / "config.json").is_file():
+        print(f"[build] readout: {model / 'readout'} is already fitted, skipped",
+              file=sys.stderr, flush=True)
+    elif recipe.readout:
         datasets = [str(out / name) for name in recipe.train_ac_data]
         stages.run("readout", ["-m", "jepa_world.readout", "--env", args.env, "--data",
                                *datasets, "--world-model", str(model),
@@ -337,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, help="at most this many episodes per dataset "
                         "(a quick trial, not the recipe)")
     parser.add_argument("--steps", type=int, help="actions per recorded episode (a quick trial)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a trial of the whole pipeline in minutes (4 short episodes per "
+                        "dataset, 20 steps per trainer) into runs/build/<env>-quick: checks "
+                        "that everything runs, builds no model worth planning with")
     args, extra = parser.parse_known_args(argv)
     if not 0 <= args.seed <= MAX_SEED:  # checked before any stage records or trains
         print(f"error: --seed must be an integer in [0, {MAX_SEED}], got {args.seed}",

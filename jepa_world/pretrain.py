@@ -247,7 +247,7 @@ def _loop(run: _Run, step: int, saved_rng: dict | None) -> dict[str, Any]:
 
     loop = StepLoop(rt, run.logger, start=step, total=total, stop_at_step=tc.stop_at_step,
                     log_every=tc.log_every, checkpoint_every=tc.checkpoint_every,
-                    desc="pretrain", save=lambda s, _: _save(run, s, last["loss"]),
+                    checkpoint_minutes=tc.checkpoint_minutes, desc="pretrain", save=lambda s, _: _save(run, s, last["loss"]),
                     on_log=on_log, saved_rng=saved_rng, postfix=("loss", "clips_per_s"))
     if step >= loop.stop and not (run.out_dir / CHECKPOINT).exists():
         _save(run, step, None)  # train.steps=0: the initialised model, as a control

@@ -323,7 +323,8 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
     loop = StepLoop(
         rt, RunLogger(out_dir, rt.is_main, tensorboard=tc.tensorboard, resume_step=step),
         start=step, total=tc.steps, stop_at_step=tc.stop_at_step, log_every=tc.log_every,
-        checkpoint_every=tc.checkpoint_every, desc="train_ac", save=save, on_log=on_log,
+        checkpoint_every=tc.checkpoint_every, checkpoint_minutes=tc.checkpoint_minutes,
+        desc="train_ac", save=save, on_log=on_log,
         saved_rng=None if resume is None else rt.own_rng_state(resume["rng"]),
         last=None if resume is None else resume.get("metrics"),
     )

@@ -219,7 +219,7 @@ def test_a_users_task_on_the_command_line(tmp_path):
 
 # ---------------------------------------------------------------------- end to end, per task
 TINY_BUILD = [
-    "--episodes", "2", "--steps", "12",
+    "--quick", "--episodes", "2", "--steps", "12",  # --quick's own sizes, made smaller still
     "pretrain.model=micro", "pretrain.model.predictor.depth=2", "pretrain.data.resolution=32",
     "pretrain.data.frames_per_clip=4", "pretrain.data.frame_step=2",
     "pretrain.train.batch_size=4", "pretrain.train.num_workers=0",
@@ -283,6 +283,14 @@ def test_record_build_and_plan_end_to_end(tmp_path, name, way):
         assert "readout" in summary["stage_seconds"] and (model / "readout").is_dir()
         assert metrics["readout_weight"] == 10.0
     task.close()
+    if name == "reach" and way == "recipe":  # a rerun says what it skips and what resumes
+        again = run_cli("-m", "jepa_world.build", "--env", name, "--out", str(out),
+                        *TINY_BUILD, timeout=600)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert f"[build] record data: {out / 'data'} already holds 2 episodes" in again.stderr
+        assert f"[build] pretrain: {out / 'pretrain'} holds a checkpoint" in again.stderr
+        assert "already holds this finished run" in again.stdout
+        assert f"[build] readout: {model / 'readout'} is already fitted, skipped" in again.stderr
 
 
 def test_random_encoder_control_build(tmp_path):

@@ -76,3 +76,21 @@ def test_the_non_finite_message_names_the_kept_checkpoint(tmp_path):
     assert "no checkpoint had been written yet" in non_finite_message(error, tmp_path)
     (tmp_path / "checkpoint.pt").write_bytes(b"x")
     assert f"kept in {tmp_path / 'checkpoint.pt'}" in non_finite_message(error, tmp_path)
+
+
+def test_a_slow_run_also_checkpoints_by_time(tmp_path, monkeypatch):
+    # A step every minute and a checkpoint every 100 steps: without checkpoint_minutes a kill
+    # would lose up to 100 minutes; with 5, the first log step 5 minutes after a save saves.
+    import jepa_world.training.loop as loop_module
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(loop_module.time, "monotonic", lambda: clock["now"])
+    saves: list = []
+    logger = RunLogger(tmp_path, enabled=True, tensorboard=False, resume_step=0)
+    loop = StepLoop(CPU, logger, start=0, total=10, stop_at_step=None, log_every=3,
+                    checkpoint_every=100, checkpoint_minutes=5, desc="test", progress=False,
+                    save=lambda step, last: saves.append(step))
+    for step in loop:
+        clock["now"] = 60.0 * (step + 1)
+        loop.record({"loss": 1.0})
+    assert saves == [6, 10]  # log steps 3, 6, 9: 3 minutes, 6 (saved), 3 since; the stop

@@ -91,6 +91,7 @@ class PretrainSchedule:
     bf16: bool = True
     compile: bool = False
     checkpoint_every: int = 200
+    checkpoint_minutes: float = 5.0
     log_every: int = 10
     stop_at_step: int | None = None
     tensorboard: bool = True
@@ -111,7 +112,8 @@ class PretrainConfig:
     def validate(self) -> None:
         train, data, model = self.train, self.data, self.model
         # steps=0 saves the initialised model untrained: the random-encoder control
-        check_positive(train, "train.", "batch_size", "checkpoint_every", "log_every")
+        check_positive(train, "train.", "batch_size", "checkpoint_every", "log_every",
+                       "checkpoint_minutes")
         check_positive(train, "train.", "stop_at_step", "lr", "clip_grad")
         check_non_negative(train, "train.", "steps", "num_workers", "warmup_steps")
         check_non_negative(train, "train.", "variance_weight", "covariance_weight")

@@ -111,6 +111,7 @@ class ACSchedule:
     bf16: bool = True
     compile: bool = False
     checkpoint_every: int = 500
+    checkpoint_minutes: float = 5.0
     log_every: int = 25
     eval_every: int = 500
     stop_at_step: int | None = None
@@ -139,6 +140,7 @@ class TrainACConfig:
         train, model = self.train, self.model
         check_positive(
             train, "train.", "steps", "batch_size", "context", "checkpoint_every", "log_every",
+            "checkpoint_minutes",
             "eval_every", "encode_batch_size", "stop_at_step", "lr", "clip_grad",
         )
         check_non_negative(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -83,12 +84,15 @@ def optimiser_step(rt: Runtime, optimizer: torch.optim.Optimizer, loss: Tensor,
 class StepLoop:
     """Iterating yields the step to train; after each, the loop counts it, logs the mean of the
     recorded scalars every ``log_every`` steps (with ``on_log``'s additions) and calls ``save``
-    every ``checkpoint_every`` steps and at the stop. A resumed run's RNG state is restored when
-    iteration starts, after everything that draws random numbers while starting up."""
+    every ``checkpoint_every`` steps, at the first log step ``checkpoint_minutes`` after the
+    last save (a slow run loses minutes, not hundreds of steps, when killed) and at the stop. A
+    resumed run's RNG state is restored when iteration starts, after everything that draws
+    random numbers while starting up."""
 
     def __init__(self, rt: Runtime, logger: RunLogger, *, start: int, total: int,
                  stop_at_step: int | None, log_every: int, checkpoint_every: int, desc: str,
                  save: Callable[[int, dict[str, float]], None],
+                 checkpoint_minutes: float | None = None,
                  on_log: Callable[[int, dict[str, float]], dict[str, float]] | None = None,
                  saved_rng: dict | None = None, last: dict[str, float] | None = None,
                  postfix: tuple[str, ...] = ("loss",), progress: bool = True) -> None:
@@ -98,6 +102,8 @@ class StepLoop:
         self.log_every, self.checkpoint_every, self.desc = log_every, checkpoint_every, desc
         self.save, self.on_log, self.saved_rng = save, on_log, saved_rng
         self.postfix, self.progress = postfix, progress
+        self.checkpoint_seconds = None if checkpoint_minutes is None else 60.0 * checkpoint_minutes
+        self._saved_at = time.monotonic()
         self.last: dict[str, float] = dict(last or {})  # the scalars logged last
         self._window: list[dict[str, float]] = []
 
@@ -128,11 +134,21 @@ class StepLoop:
                 bar.update(1)
                 if self.due(self.log_every):
                     self._log(bar)
-                if self.due(self.checkpoint_every):
+                if self.due(self.checkpoint_every) or self._save_is_overdue():
                     self.save(self.step, self.last)
+                    self._saved_at = time.monotonic()
         finally:
             bar.close()
             self.logger.close()
+
+    def _save_is_overdue(self) -> bool:
+        """Checked at log steps only; every process follows rank 0's clock (a checkpoint is
+        collective)."""
+        if self.checkpoint_seconds is None or not self.due(self.log_every):
+            return False
+        overdue = float(time.monotonic() - self._saved_at >= self.checkpoint_seconds)
+        flag = torch.tensor(overdue if self.rt.is_main else 0.0, device=self.rt.device)
+        return float(self.rt.all_reduce_mean(flag)) > 0
 
     @property
     def steps_run(self) -> int:

@@ -21,6 +21,7 @@ from jepa_world.training.cli import UserError
 EXECUTION_KEYS = (
     "out_dir", "device", "progress", "train.stop_at_step", "train.tensorboard",
     "train.log_every", "train.eval_every", "train.checkpoint_every", "train.compile",
+    "train.checkpoint_minutes",
     "train.encode_batch_size", "train.num_workers",
 )
 
