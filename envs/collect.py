@@ -45,6 +45,7 @@ from envs.dataset_format import (
 )
 from envs.exploration import make_exploration_policy
 from envs.video_io import write_mp4
+from jepa_world.text import count
 
 
 @dataclass(frozen=True)
@@ -391,9 +392,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     print(
-        f"recorded {summary['recorded']} episodes ({summary['frames']} frames) in "
+        f"recorded {count(summary['recorded'], 'episode')} ({summary['frames']} frames) in "
         f"{summary['seconds']:.1f} s ({summary['frames_per_s']:.0f} frames/s); "
-        f"{summary['out']} now holds {summary['total_episodes']} episodes"
+        f"{summary['out']} now holds {count(summary['total_episodes'], 'episode')}"
     )
     for key, value in summary["stats"].items():
         print(f"{key.replace('_', ' ')}: {value:.3f} (mean over the episodes recorded now)")

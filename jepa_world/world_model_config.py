@@ -43,6 +43,17 @@ class WorldModelConfig:
     # applies them unless the command line sets the same keys.
     planning: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """The statistics lists are shown by length: printing a config is for reading it."""
+        parts = []
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if name.endswith(("_mean", "_std")) and isinstance(value, list) and len(value) > 3:
+                parts.append(f"{name}=[{len(value)} values]")
+            else:
+                parts.append(f"{name}={value!r}")
+        return f"WorldModelConfig({', '.join(parts)})"
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorldModelConfig:
         known = {f for f in cls.__dataclass_fields__}

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from jepa_world.text import count
 from jepa_world.training.cli import (
     UserError,
     check_device,
@@ -532,21 +533,22 @@ def summary_text(metrics: dict[str, Any]) -> str:
         + (f" + tail {metrics['tail']} ({metrics['tail_blocks']} blocks)"
            if metrics.get("tail") else "")
         + f" | goal {metrics['goal_protocol']} | budget {metrics['budget']} steps"
-        + f" | {metrics['episodes']} episodes, seed {metrics['seed']}",
-        f"  success (end)        {100 * metrics['success_rate']:6.1f} %",
-        f"  success (any step)   {100 * metrics['success_any_rate']:6.1f} %",
+        + f" | {count(metrics['episodes'], 'episode')}, seed {metrics['seed']}",
     ]
-    for name in metrics["metric_names"]:
+    labels = ["final " + name.replace("_", " ") for name in metrics["metric_names"]]
+    width = max([20, *(len(label) for label in labels)])  # one column for every metric line
+    lines += [f"  {'success (end)':<{width}} {100 * metrics['success_rate']:6.1f} %",
+              f"  {'success (any step)':<{width}} {100 * metrics['success_any_rate']:6.1f} %"]
+    for name, label in zip(metrics["metric_names"], labels, strict=True):
         unit = metrics["metric_units"][name]
         mean = format_metric(metrics[f"final_{name}_mean"], unit)
         median = format_metric(metrics[f"final_{name}_median"], unit)
-        label = "final " + name.replace("_", " ")
-        lines.append(f"  {label:<20} {mean} mean, {median} median")
+        lines.append(f"  {label:<{width}} {mean} mean, {median} median")
     if plan is not None:
         timing = metrics["timing"]
         label = "per step (policy)" if metrics["model"] == "distilled" else "replanning"
         lines.append(
-            f"  {label:<20} {plan:.0f} ms median, {metrics['plan_ms_p90']:.0f} ms p90 "
+            f"  {label:<{width}} {plan:.0f} ms median, {metrics['plan_ms_p90']:.0f} ms p90 "
             f"for {timing['envs_per_replan']} env(s) (encode {timing['encode_ms_per_replan']:.0f}"
             f", world model {timing['model_ms_per_replan']:.0f} ms)"
         )

@@ -364,3 +364,27 @@ def test_exact_dynamics_with_a_learned_energy(tmp_path):
     missing = run_cli("-m", "planners.mpc", "--env", "reach", "--model", "oracle",
                       "oracle.energy_model=" + str(tmp_path / "none"))
     assert_one_line_error(missing, "cannot load world model")
+
+
+def test_the_summary_reads_as_a_table():
+    # One episode is "1 episode"; long metric names (push) no longer push their values right.
+    from planners.mpc import summary_text
+
+    metrics = {"env": "jepa_world/Push-v0", "model": "learned", "checkpoint": None,
+               "planner": "cem", "goal_protocol": "offset", "budget": 50, "episodes": 1,
+               "seed": 0, "success_rate": 0.0, "success_any_rate": 1.0, "plan_ms_median": 300.0,
+               "plan_ms_p90": 400.0, "note": "",
+               "timing": {"envs_per_replan": 1, "encode_ms_per_replan": 5.0,
+                          "model_ms_per_replan": 290.0},
+               "metric_names": ["block_position_error", "block_angle_error"],
+               "metric_units": {"block_position_error": "m", "block_angle_error": "rad"},
+               "final_block_position_error_mean": 0.05, "final_block_position_error_median": 0.04,
+               "final_block_angle_error_mean": 0.3, "final_block_angle_error_median": 0.2}
+    text = summary_text(metrics)
+    assert "| 1 episode, seed 0" in text
+    rows = [line for line in text.splitlines() if line.startswith("  ")]
+    labels = ["success (end)", "success (any step)", "final block position error",
+              "final block angle error", "replanning"]
+    width = max(len(label) for label in labels)
+    assert [row[2 : 2 + width].rstrip() for row in rows] == labels  # one label column
+    assert all(row[2 + width] == " " for row in rows)

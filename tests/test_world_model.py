@@ -620,3 +620,13 @@ def test_bf16_precision_computes_in_bf16_and_returns_float32(model):
     torch.testing.assert_close(rounded, exact, atol=0.1, rtol=0.05)
     with pytest.raises(ValueError, match="unknown precision 'fp16'"):
         model.precision = "fp16"
+
+
+def test_a_printed_config_shows_statistics_by_length():
+    from jepa_world.world_model import WorldModel
+
+    config = WorldModel.load("reach").config
+    text = repr(config)
+    assert "latent_mean=[96 values]" in text and "latent_std=[96 values]" in text
+    assert len(text) < 1000 and "frameskip=5" in text
+    assert len(config.latent_mean) == 96  # the values themselves are untouched
