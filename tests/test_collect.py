@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -85,11 +86,17 @@ print(sum(len(batch["frames"]) for batch in loader))
 def test_reading_a_window_then_forking_loader_workers_does_not_hang(small_dataset):
     # The README's reading snippet: a decord reader open in the parent when the DataLoader forks
     # its workers used to leave them waiting forever on the reader's decoder threads.
-    result = subprocess.run([sys.executable, "-c", READ_THEN_LOAD, str(small_dataset)],
-                            capture_output=True, text=True, timeout=120,
-                            cwd=Path(__file__).resolve().parents[1])
-    assert result.returncode == 0, result.stderr
-    assert int(result.stdout.split()[-1]) == 4 * 6  # starts 0..5 of each 20-step episode
+    child = subprocess.Popen([sys.executable, "-c", READ_THEN_LOAD, str(small_dataset)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parents[1], start_new_session=True)
+    try:
+        out, err = child.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)  # the hung workers too, not only their parent
+        child.communicate()
+        pytest.fail("reading a window, then iterating a DataLoader with workers, hung")
+    assert child.returncode == 0, err
+    assert int(out.split()[-1]) == 4 * 6  # starts 0..5 of each 20-step episode
 
 
 def test_parallel_workers_match_serial(tmp_path):

@@ -36,7 +36,7 @@ def _register_resolvers() -> None:
 COMMANDS = {
     "pretrain": ("jepa_world.pretrain", "docs/pretraining.md"),
     "train_ac": ("jepa_world.train_ac", "docs/building.md"),
-    "probe": ("jepa_world.probe", "docs/pretraining.md#frozen-probes"),
+    "probe": ("jepa_world.probe", "docs/pretraining.md"),
     "distill": ("jepa_world.distill", "docs/rl.md"),
     "mpc": ("planners.mpc", "docs/planning.md"),
 }
