@@ -13,10 +13,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from planners.video import StepCaption
 
 EVAL_SEED_BASE = 1_000_000
 EVAL_SEED_STRIDE = 10_000
@@ -83,7 +84,8 @@ class EpisodeRunner:
         budget: int,
         seed: int,
         goal_protocol: str,
-        video: Callable[[int, list[np.ndarray], np.ndarray], None] | None = None,
+        video: Callable[[int, list[np.ndarray], np.ndarray, list[StepCaption]], None]
+        | None = None,
         reset_options: Callable[[int], dict[str, Any]] | None = None,
     ) -> None:
         self.tasks, self.policy, self.budget = tasks, policy, int(budget)
@@ -108,6 +110,7 @@ class EpisodeRunner:
             infos.append(info)
         goal_pixels = np.stack([info["goal_pixels"] for info in infos])
         frames = [[o["pixels"]] for o in obs] if self.video else None
+        captions = [[StepCaption(0, self.budget, None, bool(i["is_success"]))] for i in infos]
         success_any = [False] * len(tasks)
         self.policy.bind(tasks, infos, seeds)
         starts = np.ones(len(tasks), dtype=bool)
@@ -124,6 +127,9 @@ class EpisodeRunner:
                 success_any[e] = success_any[e] or bool(infos[e]["is_success"])
                 if frames is not None:
                     frames[e].append(obs[e]["pixels"])
+                    energy = self.policy.episode_info(e)["final_energy"]
+                    captions[e].append(StepCaption(steps + 1, self.budget, energy,
+                                                   bool(infos[e]["is_success"])))
             self.env_s += time.perf_counter() - started
             self.env_steps += len(tasks)
             steps += 1
@@ -147,17 +153,5 @@ class EpisodeRunner:
                 )
             )
             if frames is not None:
-                self.video(indices[e], frames[e], goal_pixels[e])
+                self.video(indices[e], frames[e], goal_pixels[e], captions[e])
         return records
-
-
-def video_writer(folder: Path, fps: float, scale: int):
-    """A callback writing one mp4 per episode: the observation beside the goal image."""
-    from envs.video_io import write_mp4
-
-    def write(index: int, frames: list[np.ndarray], goal: np.ndarray) -> None:
-        pairs = np.stack([np.concatenate([frame, goal], axis=1) for frame in frames])
-        pairs = pairs.repeat(scale, axis=1).repeat(scale, axis=2)
-        write_mp4(folder / f"episode_{index:04d}.mp4", pairs, fps=fps, lossless=False)
-
-    return write

@@ -53,9 +53,9 @@ from planners.episodes import (
     EpisodeRecord,
     EpisodeRunner,
     eval_seed,
-    video_writer,
 )
 from planners.policies import OraclePolicy, PlannerPolicy, RandomPolicy
+from planners.video import episode_video_writer
 
 __all__ = ["EVAL_SEED_BASE", "EVAL_SEED_STRIDE", "MPCConfig", "eval_seed", "evaluate", "main"]
 
@@ -395,7 +395,7 @@ def evaluate(
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"cannot create video folder {folder}: {exc.strerror}") from None
-        video = video_writer(folder, cfg.video.fps, max(cfg.video.scale, 1))
+        video = episode_video_writer(folder, cfg.video.fps, max(cfg.video.scale, 1))
     tasks = make_tasks(cfg, min(cfg.num_envs, cfg.episodes))
     goal = cfg.goal or tasks[0].goal_protocol
     records: list[EpisodeRecord] = []
@@ -584,7 +584,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-envs", type=int, dest="num_envs",
                         help="episodes run in lockstep, planned in one call (config: 1)")
     parser.add_argument("--json", help="write the metrics to this file")
-    parser.add_argument("--video", help="write one mp4 per episode (frame | goal) here")
+    parser.add_argument("--video", help="write one mp4 per episode here (frame | goal, step, "
+                        "energy, success) and a GIF of the first")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 

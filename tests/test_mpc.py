@@ -287,9 +287,20 @@ def test_shipped_model_end_to_end(tmp_path):
     assert len(metrics["records"]) == 2
     assert 0.0 <= metrics["success_rate"] <= 1.0 and metrics["plan_ms_median"] > 0
     import decord
+    from PIL import Image
 
     videos = sorted((tmp_path / "videos").glob("*.mp4"))
-    assert len(videos) == 2 and len(decord.VideoReader(str(videos[0]))) > 10
+    assert len(videos) == 2
+    reader = decord.VideoReader(str(videos[0]))
+    assert len(reader) == 51  # the start and every one of the 50 env steps
+    height, width = reader[0].shape[:2]  # frame | goal at 4x, labels above, caption below
+    assert width >= 2 * 64 * 4 and height > 64 * 4 + 40
+    gifs = sorted((tmp_path / "videos").glob("*.gif"))
+    assert [g.name for g in gifs] == ["episode_0000.gif"]  # the first episode only
+    with Image.open(gifs[0]) as gif:
+        assert gif.n_frames == 51 and gif.size == (width, height)
+    first, last = reader[0].asnumpy(), reader[50].asnumpy()
+    assert not np.array_equal(first[-40:], last[-40:])  # the caption changes (step, energy)
 
 
 def test_reacher_shipped_model_end_to_end(tmp_path):
