@@ -94,3 +94,23 @@ def test_a_slow_run_also_checkpoints_by_time(tmp_path, monkeypatch):
         clock["now"] = 60.0 * (step + 1)
         loop.record({"loss": 1.0})
     assert saves == [6, 10]  # log steps 3, 6, 9: 3 minutes, 6 (saved), 3 since; the stop
+
+
+def test_a_run_folder_gets_its_curves_as_a_png(tmp_path):
+    from PIL import Image
+
+    logger = RunLogger(tmp_path, enabled=True, tensorboard=True, resume_step=0)
+    for step in range(1, 6):
+        logger.log(step * 10, {"loss": 1.0 / step, "lr": 1e-3, "spread": float("nan")})
+    assert not (tmp_path / "curves.png").exists()
+    logger.close()
+    with Image.open(tmp_path / "curves.png") as image:  # loss and lr; NaN-only spread left out
+        assert image.format == "PNG" and image.size[0] > 300
+    from jepa_world.training.curves import read_scalars
+
+    assert set(read_scalars(tmp_path / "log.jsonl")) == {"loss", "lr"}
+    (tmp_path / "empty").mkdir()
+    from tests.conftest import assert_one_line_error, run_cli
+
+    assert_one_line_error(run_cli("-m", "jepa_world.training.curves", str(tmp_path / "empty")),
+                          "no logged scalars")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,17 @@ class RunLogger:
                 self._tb.add_scalar(key, value, step)
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
+        """Ends the TensorBoard file and draws the curves beside it (``curves.png``)."""
+        if self._tb is None:
+            return
+        self._tb.close()
+        self._tb = None
+        from jepa_world.training.curves import plot_curves
+
+        try:
+            plot_curves(self.out_dir)
+        except Exception as exc:  # a picture must never cost a run its ending
+            print(f"warning: {self.out_dir / 'curves.png'} not drawn: {exc}", file=sys.stderr)
 
 
 def trim_logs(out_dir: Path, last_step: int) -> None:
