@@ -399,3 +399,29 @@ def test_the_summary_reads_as_a_table():
     width = max(len(label) for label in labels)
     assert [row[2 : 2 + width].rstrip() for row in rows] == labels  # one label column
     assert all(row[2 + width] == " " for row in rows)
+
+
+def test_the_energy_slice_plot(tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "energy.png"
+    result = run_cli("-m", "planners.plot", "--env", "reach", "--grid", "5", "--out", str(out),
+                     "horizon=1")
+    assert result.returncode == 0, result.stderr
+    assert "energy of 25 held actions; the energy's minimum is" in result.stdout
+    with Image.open(out) as image:  # frame, goal, energy, true cost side by side
+        assert image.format == "PNG" and image.size[0] > 3 * image.size[1]
+    assert_one_line_error(run_cli("-m", "planners.plot", "--env", "reach", "--grid", "1"),
+                          "--grid must be in [2, 101]")
+    assert_one_line_error(run_cli("-m", "planners.plot", "--env", "reach", "cem.sample=3"),
+                          "did you mean 'cem.samples'")
+
+
+def test_slice_candidates_hold_one_action_everywhere():
+    from planners.plot import constant_candidates
+
+    axis, candidates = constant_candidates(3, horizon=2, frameskip=4, action_dim=3,
+                                           low=-1.0, high=1.0)
+    assert axis.tolist() == [-1.0, 0.0, 1.0] and candidates.shape == (9, 2, 4, 3)
+    assert candidates[5, 1, 3].tolist() == [0.0, 1.0, 0.0]  # row 1, column 2: (0, 1, 0)
+    assert bool((candidates == candidates[:, :1, :1]).all())
