@@ -49,7 +49,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from jepa_world.training.cli import MAX_SEED
+from jepa_world.training.cli import MAX_SEED, DefaultsHelpFormatter
 
 
 class BuildError(ValueError):
@@ -353,11 +353,14 @@ def install(model: Path, name: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m jepa_world.build", description=__doc__.splitlines()[0]
+        prog="python -m jepa_world.build", description=__doc__.splitlines()[0],
+        formatter_class=DefaultsHelpFormatter,
+        epilog="Stage settings pass on as pretrain.KEY=V, train_ac.KEY=V, probe.KEY=V, "
+        "readout.KEY=V (python -m jepa_world.pretrain --help lists them). docs: docs/building.md"
     )
     parser.add_argument("--env", required=True, help="task name, e.g. reach or gym:Reacher-v5")
     parser.add_argument("--out", help="build folder (default runs/build/<env>)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of every stage")
     parser.add_argument(
         "--encoder", help="reuse this world model's encoder instead of pretraining one"
     )

@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from jepa_world.training.cli import UserError, check_seed, load_config, run_command, typed_config
+from jepa_world.training.cli import (
+    DefaultsHelpFormatter,
+    UserError,
+    check_seed,
+    load_config,
+    run_command,
+    typed_config,
+)
 
 MAX_GRID = 101
 
@@ -117,7 +124,10 @@ def main(argv: list[str]) -> int:
     from planners.episodes import eval_seed
 
     parser = argparse.ArgumentParser(prog="python -m planners.plot",
-                                     description=__doc__.splitlines()[0])
+                                     description=__doc__.splitlines()[0],
+                                     formatter_class=DefaultsHelpFormatter,
+                                     epilog="Planner settings as for planners.mpc (python -m "
+                                     "planners.mpc --help lists them). docs: docs/planning.md")
     parser.add_argument("--env", required=True, help="task name, e.g. reach or push")
     parser.add_argument("--checkpoint", help="WorldModel directory or shipped name "
                         "(default: the task's shipped model)")

@@ -84,3 +84,19 @@ def test_documented_commands_name_real_modules_and_settings(where, words):
         load_config(HYDRA_MODULES[module], overrides)
     except UserError as exc:
         pytest.fail(f"{where}: python -m {module} {' '.join(args)}: {exc}")
+
+
+@pytest.mark.parametrize("module", ["envs.collect", "jepa_world.build", "jepa_world.readout",
+                                    "planners.swm_eval", "planners.plot"])
+def test_every_argparse_command_help_points_to_an_existing_docs_page(module):
+    result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    page = re.search(r"docs: (docs/[\w-]+\.md)", " ".join(result.stdout.split()))
+    assert page and (ROOT / page[1]).is_file(), result.stdout[-300:]
+    assert "(default: None)" not in result.stdout
+
+
+def test_the_hydra_commands_docs_pages_exist():
+    for module, page in COMMANDS.values():
+        assert (ROOT / page.split("#")[0]).is_file(), (module, page)

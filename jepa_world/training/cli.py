@@ -7,6 +7,7 @@ working directory and every bad input ends in one line on stderr with a non-zero
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
 import sys
@@ -17,6 +18,18 @@ from typing import Any, TypeVar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """argparse help that names a flag's default where it has one (not None or False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        shown = not (action.default is None or action.default is False
+                     or action.default == argparse.SUPPRESS)  # 0 is a default worth showing
+        if shown and "%(default)" not in text and action.option_strings:
+            text = f"{text} (default: %(default)s)".strip()
+        return text
 
 
 class UserError(Exception):
