@@ -84,8 +84,7 @@ class EpisodeRunner:
         budget: int,
         seed: int,
         goal_protocol: str,
-        video: Callable[[int, list[np.ndarray], np.ndarray, list[StepCaption]], None]
-        | None = None,
+        video: Callable[..., None] | None = None,
         reset_options: Callable[[int], dict[str, Any]] | None = None,
     ) -> None:
         self.tasks, self.policy, self.budget = tasks, policy, int(budget)
@@ -111,6 +110,7 @@ class EpisodeRunner:
         goal_pixels = np.stack([info["goal_pixels"] for info in infos])
         frames = [[o["pixels"]] for o in obs] if self.video else None
         captions = [[StepCaption(0, self.budget, None, bool(i["is_success"]))] for i in infos]
+        previews = PlanPreviews(tasks, self.policy) if self.video else None
         success_any = [False] * len(tasks)
         self.policy.bind(tasks, infos, seeds)
         starts = np.ones(len(tasks), dtype=bool)
@@ -130,6 +130,7 @@ class EpisodeRunner:
                     energy = self.policy.episode_info(e)["final_energy"]
                     captions[e].append(StepCaption(steps + 1, self.budget, energy,
                                                    bool(infos[e]["is_success"])))
+                    previews.record(e)
             self.env_s += time.perf_counter() - started
             self.env_steps += len(tasks)
             steps += 1
@@ -153,5 +154,33 @@ class EpisodeRunner:
                 )
             )
             if frames is not None:
-                self.video(indices[e], frames[e], goal_pixels[e], captions[e])
+                self.video(indices[e], frames[e], goal_pixels[e], captions[e],
+                           previews.frames(e))
         return records
+
+
+class PlanPreviews:
+    """For videos: the state the current plan is predicted to end in, rendered by the task from
+    the joints the world model's state readout reads off the plan's last predicted latent (the
+    planner's own belief, shown beside the truth); nothing for models without a readout."""
+
+    def __init__(self, tasks: list[Any], policy: Any) -> None:
+        self.tasks, self.policy = tasks, policy
+        self.enabled = getattr(getattr(policy, "model", None), "readout", None) is not None
+        if self.enabled:
+            policy.keep_previews = True
+        self._frames: list[list[np.ndarray | None]] = [[None] for _ in tasks]
+        self._shown: list[tuple[np.ndarray | None, np.ndarray | None]] = [(None, None)] * len(tasks)
+
+    def record(self, e: int) -> None:
+        if not self.enabled:
+            return
+        qpos = self.policy.previews.get(e)
+        last_qpos, last_frame = self._shown[e]
+        if qpos is not None and qpos is not last_qpos:  # rendered once per replanning
+            last_frame = self.tasks[e].unwrapped.render_state(qpos)
+            self._shown[e] = (qpos, last_frame)
+        self._frames[e].append(last_frame)
+
+    def frames(self, e: int) -> list[np.ndarray | None] | None:
+        return self._frames[e] if self.enabled else None

@@ -217,6 +217,10 @@ class PlannerPolicy:
         self.uses_proprio = int(getattr(model, "proprio_dim", 0) or 0) > 0
         self.stats = PolicyStats()
         self.slots = EpisodeSlots(seed)
+        # videos: per slot, the joint positions the model's readout reads off the last plan's
+        # predicted end (only with a readout and keep_previews on)
+        self.keep_previews = False
+        self.previews: dict[int, np.ndarray] = {}
         self._goal: Tensor | None = None
         self._warm: list[Tensor | None] = []
         self._generators: list[torch.Generator] = []
@@ -305,6 +309,7 @@ class PlannerPolicy:
         for e in envs:
             self._generators[e].manual_seed(self.slots.start(e))
             self._warm[e] = None
+            self.previews.pop(e, None)
             gain = self.correction_gain
             self._corrections[e] = OffsetCorrection(gain) if gain is not None else None
         started = time.perf_counter()
@@ -359,12 +364,29 @@ class PlannerPolicy:
             self.stats.iterations += int(ran.sum())
             self.stats.plans += len(envs)
         shifted = shift_plan(result.actions.detach(), 1) if self.warm_start else None
+        if self.keep_previews:
+            self._preview(z_now, result.actions, proprio, envs)
         for i, e in enumerate(envs):
             todo = min(self.frameskip, self._steps_left(e))
             self.slots.queue[e] = list(blocks[i, :todo])
             self.slots.plan_ms[e].append(round(1000.0 * (done - started), 3))
             self.slots.energy[e] = float(result.energy[i])
             self._warm[e] = None if shifted is None else shifted[i]
+
+    @torch.no_grad()
+    def _preview(self, z_now: Tensor, actions: Tensor, proprio: Tensor | None,
+                 envs: list[int]) -> None:
+        """Where the chosen plan ends, read off its predicted last latent by the model's state
+        readout (joint positions), for videos; nothing without a readout."""
+        readout = getattr(self.model, "readout", None)
+        if readout is None:
+            return
+        from jepa_world.readout.model import features_to_qpos
+
+        final = self.model.rollout(z_now, actions, proprio)[:, -1]
+        qpos = features_to_qpos(readout(final).float(), readout.config.periodic)
+        for i, e in enumerate(envs):
+            self.previews[e] = qpos[i].cpu().numpy().astype(np.float64)
 
     def _fill_missing(self, warm: list[Tensor | None]) -> Tensor:
         """Warm starts for a group where some episodes just began: theirs is the box middle,

@@ -293,8 +293,10 @@ def test_shipped_model_end_to_end(tmp_path):
     assert len(videos) == 2
     reader = decord.VideoReader(str(videos[0]))
     assert len(reader) == 51  # the start and every one of the 50 env steps
-    height, width = reader[0].shape[:2]  # frame | goal at 4x, labels above, caption below
-    assert width >= 2 * 64 * 4 and height > 64 * 4 + 40
+    # frame | goal | the plan's predicted end (the reach model has a readout) at 4x, labels
+    # above, the caption below
+    height, width = reader[0].shape[:2]
+    assert width >= 3 * 64 * 4 and height > 64 * 4 + 40
     gifs = sorted((tmp_path / "videos").glob("*.gif"))
     assert [g.name for g in gifs] == ["episode_0000.gif"]  # the first episode only
     with Image.open(gifs[0]) as gif:

@@ -225,3 +225,11 @@ def test_an_edited_student_config_is_refused_naming_the_field():
                            ({"proprio_dim": -1}, "proprio_dim must be an integer >= 0")):
         with pytest.raises(ValueError, match=needle):
             StudentConfig(**{**good, **change})
+
+
+def test_features_turn_back_into_joint_positions():
+    from jepa_world.readout.model import features_to_qpos
+
+    qpos = torch.tensor([[3.0, -2.5], [-1.0, 0.5]])
+    back = features_to_qpos(joint_features(qpos, [True, False]), [True, False])
+    assert torch.allclose(back, qpos, atol=1e-6)

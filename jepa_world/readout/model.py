@@ -181,16 +181,24 @@ def fit_readout(world_model: Any, datasets: list[Any], periodic: list[bool], ste
     return readout.requires_grad_(False)
 
 
-def coordinate_errors(features: Tensor, qpos: Tensor, periodic: list[bool]) -> list[Tensor]:
-    """Absolute error per qpos coordinate (wrapped angle error for the periodic ones)."""
-    errors, column = [], 0
-    for i, wraps in enumerate(periodic):
+def features_to_qpos(features: Tensor, periodic: list[bool]) -> Tensor:
+    """[..., F] -> [..., Q]: the inverse of ``joint_features`` (angles from (cos, sin))."""
+    coordinates, column = [], 0
+    for wraps in periodic:
         if wraps:
-            angle = torch.atan2(features[:, column + 1], features[:, column])
-            diff = angle - qpos[:, i]
-            errors.append(torch.atan2(torch.sin(diff), torch.cos(diff)).abs())
+            coordinates.append(torch.atan2(features[..., column + 1], features[..., column]))
             column += 2
         else:
-            errors.append((features[:, column] - qpos[:, i]).abs())
+            coordinates.append(features[..., column])
             column += 1
+    return torch.stack(coordinates, -1)
+
+
+def coordinate_errors(features: Tensor, qpos: Tensor, periodic: list[bool]) -> list[Tensor]:
+    """Absolute error per qpos coordinate (wrapped angle error for the periodic ones)."""
+    read = features_to_qpos(features, periodic)
+    errors = []
+    for i, wraps in enumerate(periodic):
+        diff = read[:, i] - qpos[:, i]
+        errors.append(torch.atan2(torch.sin(diff), torch.cos(diff)).abs() if wraps else diff.abs())
     return errors
