@@ -82,16 +82,14 @@ def true_cost(task: Any, energy: Any, frameskip: int, candidates: torch.Tensor) 
 
 def draw(path: Path, frame: np.ndarray, goal: np.ndarray, axis: np.ndarray,
          energy: np.ndarray, cost: np.ndarray | None, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, a lighter import
 
     from jepa_world.files import atomic_path
 
     grid = len(axis)
     panels = 3 if cost is None else 4
-    figure, axes = plt.subplots(1, panels, figsize=(3.4 * panels, 3.4))
+    figure = Figure(figsize=(3.4 * panels, 3.4))
+    axes = figure.subplots(1, panels)
     axes[0].imshow(frame)
     axes[0].set_title("current frame", fontsize=9)
     axes[1].imshow(goal)
@@ -115,7 +113,6 @@ def draw(path: Path, frame: np.ndarray, goal: np.ndarray, axis: np.ndarray,
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
 
 
 def main(argv: list[str]) -> int:

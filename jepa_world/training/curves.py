@@ -40,18 +40,15 @@ def plot_curves(run_dir: str | Path) -> Path | None:
     series = read_scalars(log_file) if log_file.exists() else {}
     if not series:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, a lighter import
 
     from jepa_world.files import atomic_path
 
     names = list(series)[:MAX_PANELS]
     columns = min(4, len(names))
     rows = math.ceil(len(names) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows),
-                                squeeze=False)
+    figure = Figure(figsize=(3.2 * columns, 2.4 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
     for axis, name in zip(axes.flat, names, strict=False):
         steps, values = series[name]
         axis.plot(steps, values, linewidth=1.2)
@@ -67,7 +64,6 @@ def plot_curves(run_dir: str | Path) -> Path | None:
     target = run_dir / CURVES
     with atomic_path(target) as tmp:
         figure.savefig(tmp, format="png", dpi=90)
-    plt.close(figure)
     return target
 
 
