@@ -83,10 +83,15 @@ def test_video_is_written_and_decodable(oracle_run):
     reader = decord.VideoReader(str(videos[0]))
     assert len(reader) == 51  # the first frame and one per env step
     frame = reader[0].asnumpy()
-    assert frame.shape == (256, 512, 3)  # 64 px x 4, observation | goal
-    # the goal half shows the arm at the goal in every frame
+    # 64 px x 4: observation | 4-px rule | goal (the oracle has no readout: no third panel),
+    # 25 rows of labels above, the caption below
+    assert frame.shape[1] == 2 * 256 + 4 and frame.shape[0] > 25 + 256
+    # the goal panel shows the arm at the goal in every frame
     last = reader[50].asnumpy()
-    assert np.abs(frame[:, 256:].astype(int) - last[:, 256:].astype(int)).mean() < 3
+    goal = (slice(25, 25 + 256), slice(260, 516))
+    assert np.abs(frame[goal].astype(int) - last[goal].astype(int)).mean() < 3
+    current = (slice(25, 25 + 256), slice(0, 256))  # while the arm moves
+    assert np.abs(frame[current].astype(int) - last[current].astype(int)).mean() > 0.5
 
 
 def test_random_baseline_runs():
