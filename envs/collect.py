@@ -46,7 +46,7 @@ from envs.dataset_format import (
 from envs.exploration import make_exploration_policy
 from envs.video_io import write_mp4
 from jepa_world.text import count
-from jepa_world.training.cli import DefaultsHelpFormatter
+from jepa_world.training.cli import CommandParser
 
 
 @dataclass(frozen=True)
@@ -341,9 +341,9 @@ def _run_jobs(root, manifest, jobs, workers, progress) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m envs.collect", description="Record exploration episodes to a dataset.",
-        formatter_class=DefaultsHelpFormatter, epilog="docs: docs/recording.md"
+        epilog="docs: docs/recording.md",
     )
     parser.add_argument("--env", required=True, help="task name, e.g. reach or gym:Reacher-v5")
     parser.add_argument("--episodes", type=int, required=True, help="episodes to add")

@@ -49,7 +49,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from jepa_world.training.cli import MAX_SEED, DefaultsHelpFormatter
+from jepa_world.training.cli import MAX_SEED, CommandParser
 
 
 class BuildError(ValueError):
@@ -352,9 +352,8 @@ def install(model: Path, name: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m jepa_world.build", description=__doc__.splitlines()[0],
-        formatter_class=DefaultsHelpFormatter,
         epilog="Stage settings pass on as pretrain.KEY=V, train_ac.KEY=V, probe.KEY=V, "
         "readout.KEY=V (python -m jepa_world.pretrain --help lists them). docs: docs/building.md"
     )

@@ -15,7 +15,6 @@ alone.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 from jepa_world.training.cli import (
-    DefaultsHelpFormatter,
+    CommandParser,
     UserError,
     check_seed,
     load_config,
@@ -120,9 +119,8 @@ def main(argv: list[str]) -> int:
     from planners.base import planning_defaults
     from planners.episodes import eval_seed
 
-    parser = argparse.ArgumentParser(prog="python -m planners.plot",
+    parser = CommandParser(prog="python -m planners.plot",
                                      description=__doc__.splitlines()[0],
-                                     formatter_class=DefaultsHelpFormatter,
                                      epilog="Planner settings as for planners.mpc (python -m "
                                      "planners.mpc --help lists them). docs: docs/planning.md")
     parser.add_argument("--env", required=True, help="task name, e.g. reach or push")

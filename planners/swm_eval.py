@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from jepa_world.files import write_json_atomic
-from jepa_world.training.cli import MAX_SEED, DefaultsHelpFormatter, UserError, run_command
+from jepa_world.training.cli import MAX_SEED, CommandParser, UserError, run_command
 from planners.episodes import EVAL_SEED_BASE, EVAL_SEED_STRIDE
 
 GOAL_OFFSET, BUDGET, RECORDED_STEPS = 25, 50, 100
@@ -42,9 +42,8 @@ PROTOCOLS = ("theirs", "ours", "random", "oracle")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m planners.swm_eval",
+    parser = CommandParser(prog="python -m planners.swm_eval",
                                      description=__doc__.split("\n\n")[0],
-                                     formatter_class=DefaultsHelpFormatter,
                                      epilog="docs: docs/swm.md")
     parser.add_argument("--env", required=True, help="swm:PushT-v1 or swm:ReacherDMControl-v0")
     parser.add_argument("--checkpoint", required=True, help="world-model folder")

@@ -95,6 +95,12 @@ def test_every_argparse_command_help_points_to_an_existing_docs_page(module):
     page = re.search(r"docs: (docs/[\w-]+\.md)", " ".join(result.stdout.split()))
     assert page and (ROOT / page[1]).is_file(), result.stdout[-300:]
     assert "(default: None)" not in result.stdout
+    # and a missing argument is one "error:" line, as for the Hydra commands (no usage block)
+    from tests.conftest import assert_one_line_error
+
+    assert_one_line_error(subprocess.run([sys.executable, "-m", module, "--no-such-flag"],
+                                         cwd=ROOT, capture_output=True, text=True, timeout=120),
+                          f"see python -m {module} --help")
 
 
 def test_the_hydra_commands_docs_pages_exist():

@@ -18,15 +18,14 @@ from jepa_world.files import replace_folder, write_json_atomic
 from jepa_world.model_files import READOUT_DIR
 from jepa_world.provenance import git_commit
 from jepa_world.readout.model import ReadoutConfig, fit_readout, periodic_coordinates
-from jepa_world.training.cli import DefaultsHelpFormatter, UserError, check_seed, run_command
+from jepa_world.training.cli import CommandParser, UserError, check_seed, run_command
 from jepa_world.training.run_dir import own_out_dir
 from jepa_world.world_model import WorldModel, resolve_model_dir
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jepa_world.readout",
+    parser = CommandParser(prog="python -m jepa_world.readout",
                                      description=__doc__.splitlines()[0],
-                                     formatter_class=DefaultsHelpFormatter,
                                      epilog="docs: docs/planning.md (state readout)")
     parser.add_argument("--env", required=True, help="task name, e.g. reach")
     parser.add_argument("--data", nargs="+", required=True, help="recorded datasets of the task")

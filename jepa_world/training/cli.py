@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -30,6 +30,19 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         if shown and "%(default)" not in text and action.option_strings:
             text = f"{text} (default: %(default)s)".strip()
         return text
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse with the commands' error contract: one ``error:`` line on stderr (no usage
+    block) and exit status 2, as every Hydra command and planners.mpc report bad input."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 class UserError(Exception):
