@@ -537,8 +537,8 @@ def summary_text(metrics: dict[str, Any]) -> str:
     ]
     labels = ["final " + name.replace("_", " ") for name in metrics["metric_names"]]
     width = max([20, *(len(label) for label in labels)])  # one column for every metric line
-    lines += [f"  {'success (end)':<{width}} {100 * metrics['success_rate']:6.1f} %",
-              f"  {'success (any step)':<{width}} {100 * metrics['success_any_rate']:6.1f} %"]
+    lines += [f"  {'success (end)':<{width}} {100 * metrics['success_rate']:.1f} %",
+              f"  {'success (any step)':<{width}} {100 * metrics['success_any_rate']:.1f} %"]
     for name, label in zip(metrics["metric_names"], labels, strict=True):
         unit = metrics["metric_units"][name]
         mean = format_metric(metrics[f"final_{name}_mean"], unit)
