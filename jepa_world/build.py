@@ -121,17 +121,17 @@ def load_recipe(env: str) -> Recipe:
 class Stages:
     """Runs each stage as a subprocess and keeps their durations."""
 
-    def __init__(self, out: Path) -> None:
-        self.out, self.seconds = out, {}
+    def __init__(self, out: Path, tag: str = "build") -> None:
+        self.out, self.seconds, self.tag = out, {}, tag
 
     def run(self, step: str, args: list[str], resumes: Path | None = None) -> None:
         """One stage; a build stopped while it runs (Ctrl-C, ``kill -TERM``) stops it too, so
         that the rerun resumes it instead of finding its folder still locked. ``resumes``: the
         stage's run folder, whose checkpoint (if any) it continues from."""
         if resumes is not None and (resumes / "checkpoint.pt").is_file():
-            print(f"[build] {step}: {resumes} holds a checkpoint: the stage resumes from it "
+            print(f"[{self.tag}] {step}: {resumes} holds a checkpoint: the stage resumes from it "
                   "(a finished one is left as it is)", file=sys.stderr, flush=True)
-        print(f"[build] {step}: python {' '.join(args)}", file=sys.stderr, flush=True)
+        print(f"[{self.tag}] {step}: python {' '.join(args)}", file=sys.stderr, flush=True)
         started = time.perf_counter()
         child = subprocess.Popen([sys.executable, *args])
         try:
@@ -142,7 +142,7 @@ class Stages:
         if code != 0:
             raise SystemExit(code)
         self.seconds[step] = round(time.perf_counter() - started, 1)
-        print(f"[build] {step} done in {self.seconds[step]:.0f} s", file=sys.stderr, flush=True)
+        print(f"[{self.tag}] {step} done in {self.seconds[step]:.0f} s", file=sys.stderr, flush=True)
 
 
 def stop_child(child: subprocess.Popen, grace: float = 30.0) -> None:

@@ -1,0 +1,306 @@
+"""What video buys a world model: planning success against the share of labelled episodes.
+
+World models are trained on a fraction of the action-labelled episodes, from a V-JEPA
+initialisation, a random one and a pixel-reconstruction one, and plan on held-out episodes.
+
+    python -m jepa_world.study label-efficiency --env NAME [--episodes 400]
+        [--fractions 0.05,0.1,0.25,1] [--subsets 3] [--inits vjepa,random,pixels]
+        [--eval-episodes 20] [pretrain.KEY=V ...] [train_ac.KEY=V ...] [mpc.KEY=V ...]
+
+Stages, each as the command a user would type, each skipped when a rerun finds it done:
+
+  1. record the pool: the task's build recipe's training datasets, scaled to --episodes
+  2. pretrain on the pool's video, no actions: V-JEPA (vjepa), masked pixel reconstruction
+     (pixels, same steps and data) and, for random, the architecture alone (0 steps)
+  3. for every fraction, --subsets random subsets of the pool (the whole pool once at 1), and
+     every initialisation: python -m jepa_world.train_ac end to end on that subset, same
+     steps and settings for all
+  4. plan with every model on the same held-out episodes (python -m planners.mpc, evaluation
+     seeds, which recording never uses)
+  5. the table (results.md, results.json) and the plot (label-efficiency.png): success at the
+     end of the budget against the fraction, per initialisation; at any step beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jepa_world.build import (
+    BuildError,
+    BuildStopped,
+    RecordSpec,
+    Stages,
+    load_recipe,
+    preflight,
+    record,
+    stop_on_sigterm,
+)
+from jepa_world.files import write_json_atomic
+from jepa_world.study.report import write_report
+from jepa_world.study.subsets import (
+    Subset,
+    SubsetError,
+    draw_subsets,
+    parse_fractions,
+    pool_episodes,
+    write_subset,
+)
+from jepa_world.training.cli import MAX_SEED, CommandParser
+from planners.episodes import MAX_EVAL_SEED
+
+# what each initialisation's pretraining stage runs on the pool's video
+INITS = {
+    "vjepa": ["objective=features"],
+    "pixels": ["objective=pixels"],
+    "random": ["train.steps=0", "train.warmup_steps=0"],  # the architecture, untrained
+}
+# The end-to-end recipe (benchmarks/RESULTS.md, issue 16) sized for a study on a 2-core CPU:
+# 30 models must train and plan in about three hours.
+TRAIN_AC = ["encoder.train=true", "model.predictor.embed_dim=192", "model.predictor.depth=6",
+            "model.predictor.num_heads=4", "model.predictor.decoder_width=0", "train.lr=3e-4",
+            "train.steps=500", "train.batch_size=32", "train.warmup_steps=50",
+            "train.eval_every=250", "train.tensorboard=false"]
+MPC = ["num_envs=10"]  # the held-out episodes planned side by side: the same plans, sooner
+STAGE_PREFIXES = ("pretrain", "train_ac", "mpc")
+STATE = "stages.json"
+
+
+@dataclass
+class Study:
+    env: str
+    out: Path
+    seed: int
+    eval_episodes: int
+    eval_seed: int
+    inits: list[str]
+    overrides: dict[str, list[str]]
+
+
+def parse_inits(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in INITS]
+    if unknown or not names:
+        raise SubsetError(f"unknown initialisation {unknown[0] if unknown else text!r} "
+                          f"(known: {', '.join(INITS)})")
+    return list(dict.fromkeys(names))
+
+
+def route(extra: list[str]) -> dict[str, list[str]]:
+    """``pretrain.KEY=V``, ``train_ac.KEY=V``, ``mpc.KEY=V`` to their stage."""
+    routed: dict[str, list[str]] = {prefix: [] for prefix in STAGE_PREFIXES}
+    for item in extra:
+        stage, _, override = item.partition(".")
+        if stage not in routed or "=" not in override:
+            raise BuildError(f"unrecognised argument {item!r} (use pretrain.KEY=V, "
+                             "train_ac.KEY=V or mpc.KEY=V)")
+        routed[stage].append(override)
+    return routed
+
+
+class Progress:
+    """Which stages are done (out/stages.json), so that a rerun skips them."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / STATE
+        self.done: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def finished(self, key: str, product: Path) -> bool:
+        if key in self.done and product.exists():
+            print(f"[study] {key}: done ({product}), skipped", file=sys.stderr, flush=True)
+            return True
+        return False
+
+    def mark(self, key: str, seconds: float | None) -> None:
+        self.done[key] = {"seconds": seconds}
+        write_json_atomic(self.path, self.done)
+
+
+def pool_specs(env: str, episodes: int, actions: int | None) -> list[RecordSpec]:
+    """The recipe's training datasets, scaled to ``episodes`` in all (one each at least)."""
+    recipe = load_recipe(env)
+    specs = [spec for spec in recipe.record if spec.name in recipe.train_ac_data]
+    total = sum(spec.episodes for spec in specs)
+    for spec in specs:
+        spec.episodes = max(1, round(episodes * spec.episodes / total))
+        spec.steps = actions or spec.steps
+    return specs
+
+
+def run_study(study: Study, episodes: int, actions: int | None, fractions: list[float],
+              subsets: int) -> dict[str, Any]:
+    recipe = load_recipe(study.env)
+    study.out.mkdir(parents=True, exist_ok=True)
+    stages, progress = Stages(study.out, tag="study"), Progress(study.out)
+    pretrain_args = {init: pretrain_command(study, recipe.pretrain, init) for init in study.inits}
+    for args in pretrain_args.values():
+        preflight("pretrain", args[2:])
+    preflight("train_ac", train_command(study, recipe.train_ac, "vjepa", "check", [])[2:])
+
+    datasets = {}
+    for spec in pool_specs(study.env, episodes, actions):
+        datasets[spec.name] = study.out / "data" / spec.name
+        record(stages, study.env, datasets[spec.name], spec)
+    drawn = draw_subsets(pool_episodes(datasets), fractions, subsets, study.seed)
+
+    for init, args in pretrain_args.items():
+        key = f"pretrain {init}"
+        if not progress.finished(key, study.out / "pretrain" / init / "checkpoint.pt"):
+            stages.run(key, args, resumes=study.out / "pretrain" / init)
+            progress.mark(key, stages.seconds[key])
+
+    for subset in drawn:
+        paths = subset_paths(subset, datasets, study.out)
+        for init in study.inits:
+            train(study, stages, progress, recipe.train_ac, init, subset, paths)
+            evaluate(study, stages, progress, init, subset)
+
+    table = write_report(study.out, collect_results(study, drawn), study.env)
+    summary = {"env": study.env, "pool_episodes": len(pool_episodes(datasets)),
+               "fractions": fractions, "subsets": subsets, "inits": study.inits,
+               "eval_episodes": study.eval_episodes, "eval_seed": study.eval_seed,
+               "stage_seconds": stages.seconds,
+               "command": " ".join(["python -m jepa_world.study", *sys.argv[1:]])}
+    write_json_atomic(study.out / "study.json", summary)
+    print(table)
+    return summary
+
+
+def pretrain_command(study: Study, recipe_pretrain: list[str], init: str) -> list[str]:
+    videos = ",".join(str(study.out / "data" / name / "episodes")
+                      for name in pool_names(study.env))
+    return ["-m", "jepa_world.pretrain", f"data.paths=[{videos}]",
+            f"out_dir={study.out / 'pretrain' / init}", f"seed={study.seed}", *recipe_pretrain,
+            *study.overrides["pretrain"], *INITS[init]]
+
+
+def pool_names(env: str) -> list[str]:
+    recipe = load_recipe(env)
+    return [spec.name for spec in recipe.record if spec.name in recipe.train_ac_data]
+
+
+def train_command(study: Study, recipe_train_ac: list[str], init: str, label: str,
+                  paths: list[Path]) -> list[str]:
+    data = ",".join(str(path) for path in paths) or str(study.out / "data")
+    args = ["-m", "jepa_world.train_ac", f"encoder.checkpoint={study.out / 'pretrain' / init}",
+            f"data.paths=[{data}]", f"out_dir={model_dir(study, init, label).parent}",
+            f"seed={study.seed}", *recipe_train_ac, *TRAIN_AC, *study.overrides["train_ac"]]
+    return args + (["encoder.init=random"] if init == "random" else [])
+
+
+def model_dir(study: Study, init: str, label: str) -> Path:
+    return study.out / "models" / init / label / "world_model"
+
+
+def eval_file(study: Study, init: str, label: str) -> Path:
+    return study.out / "evals" / init / f"{label}.json"
+
+
+def subset_paths(subset: Subset, datasets: dict[str, Path], out: Path) -> list[Path]:
+    if subset.fraction == 1:
+        return [datasets[name] for name in sorted(datasets)]
+    return write_subset(subset, datasets, out / "subsets" / subset.label)
+
+
+def train(study: Study, stages: Stages, progress: Progress, recipe_train_ac: list[str],
+          init: str, subset: Subset, paths: list[Path]) -> None:
+    key = f"train {init} {subset.label}"
+    model = model_dir(study, init, subset.label)
+    if progress.finished(key, model / "weights.safetensors"):
+        return
+    stages.run(key, train_command(study, recipe_train_ac, init, subset.label, paths),
+               resumes=model.parent)
+    progress.mark(key, stages.seconds[key])
+
+
+def evaluate(study: Study, stages: Stages, progress: Progress, init: str, subset: Subset) -> None:
+    key = f"plan {init} {subset.label}"
+    metrics = eval_file(study, init, subset.label)
+    if progress.finished(key, metrics):
+        return
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    args = ["-m", "planners.mpc", "--env", study.env, "--checkpoint",
+            str(model_dir(study, init, subset.label)), "--episodes", str(study.eval_episodes),
+            "--seed", str(study.eval_seed), "--json", str(metrics), "--quiet", *MPC,
+            *study.overrides["mpc"]]
+    stages.run(key, args)
+    progress.mark(key, stages.seconds[key])
+
+
+def collect_results(study: Study, drawn: list[Subset]) -> list[dict[str, Any]]:
+    rows = []
+    for subset in drawn:
+        for init in study.inits:
+            metrics = json.loads(eval_file(study, init, subset.label).read_text())
+            rows.append({"init": init, "fraction": subset.fraction, "subset": subset.index,
+                         "labelled_episodes": len(subset.episodes),
+                         "success": metrics["success_rate"],
+                         "success_any": metrics["success_any_rate"],
+                         "episodes": metrics["episodes"],
+                         "plan_ms_median": metrics["plan_ms_median"]})
+    return rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", required=True, help="task name, e.g. gym:Reacher-v5")
+    parser.add_argument("--out", help="study folder (default runs/study/<env>-label-efficiency)")
+    parser.add_argument("--episodes", type=int, default=400,
+                        help="the action-labelled pool: episodes recorded (the recipe's "
+                        "training datasets, scaled to this many)")
+    parser.add_argument("--steps", type=int, help="actions per recorded episode (default: the "
+                        "recipe's)")
+    parser.add_argument("--fractions", default="0.05,0.1,0.25,1",
+                        help="fractions of the pool a world model trains on")
+    parser.add_argument("--subsets", type=int, default=3,
+                        help="random subsets per fraction below 1")
+    parser.add_argument("--inits", default="vjepa,random,pixels",
+                        help=f"encoder initialisations (of {', '.join(INITS)})")
+    parser.add_argument("--eval-episodes", type=int, default=20,
+                        help="held-out episodes each model plans")
+    parser.add_argument("--eval-seed", type=int, default=0,
+                        help="picks the held-out evaluation seeds (planners.mpc --seed)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the subsets and of every training stage")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = CommandParser(
+        prog="python -m jepa_world.study label-efficiency",
+        description=__doc__.splitlines()[0],
+        epilog="Stage settings pass on as pretrain.KEY=V, train_ac.KEY=V, mpc.KEY=V. "
+        "docs: docs/pretraining.md",
+    )
+    add_arguments(parser)
+    args, extra = parser.parse_known_args(argv)
+    try:
+        for name in ("episodes", "subsets", "eval_episodes", "steps"):
+            value = getattr(args, name)
+            if value is not None and value < 1:
+                raise SubsetError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        for name, top in (("seed", MAX_SEED), ("eval_seed", MAX_EVAL_SEED)):
+            if not 0 <= getattr(args, name) <= top:
+                raise SubsetError(f"--{name.replace('_', '-')} must be in [0, {top}]")
+        fractions = parse_fractions(args.fractions)
+        study = Study(args.env, Path(args.out or default_out(args.env)).resolve(), args.seed,
+                      args.eval_episodes, args.eval_seed, parse_inits(args.inits), route(extra))
+        stop_on_sigterm()
+        started = time.perf_counter()
+        run_study(study, args.episodes, args.steps, fractions, args.subsets)
+    except (BuildError, SubsetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (BuildStopped, KeyboardInterrupt):
+        print("interrupted: the running stage was stopped; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    print(f"[study] done in {time.perf_counter() - started:.0f} s: {study.out}", file=sys.stderr)
+    return 0
+
+
+def default_out(env: str) -> str:
+    return f"runs/study/{env.replace(':', '-')}-label-efficiency"

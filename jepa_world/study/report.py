@@ -1,0 +1,100 @@
+"""The label-efficiency study's table and plot: success against the fraction of action-labelled
+episodes, one row per initialisation, the spread over the random subsets beside the mean."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jepa_world.files import atomic_path, write_json_atomic, write_text_atomic
+
+PLOT = "label-efficiency.png"
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean, min and max over the subsets of each (initialisation, fraction)."""
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["init"], row["fraction"]), []).append(row)
+    summary = []
+    for (init, fraction), members in groups.items():
+        end = np.array([m["success"] for m in members])
+        anywhere = np.array([m["success_any"] for m in members])
+        summary.append({
+            "init": init, "fraction": fraction, "subsets": len(members),
+            "labelled_episodes": members[0]["labelled_episodes"],
+            "episodes_each": members[0]["episodes"],
+            "success_mean": float(end.mean()), "success_min": float(end.min()),
+            "success_max": float(end.max()), "success_std": float(end.std()),
+            "success_any_mean": float(anywhere.mean()),
+        })
+    return sorted(summary, key=lambda s: (s["fraction"], s["init"]))
+
+
+def gaps(summary: list[dict[str, Any]], against: str = "vjepa") -> list[dict[str, Any]]:
+    """Per fraction: the ``against`` initialisation's mean success minus each other one's."""
+    by_key = {(s["init"], s["fraction"]): s["success_mean"] for s in summary}
+    result = []
+    for (init, fraction), value in sorted(by_key.items(), key=lambda item: item[0][1]):
+        if init != against and (against, fraction) in by_key:
+            result.append({"fraction": fraction, "versus": init,
+                           "points": 100 * (by_key[(against, fraction)] - value)})
+    return result
+
+
+def markdown(summary: list[dict[str, Any]], env: str) -> str:
+    lines = [f"Label efficiency on {env}: success at the END of the budget, mean over the "
+             "random subsets (min-max), success at any step beside it.", "",
+             "| fraction | labelled episodes | initialisation | subsets | success (end) | "
+             "min-max | success (any step) |", "|---|---|---|---|---|---|---|"]
+    for s in summary:
+        lines.append(f"| {100 * s['fraction']:g} % | {s['labelled_episodes']} | {s['init']} | "
+                     f"{s['subsets']} x {s['episodes_each']} | {100 * s['success_mean']:.0f} % | "
+                     f"{100 * s['success_min']:.0f}-{100 * s['success_max']:.0f} % | "
+                     f"{100 * s['success_any_mean']:.0f} % |")
+    differences = gaps(summary)
+    if differences:
+        lines += ["", "vjepa minus the other initialisations (points, success at the end): "
+                  + "; ".join(f"{100 * g['fraction']:g} %: {g['points']:+.0f} vs {g['versus']}"
+                              for g in differences)]
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: list[dict[str, Any]], path: Path, env: str) -> None:
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend
+
+    figure = Figure(figsize=(6.0, 4.0))
+    axis = figure.subplots()
+    for init in sorted({s["init"] for s in summary}):
+        rows = [s for s in summary if s["init"] == init]
+        x = [100 * s["fraction"] for s in rows]
+        mean = np.array([100 * s["success_mean"] for s in rows])
+        low = mean - np.array([100 * s["success_min"] for s in rows])
+        high = np.array([100 * s["success_max"] for s in rows]) - mean
+        line = axis.errorbar(x, mean, yerr=[low, high], marker="o", capsize=3,
+                             label=f"{init}: end of budget")
+        axis.plot(x, [100 * s["success_any_mean"] for s in rows], linestyle=":",
+                  color=line[0].get_color(), label=f"{init}: any step")
+    axis.set_xscale("log")
+    axis.set_xlabel("action-labelled episodes (% of the pool)")
+    axis.set_ylabel("success (%)")
+    axis.set_ylim(-2, 102)
+    axis.set_title(f"{env}: what pretraining buys a world model", fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    with atomic_path(path) as staging:
+        figure.savefig(staging, format="png", dpi=110)
+
+
+def write_report(out: Path, rows: list[dict[str, Any]], env: str) -> str:
+    """results.json, results.md and the plot into ``out``; returns the table."""
+    summary = summarise(rows)
+    write_json_atomic(out / "results.json", {"env": env, "runs": rows, "summary": summary,
+                                             "vjepa_minus": gaps(summary)})
+    table = markdown(summary, env)
+    write_text_atomic(out / "results.md", table)
+    plot(summary, out / PLOT, env)
+    return table

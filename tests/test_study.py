@@ -1,0 +1,146 @@
+"""The label-efficiency study: subsets, bad input, and a tiny study run end to end twice."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jepa_world.study.subsets import (
+    SubsetError,
+    draw_subsets,
+    parse_fractions,
+    pool_episodes,
+    write_subset,
+)
+from tests.conftest import assert_one_line_error, run_cli
+
+POOL = [("data", f"{i:06d}") for i in range(40)] + [("fine", f"{i:06d}") for i in range(20)]
+
+
+def test_subsets_honour_fractions_and_counts_and_are_reproducible():
+    drawn = draw_subsets(POOL, [0.05, 0.1, 0.25, 1.0], 3, seed=7)
+    sizes = {}
+    for subset in drawn:
+        sizes.setdefault(subset.fraction, []).append(len(subset.episodes))
+        assert set(subset.episodes) <= set(POOL)
+        assert len(set(subset.episodes)) == len(subset.episodes)
+    assert sizes == {0.05: [3] * 3, 0.1: [6] * 3, 0.25: [15] * 3, 1.0: [60]}
+    assert drawn == draw_subsets(POOL, [0.05, 0.1, 0.25, 1.0], 3, seed=7)
+    other = draw_subsets(POOL, [0.05, 0.1, 0.25, 1.0], 3, seed=8)
+    assert [s.episodes for s in other if s.fraction < 1] != [
+        s.episodes for s in drawn if s.fraction < 1]
+    tens = [s.episodes for s in drawn if s.fraction == 0.1]
+    assert len(set(tens)) == 3  # three different subsets, not one three times
+    # a subset depends on (seed, fraction, index) only: the other fractions do not move it
+    alone = draw_subsets(POOL, [0.1], 3, seed=7)
+    assert [s.episodes for s in alone] == tens
+
+
+@pytest.mark.parametrize("text", ["0", "0,0.5", "1.5", "-0.1", "abc", "", "0.5,0.5"])
+def test_bad_fractions_are_refused(text):
+    with pytest.raises(SubsetError):
+        parse_fractions(text)
+
+
+def test_a_fraction_too_small_for_the_pool_is_refused():
+    with pytest.raises(SubsetError, match="at least 2"):
+        draw_subsets(POOL[:10], [0.05], 3, seed=0)
+
+
+def test_a_subset_folder_reads_as_a_dataset_of_exactly_its_episodes(small_dataset, tmp_path):
+    from jepa_world.data.episodes import EpisodeDataset
+
+    datasets = {"data": small_dataset}
+    pool = pool_episodes(datasets)
+    (subset,) = draw_subsets(pool, [0.5], 1, seed=3)
+    (folder,) = write_subset(subset, datasets, tmp_path / "subset")
+    assert write_subset(subset, datasets, tmp_path / "subset") == [folder]  # rewrite: same
+    data = EpisodeDataset(folder)
+    source = EpisodeDataset(small_dataset)
+    chosen = {name for _, name in subset.episodes}
+    assert [e["name"] for e in data.entries] == sorted(chosen)
+    for index, entry in enumerate(data.entries):
+        original = [e["name"] for e in source.entries].index(entry["name"])
+        assert (data.frames(index) == source.frames(original)).all()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["--fractions", "0,1"], "must be in (0, 1], got 0"),
+     (["--fractions", "0.5,1.2"], "must be in (0, 1], got 1.2"),
+     (["--inits", "vjepa,imagenet"], "unknown initialisation 'imagenet'"),
+     (["--subsets", "0"], "--subsets must be positive"),
+     (["--eval-seed", "-1"], "--eval-seed must be in"),
+     (["train_ac.train.steps=3", "planner.x=1"], "unrecognised argument 'planner.x=1'"),
+     (["train_ac.train.stepz=3"], "train_ac"),
+     (["--env", "pushy"], "pushy")],
+)
+def test_study_bad_input_is_one_line(tmp_path, capsys, args, needle):
+    from jepa_world.study.label_efficiency import main
+
+    env = [] if "--env" in args else ["--env", "reach"]
+    assert main([*env, "--out", str(tmp_path / "study"), *args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
+    assert not (tmp_path / "study" / "data").exists()  # refused before recording anything
+
+
+def test_study_errors_reach_the_command_line_as_one_line():
+    result = run_cli("-m", "jepa_world.study", "label-efficiency", "--env", "reach",
+                     "--fractions", "0.1,2")
+    assert_one_line_error(result, "must be in (0, 1], got 2")
+    assert result.returncode == 2
+    assert_one_line_error(run_cli("-m", "jepa_world.study", "label-efficency"),
+                          "unknown study 'label-efficency'")
+
+
+TINY = [
+    "--episodes", "4", "--steps", "20", "--fractions", "0.5,1", "--subsets", "1",
+    "--inits", "vjepa,random", "--eval-episodes", "1",
+    "pretrain.train.steps=2", "pretrain.train.batch_size=4", "pretrain.train.num_workers=0",
+    "pretrain.train.warmup_steps=1", "pretrain.train.tensorboard=false",
+    "train_ac.train.steps=2", "train_ac.train.batch_size=8", "train_ac.train.warmup_steps=1",
+    "train_ac.train.eval_every=2", "train_ac.model.frameskip=2", "train_ac.train.context=3",
+    "train_ac.model.head.hidden=32", "train_ac.model.head.dim=16",
+    "train_ac.train.sigreg_directions=16", "train_ac.train.calibration_batches=2",
+    "mpc.budget=4", "mpc.horizon=2", "mpc.cem.samples=16", "mpc.cem.elites=4",
+    "mpc.cem.iterations=2", "mpc.num_envs=1",
+]
+
+
+def test_tiny_study_runs_end_to_end_and_a_rerun_skips_what_is_done(tmp_path):
+    out = tmp_path / "study"
+    result = run_cli("-m", "jepa_world.study", "label-efficiency", "--env", "reach", "--out",
+                     str(out), *TINY, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "results.json").read_text())
+    runs = {(r["init"], r["fraction"]) for r in report["runs"]}
+    assert runs == {(i, f) for i in ("vjepa", "random") for f in (0.5, 1.0)}
+    assert {r["labelled_episodes"] for r in report["runs"]} == {2, 4}
+    assert (out / "label-efficiency.png").stat().st_size > 0
+    assert "| 50 % | 2 | vjepa |" in (out / "results.md").read_text()
+    assert "| 100 % | 4 | random |" in result.stdout
+    # the held-out planning episodes are none of the episodes any model trained on
+    trained = {e["seed"] for path in out.glob("data/*/manifest.json")
+               for e in json.loads(path.read_text())["episodes"]}
+    planned = {s for path in out.glob("evals/*/*.json")
+               for s in json.loads(path.read_text())["eval_seeds"]}
+    assert trained and planned and not trained & planned
+    (subset,) = out.glob("subsets/p50-0/*/manifest.json")
+    assert len(json.loads(subset.read_text())["episodes"]) == 2
+    # each model says where its encoder started: the study's own pretraining runs
+    for init, started in (("vjepa", "pretrained"), ("random", "random")):
+        provenance = json.loads((out / "models" / init / "p100-0" / "world_model" /
+                                 "provenance.json").read_text())
+        assert provenance["encoder_init"] == started and provenance["built"] == "end_to_end"
+        assert provenance["encoder_source"]["checkpoint"].startswith(str(out / "pretrain" / init))
+    weights = {path: path.stat().st_mtime_ns for path in out.glob("models/*/*/world_model/*")}
+
+    again = run_cli("-m", "jepa_world.study", "label-efficiency", "--env", "reach", "--out",
+                    str(out), *TINY, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "train vjepa p50-0: done" in again.stderr and "plan random p100-0: done" in again.stderr
+    assert "jepa_world.train_ac" not in again.stderr and "planners.mpc" not in again.stderr
+    assert weights == {path: path.stat().st_mtime_ns
+                       for path in out.glob("models/*/*/world_model/*")}
