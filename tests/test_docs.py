@@ -87,9 +87,11 @@ def test_documented_commands_name_real_modules_and_settings(where, words):
 
 
 @pytest.mark.parametrize("module", ["envs.collect", "jepa_world.build", "jepa_world.readout",
-                                    "planners.swm_eval", "planners.plot"])
+                                    "planners.swm_eval", "planners.plot",
+                                    "jepa_world.study label-efficiency"])
 def test_every_argparse_command_help_points_to_an_existing_docs_page(module):
-    result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT,
+    command = module.split()
+    result = subprocess.run([sys.executable, "-m", *command, "--help"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     page = re.search(r"docs: (docs/[\w-]+\.md)", " ".join(result.stdout.split()))
@@ -98,7 +100,7 @@ def test_every_argparse_command_help_points_to_an_existing_docs_page(module):
     # and a missing argument is one "error:" line, as for the Hydra commands (no usage block)
     from tests.conftest import assert_one_line_error
 
-    assert_one_line_error(subprocess.run([sys.executable, "-m", module, "--no-such-flag"],
+    assert_one_line_error(subprocess.run([sys.executable, "-m", *command, "--no-such-flag"],
                                          cwd=ROOT, capture_output=True, text=True, timeout=120),
                           f"see python -m {module} --help")
 
