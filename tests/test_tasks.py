@@ -241,7 +241,9 @@ END_TO_END = ["train_ac.encoder.train=true", "train_ac.model.head.hidden=32",
 
 @pytest.mark.parametrize(
     ("name", "way"),
-    [(name, way) for name in BUILT_IN for way in ("recipe", "end_to_end")]
+    [(name, "recipe") for name in BUILT_IN]
+    # the end-to-end path is the same code for every task: two of them keep CI short
+    + [(name, "end_to_end") for name in ("reach", "push")]
     # the stable-worldmodel recipes are end to end already
     + [pytest.param(name, "recipe", marks=needs_swm) for name in SWM],
 )
