@@ -1,6 +1,7 @@
 """A jepa-world world model on stable-worldmodel's benchmark, under both protocols, in one command.
 
     python -m planners.swm_eval --env swm:PushT-v1 --checkpoint DIR --dataset DIR [--json F]
+        [KEY=VALUE ...]   (planners.mpc's settings for our protocol, e.g. cem.samples=300)
 
 - theirs: their ``World.evaluate`` drives their ``WorldModelPolicy`` and ``CEMSolver`` (300
   samples, 30 iterations, top 30, variance 1; horizon 5, action blocks of 5, replanning every
@@ -8,8 +9,9 @@
   a state of a recorded held-out dataset, the goal is the recorded state 25 steps later (its
   recorded frame is the goal image), the budget is 50 steps, success is their check at ANY
   step (their headline).
-- ours: ``planners.mpc``'s evaluation with the model's own planner settings, from the same
-  starts and goals: success judged at the END of the budget (our headline), any step beside it.
+- ours: ``planners.mpc``'s evaluation with the model's own planner settings (or the
+  ``KEY=VALUE`` settings given), from the same starts and goals: success judged at the END of
+  the budget (our headline), any step beside it.
 - random: uniform random actions under our runner, the lower row.
 - oracle (the reacher): our CEM on the true simulator (MuJoCo under dm_control) scored by
   their joint errors, the upper row; Push-T's pymunk has no batched rollout here.
@@ -39,6 +41,9 @@ GOAL_OFFSET, BUDGET, RECORDED_STEPS = 25, 50, 100
 THEIR_CEM = {"num_samples": 300, "n_steps": 30, "topk": 30, "var_scale": 1.0}
 THEIR_PLAN = {"horizon": 5, "receding_horizon": 5, "action_block": 5}
 PROTOCOLS = ("theirs", "ours", "random", "oracle")
+# planners.mpc settings the protocol or this command's flags decide
+FIXED_BY_PROTOCOL = ("env", "model", "episodes", "budget", "seed", "device", "image_size",
+                     "frameskip", "checkpoint", "goal", "num_envs")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,7 +69,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
-    return parser.parse_args(argv)
+    args, settings = parser.parse_known_args(argv)
+    for token in settings:  # planners.mpc's KEY=VALUE settings, for our protocol's rows
+        key = token.partition("=")[0]
+        if token.startswith("-") or "=" not in token:
+            parser.error(f"unrecognised argument {token!r} (flags, then planners.mpc's "
+                         "KEY=VALUE settings for our protocol)")
+        if key in FIXED_BY_PROTOCOL:
+            parser.error(f"{key} is fixed by the protocol (or a flag here); leave it out")
+    args.settings = settings
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +99,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         f">= 1, got {args.cem_topk}, {args.cem_samples}, {args.cem_iterations}")
     if not 0 <= args.seed <= MAX_SEED:
         raise UserError(f"--seed must be in [0, {MAX_SEED}], got {args.seed}")
+    if args.settings:  # a mistyped planner setting is refused now, not after their protocol
+        from jepa_world.training.cli import load_config
+
+        load_config("mpc", list(args.settings))
     task_class = swm_task_class(args.env)
     if "oracle" in protocols and not task_class.has_oracle:
         raise UserError(f"{args.env} has no simulator oracle (its physics has no batched "
@@ -213,11 +231,15 @@ def our_protocol(args: argparse.Namespace, kind: str, model: Any,
                  starts: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     """planners.mpc's evaluation (``kind``: ours = the learned model and its planner, random,
     oracle) from the held-out pairs' starts and goals (reset options)."""
-    from planners.mpc import MPCConfig, evaluate
+    from jepa_world.training.cli import load_config
+    from planners.mpc import evaluate
 
-    cfg = MPCConfig(env=args.env, model="learned" if kind == "ours" else kind,
-                    episodes=len(starts), budget=BUDGET, seed=args.seed, device=args.device,
-                    image_size=model.image_size, frameskip=model.frameskip, checkpoint=None)
+    cfg = load_config("mpc", list(getattr(args, "settings", [])))
+    fixed = {"env": args.env, "model": "learned" if kind == "ours" else kind,
+             "episodes": len(starts), "budget": BUDGET, "seed": args.seed, "device": args.device,
+             "image_size": model.image_size, "frameskip": model.frameskip, "checkpoint": None}
+    for key, value in fixed.items():
+        cfg[key] = value
     return evaluate(cfg, model=model if kind == "ours" else None, progress=not args.quiet,
                     log=lambda line: None, reset_options=lambda index: starts[index])
 

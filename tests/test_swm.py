@@ -233,6 +233,11 @@ def test_both_protocols_in_one_command(tmp_path):
     again = json.loads(out.read_text())["ours"]
     assert [r["final_position_error"] for r in again["records"]] == \
         [r["final_position_error"] for r in ours["records"]]
+    # planners.mpc's settings reach our protocol's planner
+    assert ours["config"]["cem"]["samples"] != 40
+    result = run_cli(*command, "--protocols", "ours", "cem.samples=40", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(out.read_text())["ours"]["config"]["cem"]["samples"] == 40
 
 
 @needs_swm
@@ -240,6 +245,9 @@ def test_both_protocols_in_one_command(tmp_path):
     (["--protocols", "mine"], "unknown protocols ['mine']"),
     (["--cem-topk", "50", "--cem-samples", "10"], "--cem-topk <= --cem-samples"),
     (["--episodes", "0"], "must be positive"),
+    (["cem.sample=3"], "cem.sample"),
+    (["budget=10"], "budget is fixed by the protocol"),
+    (["--frobnicate"], "unrecognised argument '--frobnicate'"),
 ])
 def test_swm_eval_bad_input_is_one_line(tmp_path, extra, needle):
     result = run_cli("-m", "planners.swm_eval", "--env", "swm:PushT-v1", "--checkpoint",
