@@ -13,7 +13,7 @@ from jepa_world.study.subsets import (
     pool_episodes,
     write_subset,
 )
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import assert_error_line, assert_one_line_error, run_cli
 
 POOL = [("data", f"{i:06d}") for i in range(40)] + [("fine", f"{i:06d}") for i in range(20)]
 
@@ -144,3 +144,21 @@ def test_tiny_study_runs_end_to_end_and_a_rerun_skips_what_is_done(tmp_path):
     assert "jepa_world.train_ac" not in again.stderr and "planners.mpc" not in again.stderr
     assert weights == {path: path.stat().st_mtime_ns
                        for path in out.glob("models/*/*/world_model/*")}
+    # changed settings would mix two studies in one table: refused, nothing retrained
+    changed = run_cli("-m", "jepa_world.study", "label-efficiency", "--env", "reach", "--out",
+                      str(out), *TINY, "train_ac.train.lr=1e-3", timeout=600)
+    assert_error_line(changed, "train vjepa p50-0 ran with other settings")
+    assert weights == {path: path.stat().st_mtime_ns
+                       for path in out.glob("models/*/*/world_model/*")}
+
+
+def test_more_video_joins_every_pretraining_corpus_but_not_the_labelled_pool(tmp_path):
+    from jepa_world.study.label_efficiency import Study, pretrain_command, route, train_command
+
+    study = Study("reach", tmp_path, 0, 5, 0, ["vjepa", "pixels", "random"], route([]),
+                  [str(tmp_path / "other-video")])
+    for init in study.inits:
+        corpus = next(a for a in pretrain_command(study, [], init) if a.startswith("data.paths="))
+        assert corpus.endswith(f",{tmp_path / 'other-video'}]"), corpus
+    train = train_command(study, [], "vjepa", "p5-0", [tmp_path / "subset"])
+    assert f"data.paths=[{tmp_path / 'subset'}]" in train and "other-video" not in " ".join(train)

@@ -5,13 +5,14 @@ initialisation, a random one and a pixel-reconstruction one, and plan on held-ou
 
     python -m jepa_world.study label-efficiency --env NAME [--episodes 400]
         [--fractions 0.05,0.1,0.25,1] [--subsets 3] [--inits vjepa,random,pixels]
-        [--eval-episodes 20] [pretrain.KEY=V ...] [train_ac.KEY=V ...] [mpc.KEY=V ...]
+        [--eval-episodes 20] [--video DIR ...] [pretrain.KEY=V ...] [train_ac.KEY=V ...]
+        [mpc.KEY=V ...]
 
 Stages, each as the command a user would type, each skipped when a rerun finds it done:
 
   1. record the pool: the task's build recipe's training datasets, scaled to --episodes
-  2. pretrain on the pool's video, no actions: V-JEPA (vjepa), masked pixel reconstruction
-     (pixels, same steps and data) and, for random, the architecture alone (0 steps)
+  2. pretrain on the pool's video (and --video), no actions: V-JEPA (vjepa), masked pixel
+     reconstruction (pixels, same steps and data) and, for random, the architecture alone
   3. for every fraction, --subsets random subsets of the pool (the whole pool once at 1), and
      every initialisation: python -m jepa_world.train_ac end to end on that subset, same
      steps and settings for all
@@ -80,6 +81,7 @@ class Study:
     eval_seed: int
     inits: list[str]
     overrides: dict[str, list[str]]
+    video: list[str]  # more video for pretraining, beside the pool's
 
 
 def parse_inits(text: str) -> list[str]:
@@ -104,20 +106,25 @@ def route(extra: list[str]) -> dict[str, list[str]]:
 
 
 class Progress:
-    """Which stages are done (out/stages.json), so that a rerun skips them."""
+    """Which stages are done and with what (out/stages.json), so that a rerun skips them, and
+    refuses a stage whose command or data changed since it ran (its result would describe
+    another study)."""
 
     def __init__(self, out: Path) -> None:
         self.path = out / STATE
         self.done: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {}
 
-    def finished(self, key: str, product: Path) -> bool:
-        if key in self.done and product.exists():
-            print(f"[study] {key}: done ({product}), skipped", file=sys.stderr, flush=True)
-            return True
-        return False
+    def finished(self, key: str, product: Path, what: list[str]) -> bool:
+        if key not in self.done or not product.exists():
+            return False
+        if self.done[key].get("what") != what:
+            raise BuildError(f"{key} ran with other settings or episodes than now ({product}): "
+                             "rerun with the same options, or give another --out")
+        print(f"[study] {key}: done ({product}), skipped", file=sys.stderr, flush=True)
+        return True
 
-    def mark(self, key: str, seconds: float | None) -> None:
-        self.done[key] = {"seconds": seconds}
+    def mark(self, key: str, seconds: float | None, what: list[str]) -> None:
+        self.done[key] = {"seconds": seconds, "what": what}
         write_json_atomic(self.path, self.done)
 
 
@@ -148,11 +155,12 @@ def run_study(study: Study, episodes: int, actions: int | None, fractions: list[
         record(stages, study.env, datasets[spec.name], spec)
     drawn = draw_subsets(pool_episodes(datasets), fractions, subsets, study.seed)
 
+    pool = [f"{dataset}/{episode}" for dataset, episode in pool_episodes(datasets)]
     for init, args in pretrain_args.items():
-        key = f"pretrain {init}"
-        if not progress.finished(key, study.out / "pretrain" / init / "checkpoint.pt"):
+        key, what = f"pretrain {init}", [*args, *pool]
+        if not progress.finished(key, study.out / "pretrain" / init / "checkpoint.pt", what):
             stages.run(key, args, resumes=study.out / "pretrain" / init)
-            progress.mark(key, stages.seconds[key])
+            progress.mark(key, stages.seconds[key], what)
 
     for subset in drawn:
         paths = subset_paths(subset, datasets, study.out)
@@ -172,8 +180,8 @@ def run_study(study: Study, episodes: int, actions: int | None, fractions: list[
 
 
 def pretrain_command(study: Study, recipe_pretrain: list[str], init: str) -> list[str]:
-    videos = ",".join(str(study.out / "data" / name / "episodes")
-                      for name in pool_names(study.env))
+    videos = ",".join([str(study.out / "data" / name / "episodes")
+                       for name in pool_names(study.env)] + study.video)
     return ["-m", "jepa_world.pretrain", f"data.paths=[{videos}]",
             f"out_dir={study.out / 'pretrain' / init}", f"seed={study.seed}", *recipe_pretrain,
             *study.overrides["pretrain"], *INITS[init]]
@@ -211,25 +219,29 @@ def train(study: Study, stages: Stages, progress: Progress, recipe_train_ac: lis
           init: str, subset: Subset, paths: list[Path]) -> None:
     key = f"train {init} {subset.label}"
     model = model_dir(study, init, subset.label)
-    if progress.finished(key, model / "weights.safetensors"):
+    args = train_command(study, recipe_train_ac, init, subset.label, paths)
+    what = [*args, *(f"{dataset}/{episode}" for dataset, episode in subset.episodes)]
+    if progress.finished(key, model / "weights.safetensors", what):
         return
-    stages.run(key, train_command(study, recipe_train_ac, init, subset.label, paths),
-               resumes=model.parent)
-    progress.mark(key, stages.seconds[key])
+    stages.run(key, args, resumes=model.parent)
+    progress.mark(key, stages.seconds[key], what)
 
 
 def evaluate(study: Study, stages: Stages, progress: Progress, init: str, subset: Subset) -> None:
     key = f"plan {init} {subset.label}"
     metrics = eval_file(study, init, subset.label)
-    if progress.finished(key, metrics):
+    if progress.finished(key, metrics, args := plan_command(study, init, subset, metrics)):
         return
     metrics.parent.mkdir(parents=True, exist_ok=True)
-    args = ["-m", "planners.mpc", "--env", study.env, "--checkpoint",
+    stages.run(key, args)
+    progress.mark(key, stages.seconds[key], args)
+
+
+def plan_command(study: Study, init: str, subset: Subset, metrics: Path) -> list[str]:
+    return ["-m", "planners.mpc", "--env", study.env, "--checkpoint",
             str(model_dir(study, init, subset.label)), "--episodes", str(study.eval_episodes),
             "--seed", str(study.eval_seed), "--json", str(metrics), "--quiet", *MPC,
             *study.overrides["mpc"]]
-    stages.run(key, args)
-    progress.mark(key, stages.seconds[key])
 
 
 def collect_results(study: Study, drawn: list[Subset]) -> list[dict[str, Any]]:
@@ -266,6 +278,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="picks the held-out evaluation seeds (planners.mpc --seed)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the subsets and of every training stage")
+    parser.add_argument("--video", action="append", default=[],
+                        help="more video to pretrain on beside the pool's (a folder, a file "
+                        "or an index, as pretrain's data.paths; repeatable)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise SubsetError(f"--{name.replace('_', '-')} must be in [0, {top}]")
         fractions = parse_fractions(args.fractions)
         study = Study(args.env, Path(args.out or default_out(args.env)).resolve(), args.seed,
-                      args.eval_episodes, args.eval_seed, parse_inits(args.inits), route(extra))
+                      args.eval_episodes, args.eval_seed, parse_inits(args.inits), route(extra),
+                      [str(Path(path).resolve()) for path in args.video])
         stop_on_sigterm()
         started = time.perf_counter()
         run_study(study, args.episodes, args.steps, fractions, args.subsets)
