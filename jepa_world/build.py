@@ -383,10 +383,16 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None and value < 1:
             print(f"error: --{key} must be positive, got {value}", file=sys.stderr)
             return 2
+    return run_stages(lambda: build(args, extra))
+
+
+def run_stages(work: Any, errors: tuple[type[Exception], ...] = (BuildError,)) -> int:
+    """Run a command made of stages under the commands' contract: bad input is one ``error:``
+    line (exit 2); SIGTERM or Ctrl-C stops the running stage and says how to resume (130)."""
     stop_on_sigterm()
     try:
-        build(args, extra)
-    except BuildError as exc:
+        work()
+    except errors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (BuildStopped, KeyboardInterrupt):

@@ -34,13 +34,12 @@ from typing import Any
 
 from jepa_world.build import (
     BuildError,
-    BuildStopped,
     RecordSpec,
     Stages,
     load_recipe,
     preflight,
     record,
-    stop_on_sigterm,
+    run_stages,
 )
 from jepa_world.files import write_json_atomic
 from jepa_world.study.report import write_report
@@ -292,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser)
     args, extra = parser.parse_known_args(argv)
-    try:
+    started = time.perf_counter()
+
+    def study() -> None:
         for name in ("episodes", "subsets", "eval_episodes", "steps"):
             value = getattr(args, name)
             if value is not None and value < 1:
@@ -301,21 +302,14 @@ def main(argv: list[str] | None = None) -> int:
             if not 0 <= getattr(args, name) <= top:
                 raise SubsetError(f"--{name.replace('_', '-')} must be in [0, {top}]")
         fractions = parse_fractions(args.fractions)
-        study = Study(args.env, Path(args.out or default_out(args.env)).resolve(), args.seed,
-                      args.eval_episodes, args.eval_seed, parse_inits(args.inits), route(extra),
-                      [str(Path(path).resolve()) for path in args.video])
-        stop_on_sigterm()
-        started = time.perf_counter()
-        run_study(study, args.episodes, args.steps, fractions, args.subsets)
-    except (BuildError, SubsetError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (BuildStopped, KeyboardInterrupt):
-        print("interrupted: the running stage was stopped; rerun the same command to resume",
+        chosen = Study(args.env, Path(args.out or default_out(args.env)).resolve(), args.seed,
+                       args.eval_episodes, args.eval_seed, parse_inits(args.inits),
+                       route(extra), [str(Path(path).resolve()) for path in args.video])
+        run_study(chosen, args.episodes, args.steps, fractions, args.subsets)
+        print(f"[study] done in {time.perf_counter() - started:.0f} s: {chosen.out}",
               file=sys.stderr)
-        return 130
-    print(f"[study] done in {time.perf_counter() - started:.0f} s: {study.out}", file=sys.stderr)
-    return 0
+
+    return run_stages(study, (BuildError, SubsetError))
 
 
 def default_out(env: str) -> str:
