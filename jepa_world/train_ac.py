@@ -359,7 +359,8 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
             calibrate_batchnorm(world_model, calibration())
         world_model.freeze()
         model_dir = world_model.save(
-            out_dir / "world_model", provenance=_provenance(cfg, datasets, summary)
+            out_dir / "world_model", provenance=_provenance(cfg, datasets, summary),
+            weights=cfg.model.weights_dtype,
         )
         summary["world_model"] = str(model_dir)
     return summary

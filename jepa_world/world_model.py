@@ -53,6 +53,8 @@ __all__ = ["CONFIG", "POOL_MODES", "PRECISIONS", "PROVENANCE", "SHIPPED", "WEIGH
 # auto: bf16 autocast on CUDA, fp32 elsewhere; bf16 on a CPU with bf16 matrix units (AVX512-BF16,
 # AMX) makes planning faster at some cost in precision (benchmarks/RESULTS.md, issue 15)
 PRECISIONS = ("auto", "fp32", "bf16")
+# how save stores floating weights; either loads into a model that computes in float32
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
 class WorldModel(InputChecks, nn.Module):
@@ -383,15 +385,25 @@ class WorldModel(InputChecks, nn.Module):
         return torch.autocast(kind, enabled=False)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, directory: str | Path, provenance: dict[str, Any] | None = None) -> Path:
+    def save(self, directory: str | Path, provenance: dict[str, Any] | None = None,
+             weights: str = "float32") -> Path:
         """The folder is written whole: weights, config, provenance and the attached state
         readout go to a staging folder that replaces ``directory`` once complete, so a kill or a
         full disk leaves the previous folder (or none), never weights beside another model's
         config. Whatever else the old folder held (a policy fitted on the old latents) goes with
-        it. Without ``provenance``, the loaded model's own is kept, with this save recorded."""
+        it. Without ``provenance``, the loaded model's own is kept, with this save recorded.
+
+        ``weights="float16"`` halves the file (a shipped model may take 20 MB): this model's
+        own weights are rounded to half precision first, so that it, its fingerprint and the
+        saved folder agree; it still computes in float32."""
         from jepa_world.files import replace_folder, save_safetensors_atomic, write_json_atomic
         from jepa_world.provenance import git_commit
 
+        if weights not in WEIGHT_DTYPES:
+            raise ValueError(f"weights must be one of {', '.join(WEIGHT_DTYPES)}, got {weights!r}")
+        dtype = WEIGHT_DTYPES[weights]
+        if dtype != torch.float32:
+            self.round_weights(dtype)
         fingerprint = self.fingerprint()
         if provenance is None:
             provenance = dict(self._loaded_from.get("provenance", {}))
@@ -407,13 +419,29 @@ class WorldModel(InputChecks, nn.Module):
             readout = None
 
         def fill(staging: Path) -> None:
-            save_safetensors_atomic(self.state_dict(), staging / WEIGHTS)
+            state = {name: tensor.to(dtype) if tensor.is_floating_point() else tensor
+                     for name, tensor in self.state_dict().items()}
+            save_safetensors_atomic(state, staging / WEIGHTS)
             write_json_atomic(staging / CONFIG, asdict(self.config), sort_keys=False)
             write_json_atomic(staging / PROVENANCE, provenance, sort_keys=False)
             if readout is not None:
                 readout.save(staging / READOUT_DIR)
 
         return replace_folder(Path(directory), fill)
+
+    @torch.no_grad()
+    def round_weights(self, dtype: torch.dtype) -> None:
+        """Round every floating weight and buffer to ``dtype``'s precision in place (kept in
+        their own dtype); one that ``dtype`` cannot hold is an error, and then nothing moves."""
+        floating = {name: tensor for name, tensor in self.state_dict(keep_vars=True).items()
+                    if tensor.is_floating_point()}
+        rounded = {name: tensor.data.to(dtype) for name, tensor in floating.items()}
+        for name, tensor in floating.items():
+            if not torch.isfinite(rounded[name]).all() and torch.isfinite(tensor.data).all():
+                raise ValueError(f"weight {name} does not fit in {dtype}: "
+                                 f"max |value| {float(tensor.data.abs().max()):.3g}")
+        for name, tensor in floating.items():
+            tensor.data.copy_(rounded[name])
 
     @classmethod
     def load(cls, path_or_name: str | Path, device: str | torch.device = "cpu") -> WorldModel:

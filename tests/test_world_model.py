@@ -157,6 +157,40 @@ def test_save_load_round_trip(tmp_path, model):
     assert json.loads((tmp_path / "wm" / "provenance.json").read_text()) == {"note": "test"}
 
 
+def test_half_precision_weights_halve_the_file_and_load_as_saved(tmp_path, model):
+    model.save(tmp_path / "full")
+    fingerprint_full = model.fingerprint()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    model.save(tmp_path / "half", weights="float16")
+    full_bytes = (tmp_path / "full" / "weights.safetensors").stat().st_size
+    half_bytes = (tmp_path / "half" / "weights.safetensors").stat().st_size
+    assert half_bytes < 0.55 * full_bytes
+    # the saving model was rounded, so it and the folder agree exactly
+    loaded = WorldModel.load(tmp_path / "half")
+    assert loaded.fingerprint() == model.fingerprint() != fingerprint_full
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    video = frames(2, 1)
+    torch.testing.assert_close(loaded.encode(video), model.encode(video), atol=0, rtol=0)
+    for name, tensor in model.state_dict().items():  # rounding moved weights by half-precision ulps
+        torch.testing.assert_close(tensor, before[name], atol=1e-3, rtol=1e-3)
+        if tensor.is_floating_point():
+            assert torch.equal(tensor, tensor.half().float())
+    with pytest.raises(ValueError, match="weights must be one of float32, float16"):
+        model.save(tmp_path / "x", weights="int8")
+    assert not (tmp_path / "x").exists()
+
+
+def test_half_precision_refuses_weights_it_cannot_hold(tmp_path):
+    model = tiny_model()
+    with torch.no_grad():
+        next(model.parameters())[0] = 1e6
+    before = model.fingerprint()
+    with pytest.raises(ValueError, match="does not fit in torch.float16"):
+        model.save(tmp_path / "wm", weights="float16")
+    assert not (tmp_path / "wm").exists()
+    assert model.fingerprint() == before  # nothing was rounded
+
+
 def test_input_checking_names_shapes(model):
     z0 = model.encode(frames(2, 1))[:, 0]
     with pytest.raises(

@@ -20,6 +20,7 @@ TARGETS = ("same", "stopgrad", "ema")  # jepa_world.end_to_end.TARGETS, without 
 HEAD_POOLS = ("attention", "mean", "flatten")  # jepa_world.models.latent_head.HEAD_POOLS
 POOL_MODES = ("mean", "stack")  # jepa_world.world_model.POOL_MODES, without importing torch
 ENERGY_STEPS = ("all", "final")  # planners.base.ENERGY_STEPS, without importing the planners
+WEIGHT_DTYPES = ("float32", "float16")  # jepa_world.world_model.WEIGHT_DTYPES, without torch
 
 
 @dataclass
@@ -83,6 +84,7 @@ class WorldModelChoice:
     planning: PlanningDefaults = field(default_factory=PlanningDefaults)
     predictor: ACPredictorShape = field(default_factory=ACPredictorShape)
     head: LatentHeadShape = field(default_factory=LatentHeadShape)
+    weights_dtype: str = "float32"  # float32 | float16: how the saved model stores its weights
 
 
 @dataclass
@@ -153,6 +155,7 @@ class TrainACConfig:
         _check_choice("train.target", train.target, TARGETS)
         _check_choice("encoder.init", self.encoder.init, ENCODER_INITS)
         _check_choice("model.head.pool", model.head.pool, HEAD_POOLS)
+        _check_choice("model.weights_dtype", model.weights_dtype, WEIGHT_DTYPES)
         check_positive(model.head, "model.head.", "heads", "hidden", "dim", "token_dim")
         if not 0.0 <= train.ema_momentum < 1.0:
             raise UserError(f"train.ema_momentum must be in [0, 1), got {train.ema_momentum}")
