@@ -212,3 +212,18 @@ def test_a_mistyped_setting_is_named_on_the_first_try(name, override, needle):
     with pytest.raises(UserError) as info:
         load_config(name, [override])
     assert needle in str(info.value) and "+" not in str(info.value).split("(known")[0]
+
+
+def test_the_train_ac_schema_names_the_same_choices_as_the_code():
+    """The schema keeps copies of these lists so that validating a config imports no torch;
+    a choice added on one side only would pass validation and fail hours later, or the reverse."""
+    from jepa_world import end_to_end, world_model
+    from jepa_world.models import latent_head
+    from jepa_world.schemas import train_ac as schema
+    from planners import energy
+
+    assert set(schema.TARGETS) == set(end_to_end.TARGETS)
+    assert set(schema.HEAD_POOLS) == set(latent_head.HEAD_POOLS)
+    assert set(schema.POOL_MODES) == set(world_model.POOL_MODES)
+    assert set(schema.ENERGY_STEPS) == set(energy.ENERGY_STEPS)
+    assert set(schema.WEIGHT_DTYPES) == set(world_model.WEIGHT_DTYPES)

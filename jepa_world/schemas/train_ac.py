@@ -19,7 +19,7 @@ LOSSES = ("auto", "l1", "mse")
 TARGETS = ("same", "stopgrad", "ema")  # jepa_world.end_to_end.TARGETS, without importing torch
 HEAD_POOLS = ("attention", "mean", "flatten")  # jepa_world.models.latent_head.HEAD_POOLS
 POOL_MODES = ("mean", "stack")  # jepa_world.world_model.POOL_MODES, without importing torch
-ENERGY_STEPS = ("all", "final")  # planners.base.ENERGY_STEPS, without importing the planners
+ENERGY_STEPS = ("all", "final")  # planners.energy.ENERGY_STEPS, without importing the planners
 WEIGHT_DTYPES = ("float32", "float16")  # jepa_world.world_model.WEIGHT_DTYPES, without torch
 
 
