@@ -78,6 +78,9 @@ def plot(summary: list[dict[str, Any]], path: Path, env: str) -> None:
         axis.plot(x, [100 * s["success_any_mean"] for s in rows], linestyle=":",
                   color=line[0].get_color(), label=f"{init}: any step")
     axis.set_xscale("log")
+    fractions = sorted({100 * s["fraction"] for s in summary})
+    axis.set_xticks(fractions, [f"{f:g} %" for f in fractions])
+    axis.minorticks_off()
     axis.set_xlabel("action-labelled episodes (% of the pool)")
     axis.set_ylabel("success (%)")
     axis.set_ylim(-2, 102)
