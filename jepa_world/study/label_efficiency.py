@@ -60,7 +60,7 @@ INITS = {
     "pixels": ["objective=pixels"],
     "random": ["train.steps=0", "train.warmup_steps=0"],  # the architecture, untrained
 }
-# The end-to-end recipe (benchmarks/RESULTS.md, issue 16) at a quarter of its batch. 2000 steps,
+# The end-to-end recipe (benchmarks/RESULTS.md, issue 16) at half its batch. 2000 steps,
 # not fewer: at 500 the models trained on the whole pool had seen each window less than once
 # and failed to plan whatever their initialisation (RESULTS.md, "What video buys a world
 # model"). About 16 minutes per model on a 2-core CPU: a full study spans several sessions.
