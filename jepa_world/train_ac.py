@@ -57,7 +57,7 @@ from jepa_world.training.loop import (
     non_finite_message,
     read_resume,
 )
-from jepa_world.training.optim import make_adamw, param_groups, set_lr_and_wd
+from jepa_world.training.optim import hold, make_adamw, param_groups, set_lr_and_wd
 from jepa_world.training.run_dir import (
     finished,
     own_out_dir,
@@ -337,6 +337,8 @@ def _train(cfg: TrainACConfig, rt: Runtime, out_dir: Path) -> dict[str, Any]:
         batch = trajectories.batch(train_windows[mine], steps, fs, rt.device)
         lr = warmup_cosine(step, total, tc.warmup_steps, tc.start_lr, tc.lr, tc.final_lr)
         set_lr_and_wd(optimizer, lr, tc.weight_decay)
+        if end_to_end and step < cfg.encoder.frozen_steps:
+            hold(optimizer, "encoder")
         with rt.autocast(tc.bf16):
             parts = trained(batch[key], batch["actions"], batch["proprio"] if use_proprio else None)
         loop.optimise(optimizer, parts["loss"], learned.parameters(), tc.clip_grad)
@@ -386,7 +388,7 @@ def _objective(cfg: TrainACConfig, world_model: WorldModel
                                       tc.sigreg_directions, tc.target, tc.ema_momentum)
         encoder = world_model.encoder
         rest = [m for m in world_model.children() if m is not encoder]
-        groups = param_groups([encoder], cfg.encoder.lr_scale) + param_groups(rest)
+        groups = param_groups([encoder], cfg.encoder.lr_scale, "encoder") + param_groups(rest)
     else:
         groups = param_groups([learned])
     optimizer = make_adamw(groups, lr=tc.lr, weight_decay=tc.weight_decay,

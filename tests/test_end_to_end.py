@@ -61,6 +61,23 @@ def test_the_pretrained_and_random_initialisations_differ(tmp_path, pretrained, 
     assert not torch.equal(a["blocks.0.attn.qkv.weight"], b["blocks.0.attn.qkv.weight"])
 
 
+def test_a_frozen_warm_up_keeps_the_initial_encoder_and_trains_the_rest(
+    tmp_path, pretrained, small_dataset  # noqa: F811
+):
+    encoders = {}
+    for steps in (3, 5):  # frozen for 3 steps: after 3 still the initialisation, after 5 not
+        out = tmp_path / f"steps{steps}"
+        result = train_ac(out, pretrained, small_dataset, *E2E, "encoder.frozen_steps=3",
+                          f"train.steps={steps}")
+        assert result.returncode == 0, result.stderr
+        encoders[steps] = WorldModel.load(out / "world_model").encoder.state_dict()
+    initial = torch.load(pretrained / "checkpoint.pt", weights_only=True)["target_encoder"]
+    initial = {k.removeprefix("module."): v for k, v in initial.items()}
+    assert encoders[3].keys() == initial.keys()
+    assert all(torch.equal(encoders[3][k], initial[k]) for k in initial)
+    assert not all(torch.equal(encoders[5][k], initial[k]) for k in initial)
+
+
 @pytest.mark.parametrize("target", ["same", "ema"])
 def test_end_to_end_resumes_bit_exactly(tmp_path, pretrained, small_dataset, target):  # noqa: F811
     common = (*E2E, f"train.target={target}", "train.steps=8", "train.checkpoint_every=4")
@@ -90,6 +107,7 @@ def test_end_to_end_resumes_bit_exactly(tmp_path, pretrained, small_dataset, tar
         ("model.head.pool=attention model.head.heads=5",
          "head.heads=5 does not divide the encoder width 96"),
         ("encoder.lr_scale=0", "encoder.lr_scale must be positive"),
+        ("encoder.frozen_steps=-1", "encoder.frozen_steps must be >= 0"),
     ],
 )
 def test_end_to_end_bad_settings_are_one_line(tmp_path, pretrained, small_dataset, override,  # noqa: F811
@@ -100,8 +118,9 @@ def test_end_to_end_bad_settings_are_one_line(tmp_path, pretrained, small_datase
 
 
 def test_end_to_end_settings_need_end_to_end_training(tmp_path, pretrained, small_dataset):  # noqa: F811
-    result = train_ac(tmp_path / "bad", pretrained, small_dataset, "encoder.init=random")
-    assert_one_line_error(result, "add encoder.train=true")
+    for setting in ("encoder.init=random", "encoder.frozen_steps=10"):
+        result = train_ac(tmp_path / "bad", pretrained, small_dataset, setting)
+        assert_one_line_error(result, "add encoder.train=true")
 
 
 def test_a_flatten_head_tells_where_things_are_where_mean_pooling_cannot():

@@ -31,6 +31,7 @@ class EncoderSource:
     init: str = "pretrained"  # pretrained | random (the checkpoint's architecture, fresh weights)
     train: bool = False  # true: end to end (encoder, latent head and predictor together)
     lr_scale: float = 1.0  # end to end: the encoder's learning rate relative to train.lr
+    frozen_steps: int = 0  # end to end: the encoder stays as initialised for this many steps
 
 
 @dataclass
@@ -151,6 +152,7 @@ class TrainACConfig:
         )
         check_positive(train, "train.", "sigreg_directions", "calibration_batches")
         check_positive(self.encoder, "encoder.", "lr_scale")
+        check_non_negative(self.encoder, "encoder.", "frozen_steps")
         _check_choice("train.loss", train.loss, LOSSES)
         _check_choice("train.target", train.target, TARGETS)
         _check_choice("encoder.init", self.encoder.init, ENCODER_INITS)
@@ -159,8 +161,10 @@ class TrainACConfig:
         check_positive(model.head, "model.head.", "heads", "hidden", "dim", "token_dim")
         if not 0.0 <= train.ema_momentum < 1.0:
             raise UserError(f"train.ema_momentum must be in [0, 1), got {train.ema_momentum}")
-        if not self.encoder.train and (self.encoder.init == "random" or train.target != "same"):
-            raise UserError("encoder.init=random and train.target are end-to-end settings: add "
+        if not self.encoder.train and (self.encoder.init == "random" or train.target != "same"
+                                       or self.encoder.frozen_steps):
+            raise UserError("encoder.init=random, encoder.frozen_steps and train.target are "
+                            "end-to-end settings: add "
                             "encoder.train=true (a random frozen encoder is what "
                             "jepa_world.build --random-encoder builds)")
         if len(train.betas) != 2 or not all(0.0 <= v < 1.0 for v in train.betas):
