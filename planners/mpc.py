@@ -172,6 +172,10 @@ def check_config(cfg: MPCConfig) -> None:
             raise UserError(str(exc)) from None
     if cfg.model == "oracle" and cfg.planner == "gradient":
         raise UserError("the MuJoCo oracle is not differentiable: use --planner cem or mppi")
+    polishes = cfg.planner in ("cem", "mppi") and getattr(cfg, cfg.planner).get("polish_steps")
+    if polishes and (cfg.model == "oracle" or cfg.tail is not None):
+        raise UserError(f"{cfg.planner}.polish_steps follows the learned model's gradient: not "
+                        "with the MuJoCo oracle or a policy tail")
     try:
         from planners.oracle import resolve_threads
 

@@ -36,6 +36,7 @@ from planners.base import (
     randn,
     to_blocks,
 )
+from planners.polish import polish
 from planners.tail import PolicyTail
 
 # (elites [E,M,H,b,A], their energies [E,M], mean [E,H,b,A], std [E,H,b,A]) -> (mean, std)
@@ -48,7 +49,8 @@ class SamplingSettings(PlannerSettings):
     [-1, 1]); ``std_min`` keeps the search from collapsing. ``explore``: the fraction of every
     iteration's samples drawn around the mean with the wide ``std_explore`` instead of the
     current std, so that a search started narrow around a warm start can still find a far
-    better sequence."""
+    better sequence. ``polish_steps``: Adam steps of size ``polish_lr`` on the best sequence
+    through the differentiable world model after the last iteration (``planners.polish``)."""
 
     section: ClassVar[str] = "sampling"  # the settings' section in configs/mpc.yaml
 
@@ -60,6 +62,8 @@ class SamplingSettings(PlannerSettings):
     explore: float = 0.0
     std_explore: float = 1.0
     min_improvement: float = 0.0
+    polish_steps: int = 0
+    polish_lr: float = 0.02
 
     def validate(self) -> None:
         super().validate()
@@ -79,6 +83,9 @@ class SamplingSettings(PlannerSettings):
         if not 0.0 <= self.min_improvement < 1.0:
             raise ValueError(f"{self.section}.min_improvement must be in [0, 1), got "
                              f"{self.min_improvement}")
+        if int(self.polish_steps) < 0 or self.polish_lr <= 0:
+            raise ValueError(f"{self.section}.polish_steps must be >= 0 and "
+                             f"{self.section}.polish_lr positive")
         if self.std_init <= 0 or self.std_min < 0:
             raise ValueError(
                 f"{self.section}.std_init must be positive and {self.section}.std_min "
@@ -178,6 +185,9 @@ def search(
             active = active & (gain > settings.min_improvement * previous.abs())
             if not active.any():
                 break
+    if settings.polish_steps:
+        polish(best, score, int(settings.polish_steps), settings.polish_lr,
+               settings.action_low, settings.action_high)
     return Search(mean, std, elites, elite_energy, best, score, history, started, ran)
 
 

@@ -233,6 +233,7 @@ def test_learned_model_with_offset_correction(tiny_checkpoint):
         (["--model", "dreamer"], "unknown model 'dreamer'"),
         (["--goal", "anywhere"], "unknown goal protocol"),
         (["--model", "oracle", "--planner", "gradient"], "not differentiable"),
+        (["--model", "oracle", "cem.polish_steps=5"], "polish_steps follows the learned"),
         (["--frobnicate"], "unrecognised argument"),
         (["cem.samples=0", "--model", "oracle"], "samples must be a positive integer"),
         (["nonexistent_key=1"], "bad configuration"),

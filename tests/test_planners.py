@@ -608,3 +608,28 @@ def test_a_policy_tail_extends_every_scored_sequence():
 
 
 FAST_TAIL_CEM = {"samples": 16, "elites": 4, "iterations": 2, "horizon": 2, "energy_steps": "all"}
+
+
+@pytest.mark.parametrize("name", ["cem", "mppi"])
+def test_polish_walks_the_last_of_the_way_and_never_raises_the_energy(name):
+    plan, _ = get_planner(name)
+    model, z0, goal, _ = problem(num_envs=3, seed=5)
+    coarse = {"samples": 16, "elites": 4, "iterations": 2, "metric": "l2",
+              "energy_steps": "final", **({"output": "best"} if name == "mppi" else {})}
+    seeds = [1, 2, 3]
+    base = plan(model, z0, goal, generator=generators(seeds), horizon=3, **coarse)
+    polish = {**coarse, "polish_steps": 30, "polish_lr": 0.05}
+    polished = plan(model, z0, goal, generator=generators(seeds), horizon=3, **polish)
+    assert torch.all(polished.energy <= base.energy)
+    assert torch.all(polished.energy < 0.2 * base.energy), (base.energy, polished.energy)
+    reached = model.rollout(z0, polished.actions)[:, -1]
+    torch.testing.assert_close(model.energy(reached, goal, "l2"), polished.energy)
+    assert polished.actions.abs().max() <= 1.0
+    for e, seed in enumerate(seeds):  # each environment gets its own gradient
+        single = plan(model, z0[e : e + 1], goal[e : e + 1], generator=generators([seed]),
+                      horizon=3, **polish)
+        torch.testing.assert_close(polished.actions[e : e + 1], single.actions, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="polish_steps must be >= 0"):
+        plan(model, z0, goal, horizon=3, **{**polish, "polish_steps": -1})
+    with pytest.raises(ValueError, match="polish_lr positive"):
+        plan(model, z0, goal, horizon=3, **{**polish, "polish_lr": 0.0})
