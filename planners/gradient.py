@@ -29,6 +29,7 @@ from planners.base import (
     rand,
     to_blocks,
 )
+from planners.polish import descend
 
 SQUASHES = ("tanh", "clamp")
 _EDGE = 1e-4  # keeps atanh finite for warm starts on the box boundary
@@ -97,31 +98,14 @@ def plan(
     else:
         params = start.clone()
     params = params.detach().requires_grad_(True)
-    optimizer = torch.optim.Adam([params], lr=cfg.lr)
 
     with torch.no_grad():
         score = Scorer(world_model, z_now.detach(), z_goal.detach(), proprio,
                        cfg.objective(world_model))
     best = BestTracker(num_envs, shape, device)
-    history = []
-    with torch.enable_grad():
-        for _ in range(cfg.steps):
-            actions = squash(params)
-            energy = score(actions)  # [E,R]
-            best.update(energy, actions)
-            history.append(best.energy.clone())
-            optimizer.zero_grad(set_to_none=True)
-            backward_started = time.perf_counter()
-            energy.sum().backward()
-            score.model_s += time.perf_counter() - backward_started  # backprop is model time
-            optimizer.step()
-            if cfg.squash == "clamp":
-                with torch.no_grad():
-                    params.clamp_(cfg.action_low, cfg.action_high)
-    with torch.no_grad():
-        actions = squash(params)
-        best.update(score(actions), actions)
-        history.append(best.energy.clone())
+    history: list[Tensor] = []
+    box = (cfg.action_low, cfg.action_high) if cfg.squash == "clamp" else None
+    descend(score, params, best, cfg.steps, cfg.lr, squash, box, history)
     result = to_blocks(best.params, int(world_model.frameskip)).contiguous()
     info = {
         "planner": "gradient",

@@ -1,18 +1,54 @@
-"""Gradient polish of a sampling search's best sequence.
+"""Adam on action sequences through the differentiable world model: the gradient planner's
+descent, and the polish of a sampling search's best sequence.
 
 A sampling search of a few hundred sequences finds the way to the goal but not its last
 hundredths: near the goal the energy is a smooth bowl narrower than the search's spread. A few
-Adam steps on the best sequence, through the differentiable world model, walk down that bowl;
-every iterate is scored and the best sequence seen is kept, so polishing never returns a
-sequence with a higher energy than the search found. Each environment's sequence gets exactly
-its own gradient (the loss is the sum of per-environment energies): batched == unbatched.
+Adam steps on the best sequence walk down that bowl; every iterate is scored and the best
+sequence seen is kept, so polishing never returns a sequence with a higher energy than the
+search found. Each environment's sequence gets exactly its own gradient (the loss is the sum
+of per-environment energies): batched == unbatched.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import torch
+from torch import Tensor
 
 from planners.base import BestTracker, Scorer
+
+
+def descend(score: Scorer, params: Tensor, best: BestTracker, steps: int, lr: float,
+            squash: Callable[[Tensor], Tensor] = lambda u: u,
+            box: tuple[float, float] | None = None,
+            history: list[Tensor] | None = None) -> None:
+    """``steps`` Adam steps of size ``lr`` on the leaf ``params`` [E,R,H,b,A]: the actions
+    ``squash(params)`` of every iterate, the last included, are scored and offered to ``best``
+    (its energy appended to ``history`` each time); ``box`` projects ``params`` into [low,
+    high] after each step. The backward passes count as the scorer's model time."""
+    optimizer = torch.optim.Adam([params], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            actions = squash(params)
+            energy = score(actions)  # [E,R], the energy of the iterate before this step
+            best.update(energy, actions)
+            if history is not None:
+                history.append(best.energy.clone())
+            optimizer.zero_grad(set_to_none=True)
+            backward_started = time.perf_counter()
+            energy.sum().backward()
+            score.model_s += time.perf_counter() - backward_started
+            optimizer.step()
+            if box is not None:
+                with torch.no_grad():
+                    params.clamp_(*box)
+    with torch.no_grad():
+        actions = squash(params)
+        best.update(score(actions), actions)
+        if history is not None:
+            history.append(best.energy.clone())
 
 
 def polish(best: BestTracker, score: Scorer, steps: int, lr: float, low: float,
@@ -22,15 +58,4 @@ def polish(best: BestTracker, score: Scorer, steps: int, lr: float, low: float,
     if score.tail is not None:
         raise ValueError("polish_steps does not combine with a policy tail")
     params = best.params.detach().clone().unsqueeze(1).requires_grad_(True)  # [E,1,H,b,A]
-    optimizer = torch.optim.Adam([params], lr=lr)
-    with torch.enable_grad():
-        for _ in range(steps):
-            energy = score(params)  # [E,1], the energy of the iterate before this step
-            best.update(energy, params)
-            optimizer.zero_grad(set_to_none=True)
-            energy.sum().backward()
-            optimizer.step()
-            with torch.no_grad():
-                params.clamp_(low, high)
-    with torch.no_grad():
-        best.update(score(params), params)
+    descend(score, params, best, steps, lr, box=(low, high))
