@@ -48,7 +48,7 @@ from jepa_world.vjepa import (  # noqa: E402
     target_features,
 )
 from planners import get_planner  # noqa: E402
-from planners.base import make_settings, planning_defaults  # noqa: E402
+from planners.base import make_settings, model_planner_settings, planning_defaults  # noqa: E402
 from planners.policies import PlannerPolicy  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -156,7 +156,7 @@ def planning_rows(args: argparse.Namespace, device: torch.device) -> tuple[list[
         "metric": mpc["energy"],
         "energy_steps": energy_steps,
         "repeat_in_block": mpc["repeat_in_block"],
-        **mpc["cem"],
+        **model_planner_settings(model, mpc["cem"]),
     })
     rng = np.random.default_rng(0)
     s = model.image_size

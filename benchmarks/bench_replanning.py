@@ -113,12 +113,12 @@ def main() -> None:
     record = not args.no_record
     model = mpc.load_world_model(args.checkpoint, torch.device("cpu"))
     base = load_config("mpc", overrides)
-    base.horizon, base.energy_steps = mpc.planning_defaults(model, base.horizon,
-                                                           base.energy_steps)
+    mpc.apply_model_planning(base, model)
 
     def case(num_envs: int = 1, **keys: Any) -> Case:
         cfg = load_config("mpc", overrides)
         cfg.horizon, cfg.energy_steps = base.horizon, base.energy_steps
+        cfg.cem, cfg.mppi = base.cem, base.mppi
         for key, value in keys.items():
             section, _, name = key.rpartition(".")
             (cfg[section] if section else cfg)[name] = value

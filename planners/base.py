@@ -140,8 +140,28 @@ def planning_defaults(
     return horizon, energy_steps
 
 
+# A sampling planner's settings that a world model may carry in ``config.planning`` (its
+# builder chose them for it); null in configs/mpc.yaml means "the world model's, else the
+# planner's own default".
+MODEL_PLANNER_KEYS = ("polish_steps", "polish_lr")
+
+
+def model_planner_settings(model: Any, section: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a planner's settings ``section`` whose unset (None) model-carried keys
+    (``MODEL_PLANNER_KEYS``) take the world model's ``config.planning`` values where it has
+    them; the rest stay None (``make_settings`` then uses the planner's own default)."""
+    planning = getattr(getattr(model, "config", None), "planning", None) or {}
+    result = dict(section)
+    for key in MODEL_PLANNER_KEYS:
+        if key in result and result[key] is None and planning.get(key) is not None:
+            result[key] = planning[key]
+    return result
+
+
 def make_settings(cls: type[S], settings: S | None, overrides: dict[str, Any]) -> S:
-    """Settings from a dataclass instance and/or keyword overrides, validated."""
+    """Settings from a dataclass instance and/or keyword overrides, validated; a None
+    model-carried key (``MODEL_PLANNER_KEYS``) keeps the settings' own value."""
+    overrides = {k: v for k, v in overrides.items() if not (k in MODEL_PLANNER_KEYS and v is None)}
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - names)
     if unknown:

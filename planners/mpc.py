@@ -44,6 +44,7 @@ from planners.base import (
     PlannerSettings,
     command_setting,
     make_settings,
+    model_planner_settings,
     planning_defaults,
 )
 from planners.correction import OffsetCorrection
@@ -213,6 +214,16 @@ def planner_settings(
     except (TypeError, ValueError) as exc:
         raise UserError(f"bad planner settings: {exc}") from None
     return plan_fn, settings
+
+
+def apply_model_planning(cfg: Any, model: Any) -> None:
+    """Fill in what ``cfg`` leaves to the world model (null horizon, energy_steps and sampling
+    planners' polish settings) from its stored ``config.planning``, so that the metrics record
+    the settings that ran. A policy tail refuses the polish, so it keeps the planner's own."""
+    cfg.horizon, cfg.energy_steps = planning_defaults(model, cfg.horizon, cfg.energy_steps)
+    if cfg.tail is None:
+        for name in ("cem", "mppi"):
+            setattr(cfg, name, model_planner_settings(model, dict(getattr(cfg, name))))
 
 
 def load_world_model(checkpoint: str, device: torch.device) -> Any:
@@ -391,7 +402,7 @@ def evaluate(
     if model_px is not None and model_px != cfg.image_size:
         print(f"note: frames rendered at {cfg.image_size} px are resized to the world model's "
               f"{model_px} px (image_size={model_px} renders them at its size)", file=sys.stderr)
-    cfg.horizon, cfg.energy_steps = planning_defaults(model, cfg.horizon, cfg.energy_steps)
+    apply_model_planning(cfg, model)
     video = None
     if video_dir is not None:
         folder = Path(video_dir)

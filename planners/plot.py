@@ -116,7 +116,6 @@ def draw(path: Path, frame: np.ndarray, goal: np.ndarray, axis: np.ndarray,
 
 def main(argv: list[str]) -> int:
     from planners import mpc
-    from planners.base import planning_defaults
     from planners.episodes import eval_seed
 
     parser = CommandParser(prog="python -m planners.plot",
@@ -146,7 +145,7 @@ def main(argv: list[str]) -> int:
     task = mpc.open_tasks(cfg.env, 1, cfg.image_size, cfg.budget, cfg.goal)[0]
     try:
         model = mpc.load_world_model(cfg.checkpoint, torch.device("cpu"))
-        cfg.horizon, cfg.energy_steps = planning_defaults(model, cfg.horizon, cfg.energy_steps)
+        mpc.apply_model_planning(cfg, model)
         _, settings = mpc.planner_settings(cfg, (float(task.action_space.low.min()),
                                                  float(task.action_space.high.max())))
         options = {} if cfg.goal is None else {"goal_protocol": cfg.goal}

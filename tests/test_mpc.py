@@ -168,6 +168,30 @@ def test_learned_model_path(tiny_checkpoint, planner):
     assert metrics["timing"]["encode_ms_per_replan"] > 0
 
 
+def test_a_model_carries_its_polish_and_the_command_overrides_it(tiny_checkpoint, tmp_path):
+    """model.planning.polish_* (set by train_ac) are what planners.mpc, the API's
+    PlannerPolicy and the metrics use unless the command says otherwise."""
+    from jepa_world.world_model import WorldModel
+    from planners.policies import PlannerPolicy, command_defaults
+
+    model = WorldModel.load(tiny_checkpoint)
+    model.config.planning = {"polish_steps": 3, "polish_lr": 0.05}
+    carrying = model.save(tmp_path / "polished")
+    quick = ["cem.samples=8", "cem.elites=2", "cem.iterations=1", "horizon=2"]
+    flags = {"checkpoint": str(carrying), "episodes": 1, "budget": 5, "device": "cpu"}
+    metrics = run(*quick, **flags)
+    assert metrics["settings"]["polish_steps"] == 3 and metrics["settings"]["polish_lr"] == 0.05
+    assert metrics["config"]["cem"]["polish_steps"] == 3  # the record says what ran
+    metrics = run(*quick, "cem.polish_steps=0", **flags)
+    assert metrics["settings"]["polish_steps"] == 0 and metrics["settings"]["polish_lr"] == 0.05
+    plain = run(*quick, **{**flags, "checkpoint": str(tiny_checkpoint)})
+    assert plain["settings"]["polish_steps"] == 0 and plain["settings"]["polish_lr"] == 0.02
+    loaded = WorldModel.load(carrying)
+    assert PlannerPolicy(loaded, "mppi").settings.polish_steps == 3
+    assert PlannerPolicy(loaded, "cem", polish_steps=1).settings.polish_steps == 1
+    assert command_defaults(loaded, "cem", {}, carried=False)["polish_steps"] is None
+
+
 def random_shooting(world_model, z_now, z_goal, *, proprio=None, init_mean=None,
                     generator=None, settings=None):
     """A user's own planner: the sampling skeleton with a refit that changes nothing."""
@@ -312,7 +336,7 @@ def test_shipped_model_end_to_end(tmp_path):
 
 
 def test_reacher_shipped_model_end_to_end(tmp_path):
-    """gym:Reacher-v5 with its shipped model and the model's own planning horizon."""
+    """gym:Reacher-v5 with its shipped model and the model's own planning settings."""
     out = tmp_path / "metrics.json"
     result = run_cli("-m", "planners.mpc", "--env", "gym:Reacher-v5", "--episodes", "1",
                      "--budget", "10", "--json", str(out), "cem.iterations=2", "--quiet")
@@ -321,6 +345,7 @@ def test_reacher_shipped_model_end_to_end(tmp_path):
     assert metrics["checkpoint"] == "gym:Reacher-v5" and metrics["env"] == "jepa_world/Reacher-v5"
     assert metrics["settings"]["horizon"] == 5 and metrics["settings"]["frameskip"] == 2
     assert metrics["settings"]["energy_steps"] == "all"  # neither the command nor the model set it
+    assert metrics["settings"]["polish_steps"] == 20 and metrics["settings"]["polish_lr"] == 0.01
     assert "final_joint_error_mean" in metrics and "final joint error" in result.stdout
 
 

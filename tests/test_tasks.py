@@ -267,7 +267,8 @@ def test_record_build_and_plan_end_to_end(tmp_path, name, way):
     model = out / "train_ac" / "world_model"
     provenance = json.loads((model / "provenance.json").read_text())
     assert provenance["reproduce"] == f"python -m jepa_world.build --env {name} --install"
-    if way == "end_to_end" or name in SWM:
+    recipe = load_recipe(name)
+    if way == "end_to_end" or "encoder.train=true" in recipe.train_ac:
         assert provenance["built"] == "end_to_end"
     if way == "end_to_end":
         assert json.loads((model / "config.json").read_text())["head"]["dim"] == 16
@@ -281,7 +282,14 @@ def test_record_build_and_plan_end_to_end(tmp_path, name, way):
         assert f"final {metric.replace('_', ' ')}" in result.stdout
         assert f"final_{metric}" in metrics["records"][0]
     assert metrics["env"] == task.spec.id and metrics["budget"] == 4
-    if load_recipe(name).readout:  # fitted into the model's folder, and it plans with it
+    planning = json.loads((model / "config.json").read_text())["planning"]
+    for item in recipe.train_ac:  # the planner settings the recipe stores in the model
+        key, _, value = item.partition("=")
+        if key.startswith("model.planning."):
+            assert str(planning[key.split(".")[-1]]) == value, (key, planning)
+    for key, default in {"polish_steps": 0, "polish_lr": 0.02}.items():  # ... are what the
+        assert metrics["settings"][key] == planning.get(key, default)   # command plans with
+    if recipe.readout:  # fitted into the model's folder, and it plans with it
         assert "readout" in summary["stage_seconds"] and (model / "readout").is_dir()
         assert metrics["readout_weight"] == 10.0
     task.close()

@@ -69,6 +69,8 @@ class PlanningDefaults:
 
     horizon: int | None = None
     energy_steps: str | None = None  # all | final; None = the planner's own default
+    polish_steps: int | None = None  # cem / mppi polish_steps; None = the planner's own (0)
+    polish_lr: float | None = None  # cem / mppi polish_lr; None = the planner's own
 
     def as_dict(self) -> dict[str, Any]:
         """The keys that are set."""
@@ -188,7 +190,8 @@ class TrainACConfig:
         if not model.use_proprio and model.predictor.decoder_width:
             raise UserError("model.use_proprio=false leaves nothing for the proprio decoder: "
                             "add model.predictor.decoder_width=0")
-        check_positive(model.planning, "model.planning.", "horizon")
+        check_positive(model.planning, "model.planning.", "horizon", "polish_lr")
+        check_non_negative(model.planning, "model.planning.", "polish_steps")
         if model.planning.energy_steps not in (None, *ENERGY_STEPS):
             raise UserError(
                 "model.planning.energy_steps must be all, final or null, "
