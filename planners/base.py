@@ -146,12 +146,15 @@ def planning_defaults(
 MODEL_PLANNER_KEYS = ("polish_steps", "polish_lr")
 
 
-def model_planner_settings(model: Any, section: dict[str, Any]) -> dict[str, Any]:
+def model_planner_settings(model: Any, section: Any, *, tail: bool = False) -> dict[str, Any]:
     """A copy of a planner's settings ``section`` whose unset (None) model-carried keys
     (``MODEL_PLANNER_KEYS``) take the world model's ``config.planning`` values where it has
-    them; the rest stay None (``make_settings`` then uses the planner's own default)."""
+    them; the rest stay None (``make_settings`` then uses the planner's own default). With a
+    policy ``tail`` the model's values stay unused: a tail refuses the polish."""
     planning = getattr(getattr(model, "config", None), "planning", None) or {}
     result = dict(section)
+    if tail:
+        return result
     for key in MODEL_PLANNER_KEYS:
         if key in result and result[key] is None and planning.get(key) is not None:
             result[key] = planning[key]

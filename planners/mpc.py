@@ -219,11 +219,11 @@ def planner_settings(
 def apply_model_planning(cfg: Any, model: Any) -> None:
     """Fill in what ``cfg`` leaves to the world model (null horizon, energy_steps and sampling
     planners' polish settings) from its stored ``config.planning``, so that the metrics record
-    the settings that ran. A policy tail refuses the polish, so it keeps the planner's own."""
+    the settings that ran."""
     cfg.horizon, cfg.energy_steps = planning_defaults(model, cfg.horizon, cfg.energy_steps)
-    if cfg.tail is None:
-        for name in ("cem", "mppi"):
-            setattr(cfg, name, model_planner_settings(model, dict(getattr(cfg, name))))
+    for name in ("cem", "mppi"):
+        section = model_planner_settings(model, getattr(cfg, name), tail=cfg.tail is not None)
+        setattr(cfg, name, section)
 
 
 def load_world_model(checkpoint: str, device: torch.device) -> Any:
@@ -542,6 +542,8 @@ def summary_text(metrics: dict[str, Any]) -> str:
         + (f" + energy of {metrics['oracle_energy_model']} on rendered states"
            if metrics.get("oracle_energy_model") else "")
         + (f" | planner {metrics['planner']}" if metrics["planner"] else "")
+        + (f" + polish {metrics['settings']['polish_steps']}"
+           if metrics["planner"] and (metrics.get("settings") or {}).get("polish_steps") else "")
         + (f" + readout (weight {metrics['readout_weight']:g})"
            if metrics.get("readout_weight") else "")
         + (f" + proposal {metrics['proposal']}" if metrics.get("proposal") else "")

@@ -198,9 +198,8 @@ class PlannerPolicy:
         **overrides: Any,
     ) -> None:
         self.model = model
-        # a policy tail refuses the polish: the model's stored polish settings then stay unused
         self.plan_fn, self.settings = _resolve_planner(model, planner, settings, overrides,
-                                                       carried=tail is None)
+                                                       tail=tail is not None)
         if proposal is not None and "proposals" not in inspect.signature(self.plan_fn).parameters:
             raise ValueError("this planner takes no proposals: use a sampling planner (cem, mppi)")
         self.proposal = proposal
@@ -430,14 +429,14 @@ class PlannerPolicy:
 
 def _resolve_planner(
     model: Any, planner: Any, settings: PlannerSettings | None, overrides: dict[str, Any],
-    carried: bool = True,
+    tail: bool = False,
 ) -> tuple[Callable[..., PlanResult], PlannerSettings]:
     if isinstance(planner, str):
         from planners import get_planner
 
         plan_fn, settings_cls = get_planner(planner)
         if settings is None:
-            overrides = {**command_defaults(model, planner, overrides, carried), **overrides}
+            overrides = {**command_defaults(model, planner, overrides, tail=tail), **overrides}
         return plan_fn, make_settings(settings_cls, settings, overrides)
     if not callable(planner):
         raise TypeError(f"planner must be a name or a plan function, got {type(planner).__name__}")
@@ -448,17 +447,17 @@ def _resolve_planner(
     return planner, settings
 
 
-def command_defaults(model: Any, planner: str, overrides: dict[str, Any],
-                     carried: bool = True) -> dict[str, Any]:
+def command_defaults(model: Any, planner: str, overrides: dict[str, Any], *,
+                     tail: bool = False) -> dict[str, Any]:
     """The settings ``planners.mpc`` plans with by default (configs/mpc.yaml, the horizon,
-    energy steps and, where ``carried``, polish the model was built for), so that the policy
-    acts as the command does."""
+    energy steps and, without a policy ``tail``, polish the model was built for), so that the
+    policy acts as the command does."""
     section = command_setting(planner)
     horizon, energy_steps = planning_defaults(
         model, overrides.get("horizon"), overrides.get("energy_steps")
     )
     return {
-        **(model_planner_settings(model, section) if carried else section),
+        **model_planner_settings(model, section, tail=tail),
         "horizon": horizon,
         "energy_steps": energy_steps,
         "metric": command_setting("energy"),

@@ -182,14 +182,16 @@ def test_a_model_carries_its_polish_and_the_command_overrides_it(tiny_checkpoint
     metrics = run(*quick, **flags)
     assert metrics["settings"]["polish_steps"] == 3 and metrics["settings"]["polish_lr"] == 0.05
     assert metrics["config"]["cem"]["polish_steps"] == 3  # the record says what ran
+    assert "| planner cem + polish 3 |" in mpc.summary_text(metrics)
     metrics = run(*quick, "cem.polish_steps=0", **flags)
     assert metrics["settings"]["polish_steps"] == 0 and metrics["settings"]["polish_lr"] == 0.05
     plain = run(*quick, **{**flags, "checkpoint": str(tiny_checkpoint)})
     assert plain["settings"]["polish_steps"] == 0 and plain["settings"]["polish_lr"] == 0.02
+    assert "polish" not in mpc.summary_text(plain)
     loaded = WorldModel.load(carrying)
     assert PlannerPolicy(loaded, "mppi").settings.polish_steps == 3
     assert PlannerPolicy(loaded, "cem", polish_steps=1).settings.polish_steps == 1
-    assert command_defaults(loaded, "cem", {}, carried=False)["polish_steps"] is None
+    assert command_defaults(loaded, "cem", {}, tail=True)["polish_steps"] is None
 
 
 def random_shooting(world_model, z_now, z_goal, *, proprio=None, init_mean=None,
