@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from planners.base import BestTracker, Scorer
+from planners.threads import one_intra_op_thread
 
 
 def descend(score: Scorer, params: Tensor, best: BestTracker, steps: int, lr: float,
@@ -27,29 +28,30 @@ def descend(score: Scorer, params: Tensor, best: BestTracker, steps: int, lr: fl
     """``steps`` Adam steps of size ``lr`` on the leaf ``params`` [E,R,H,b,A]: the actions
     ``squash(params)`` of every iterate, the last included, are scored and offered to ``best``
     (its energy appended to ``history`` each time); ``box`` projects ``params`` into [low,
-    high] after each step. The backward passes count as the scorer's model time."""
+    high] after each step. The backward passes count as the scorer's model time; on a CPU the
+    steps run with one intra-op thread (``planners.threads.one_intra_op_thread``)."""
     optimizer = torch.optim.Adam([params], lr=lr)
-    with torch.enable_grad():
-        for _ in range(steps):
+    with one_intra_op_thread(params.device):
+        with torch.enable_grad():
+            for _ in range(steps):
+                actions = squash(params)
+                energy = score(actions)  # [E,R], the energy of the iterate before this step
+                best.update(energy, actions)
+                if history is not None:
+                    history.append(best.energy.clone())
+                optimizer.zero_grad(set_to_none=True)
+                backward_started = time.perf_counter()
+                energy.sum().backward()
+                score.model_s += time.perf_counter() - backward_started
+                optimizer.step()
+                if box is not None:
+                    with torch.no_grad():
+                        params.clamp_(*box)
+        with torch.no_grad():
             actions = squash(params)
-            energy = score(actions)  # [E,R], the energy of the iterate before this step
-            best.update(energy, actions)
+            best.update(score(actions), actions)
             if history is not None:
                 history.append(best.energy.clone())
-            optimizer.zero_grad(set_to_none=True)
-            backward_started = time.perf_counter()
-            energy.sum().backward()
-            score.model_s += time.perf_counter() - backward_started
-            optimizer.step()
-            if box is not None:
-                with torch.no_grad():
-                    params.clamp_(*box)
-    with torch.no_grad():
-        actions = squash(params)
-        best.update(score(actions), actions)
-        if history is not None:
-            history.append(best.energy.clone())
-
 
 def polish(best: BestTracker, score: Scorer, steps: int, lr: float, low: float,
            high: float) -> None:

@@ -15,8 +15,9 @@ and is restored afterwards; worker threads inherit the caller's grad / inference
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 import torch
@@ -66,3 +67,21 @@ def run_parallel(jobs: Sequence[Callable[[], T]], workers: int) -> list[T]:
     for w, done in enumerate(shares):
         results[w::workers] = done
     return results
+
+
+@contextmanager
+def one_intra_op_thread(device: torch.device) -> Iterator[None]:
+    """On a CPU, run the block with one intra-op thread (restored afterwards): the gradient
+    passes of the polish and the gradient planner are a few rows each, too small to split,
+    and after the scoring threads have run, two intra-op threads waiting for each other
+    after every operation made a one-environment polish step twice as slow
+    (benchmarks/RESULTS.md)."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

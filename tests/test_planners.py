@@ -633,3 +633,42 @@ def test_polish_walks_the_last_of_the_way_and_never_raises_the_energy(name):
         plan(model, z0, goal, horizon=3, **{**polish, "polish_steps": -1})
     with pytest.raises(ValueError, match="polish_lr positive"):
         plan(model, z0, goal, horizon=3, **{**polish, "polish_lr": 0.0})
+
+
+def test_gradient_passes_run_with_one_intra_op_thread_and_restore_the_count(monkeypatch):
+    """The polish's and the gradient planner's small gradient passes run single-threaded on
+    a CPU; torch's thread count comes back afterwards, after an error too."""
+    from planners.base import Scorer
+    from planners.threads import one_intra_op_thread
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _check_one_intra_op_thread(monkeypatch, Scorer, one_intra_op_thread)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _check_one_intra_op_thread(monkeypatch, Scorer, one_intra_op_thread):
+    seen = []
+    original = Scorer.__call__
+
+    def watching(self, params):
+        seen.append((params.requires_grad, torch.get_num_threads()))
+        return original(self, params)
+
+    monkeypatch.setattr(Scorer, "__call__", watching)
+    model, z0, goal, _ = problem(num_envs=1, seed=5)
+    for name, settings in [("cem", {"samples": 8, "elites": 2, "iterations": 1,
+                                    "polish_steps": 2}), ("gradient", {"steps": 2})]:
+        seen.clear()
+        plan, _ = get_planner(name)
+        plan(model, z0, goal, generator=generators([1]), horizon=2, **settings)
+        assert {threads for grad, threads in seen if grad} == {1}, seen
+        assert torch.get_num_threads() == 2
+    with pytest.raises(RuntimeError, match="inside"), one_intra_op_thread(torch.device("cpu")):
+        assert torch.get_num_threads() == 1
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == 2
+    with one_intra_op_thread(torch.device("meta")):  # other devices: left alone
+        assert torch.get_num_threads() == 2
