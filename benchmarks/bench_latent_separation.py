@@ -1,7 +1,7 @@
 """Does a world model's latent energy tell near poses from far ones? (issue 10 diagnosis)
 
     python benchmarks/bench_latent_separation.py --env gym:Reacher-v5 [--checkpoint NAME]
-        [--pairs 300] [--near 0.1] [--no-record]
+        [--pairs 300] [--near 0.1] [--profile] [--no-record]
 
 Renders ``--pairs`` uniform goal states of the task, a copy of each with every joint moved by
 at most ``--near`` rad, and a second independent uniform state; encodes all of them with the
@@ -14,6 +14,11 @@ For two-joint arms it also scores each pose against its mirror images (reflected
 image's axes: (-q1, -q2) and (pi - q1, -q2)): uniform far pairs almost never alias, but a
 planner minimising the energy finds the few poses that do, and a pooled embedding can lose
 which side of the base the arm is on.
+
+``--profile`` adds the energy against the angle to the goal, one joint at a time (the first
+``--pairs`` / 5 poses, each joint moved by up to pi both ways, the median over poses and
+directions): a planner that follows the energy can only reach goals from where it still falls
+towards them; where it falls again beyond a peak, the pose half a turn away is a local minimum.
 """
 
 from __future__ import annotations
@@ -48,6 +53,23 @@ def energies(model: WorldModel, frames: dict[str, torch.Tensor]) -> dict[str, np
             for k, v in z.items()}
 
 
+def angle_profile(model: WorldModel, task, base: np.ndarray, joints: int,
+                  deltas: np.ndarray) -> np.ndarray:
+    """Median energy of each pose against itself with one joint moved by +-delta:
+    [joints, deltas]."""
+    medians = np.zeros((joints, len(deltas)))
+    for joint in range(joints):
+        moved = np.repeat(base[:, None], 2 * len(deltas), 1)
+        moved[:, :, joint] += np.concatenate([deltas, -deltas])[None]
+        with torch.no_grad():
+            goal = model.encode(render(task, base))
+            z = model.encode(render(task, moved.reshape(-1, base.shape[1])))
+        energy = model.energy(goal.repeat_interleave(2 * len(deltas), 0), z, "l2").numpy()
+        by_delta = energy.reshape(len(base), 2, len(deltas))
+        medians[joint] = np.median(by_delta, axis=(0, 1))
+    return medians
+
+
 def mirrors(base: np.ndarray) -> np.ndarray:
     """Both reflections of each two-joint pose, stacked: [2N, state]."""
     x_axis, y_axis = base.copy(), base.copy()
@@ -63,6 +85,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=300)
     parser.add_argument("--near", type=float, default=0.1, help="rad per joint")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", action="store_true",
+                        help="also the energy against the angle to the goal, joint by joint")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
@@ -84,6 +108,10 @@ def main() -> None:
         frames["mirror"] = render(task, mirrored)
         both = np.concatenate([base, base])
         mirror_error = np.abs(wrap_angle(both[:, :2] - mirrored[:, :2])).max(axis=1)
+    profile = None
+    if args.profile:
+        deltas = np.linspace(0, np.pi, 13)
+        profile = angle_profile(model, task, base[: max(1, args.pairs // 5)], joints, deltas)
     task.close()
 
     rows = []
@@ -113,6 +141,18 @@ def main() -> None:
         "standardised with the trained model's statistics.",
         record=not args.no_record,
     )
+    if profile is not None:
+        report(
+            f"Energy against the angle to the goal, {args.env} (median of "
+            f"{max(1, args.pairs // 5)} poses, both directions)",
+            ["joint moved", *(f"{d:.2f}" for d in deltas), "peak at (rad)"],
+            [[f"joint {j}", *(f"{e:.3f}" for e in row), f"{deltas[int(np.argmax(row))]:.2f}"]
+             for j, row in enumerate(profile)],
+            notes="Energy: l2 between the pose's and the moved pose's latents; a peak below pi "
+            "means the energy falls again towards the pose half a turn away (a local minimum "
+            "for a planner that follows it).",
+            record=not args.no_record,
+        )
 
 
 if __name__ == "__main__":

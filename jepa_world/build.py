@@ -77,6 +77,7 @@ class Recipe:
     train_ac: list[str] = field(default_factory=list)
     probe: list[str] = field(default_factory=lambda: ["data.frame_stride=5"])
     readout: bool = False  # fit a state readout on train_ac_data into the model's folder
+    readout_settings: list[str] = field(default_factory=list)  # KEY=VALUE of READOUT_KEYS
 
 
 def recipe_file(env: str) -> Path:
@@ -115,6 +116,10 @@ def load_recipe(env: str) -> Recipe:
             raise BuildError(f"{path}: datasets {missing} are not recorded by the recipe")
     if recipe.env != env and envs.resolve_env_id(recipe.env) != envs.resolve_env_id(env):
         raise BuildError(f"{path} is the recipe of {recipe.env!r}, not {env!r}")
+    try:
+        readout_flags(recipe.readout_settings)
+    except BuildError as exc:
+        raise BuildError(f"{path}: readout_settings: {exc}") from None
     return recipe
 
 
@@ -205,17 +210,25 @@ def route_overrides(extra: list[str]) -> dict[str, list[str]]:
                 "probe.KEY=V or readout.KEY=V)"
             )
         if stage == "readout":
-            key, _, value = override.partition("=")
-            if key not in READOUT_KEYS:
-                raise BuildError(f"unknown readout setting {key!r} (known: "
-                                 f"{', '.join(READOUT_KEYS)})")
-            routed[stage] += [f"--{key}", value]
+            routed[stage] += readout_flags([override])
         else:
             routed[stage].append(override)
     return routed
 
 
 READOUT_KEYS = ("steps", "weight", "margin")  # what a build may change of the readout stage
+
+
+def readout_flags(settings: list[str]) -> list[str]:
+    """``KEY=VALUE`` readout settings -> ``python -m jepa_world.readout`` flags."""
+    flags = []
+    for item in settings:
+        key, equals, value = item.partition("=")
+        if key not in READOUT_KEYS or not equals:
+            raise BuildError(f"unknown readout setting {key!r} (known: "
+                             f"{', '.join(READOUT_KEYS)})")
+        flags += [f"--{key}", value]
+    return flags
 
 # --quick: a few minutes for the whole pipeline on a laptop CPU (the recipe's stage settings
 # stay; these shorten them). Stage overrides given on the command line still win.
@@ -279,7 +292,7 @@ def build(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         stages.run("readout", ["-m", "jepa_world.readout", "--env", args.env, "--data",
                                *datasets, "--world-model", str(model),
                                "--out", str(model / "readout"), "--seed", str(args.seed),
-                               *routed["readout"]])
+                               *readout_flags(recipe.readout_settings), *routed["readout"]])
     probe = probe_model(stages, model, data, out / "probe.json", args.seed,
                         [*recipe.probe, *routed["probe"]])
     summary = {

@@ -291,7 +291,9 @@ def test_record_build_and_plan_end_to_end(tmp_path, name, way):
         assert metrics["settings"][key] == planning.get(key, default)   # command plans with
     if recipe.readout:  # fitted into the model's folder, and it plans with it
         assert "readout" in summary["stage_seconds"] and (model / "readout").is_dir()
-        assert metrics["readout_weight"] == 10.0
+        weights = [item.partition("=")[2] for item in recipe.readout_settings
+                   if item.startswith("weight=")]
+        assert metrics["readout_weight"] == (float(weights[-1]) if weights else 10.0)
     task.close()
     if name == "reach" and way == "recipe":  # a rerun says what it skips and what resumes
         again = run_cli("-m", "jepa_world.build", "--env", name, "--out", str(out),
@@ -355,6 +357,22 @@ def test_build_refuses_bad_input(tmp_path):
                      "readout.hidden=3")
     assert_one_line_error(result, "unknown readout setting 'hidden'", "steps")
     assert not out.exists()
+
+
+def test_a_recipe_carries_its_readout_settings(tmp_path, monkeypatch):
+    """readout_settings (KEY=VALUE of the readout stage) are validated when the recipe loads
+    and become the stage's flags; the command line's readout.KEY=V still come after them."""
+    from jepa_world import build
+
+    recipe = build.load_recipe("gym:Reacher-v5")
+    assert recipe.readout and build.readout_flags(recipe.readout_settings) == ["--weight", "0.3"]
+    assert build.readout_flags([]) == []
+    bad = tmp_path / "bad.yaml"
+    text = build.recipe_file("gym:Reacher-v5").read_text()
+    bad.write_text(text.replace("readout_settings: [weight=0.3]", "readout_settings: [hidden=3]"))
+    monkeypatch.setattr(build, "recipe_file", lambda env: bad)
+    with pytest.raises(build.BuildError, match="readout_settings: unknown readout setting 'hidden'"):
+        build.load_recipe("gym:Reacher-v5")
 
 
 @pytest.mark.parametrize("manifest", ["{", "{}", '{"format": "jepa-world-episodes"}'])
