@@ -230,6 +230,7 @@ def readout_flags(settings: list[str]) -> list[str]:
         flags += [f"--{key}", value]
     return flags
 
+
 # --quick: a few minutes for the whole pipeline on a laptop CPU (the recipe's stage settings
 # stay; these shorten them). Stage overrides given on the command line still win.
 QUICK_EPISODES, QUICK_ACTIONS = 4, 30
