@@ -58,13 +58,14 @@ def angle_profile(model: WorldModel, task, base: np.ndarray, joints: int,
     """Median energy of each pose against itself with one joint moved by +-delta:
     [joints, deltas]."""
     medians = np.zeros((joints, len(deltas)))
+    with torch.no_grad():
+        goal = model.encode(render(task, base)).repeat_interleave(2 * len(deltas), 0)
     for joint in range(joints):
         moved = np.repeat(base[:, None], 2 * len(deltas), 1)
         moved[:, :, joint] += np.concatenate([deltas, -deltas])[None]
         with torch.no_grad():
-            goal = model.encode(render(task, base))
             z = model.encode(render(task, moved.reshape(-1, base.shape[1])))
-        energy = model.energy(goal.repeat_interleave(2 * len(deltas), 0), z, "l2").numpy()
+        energy = model.energy(goal, z, "l2").numpy()
         by_delta = energy.reshape(len(base), 2, len(deltas))
         medians[joint] = np.median(by_delta, axis=(0, 1))
     return medians
@@ -108,10 +109,10 @@ def main() -> None:
         frames["mirror"] = render(task, mirrored)
         both = np.concatenate([base, base])
         mirror_error = np.abs(wrap_angle(both[:, :2] - mirrored[:, :2])).max(axis=1)
-    profile = None
+    profile, profiled = None, max(1, args.pairs // 5)
     if args.profile:
         deltas = np.linspace(0, np.pi, 13)
-        profile = angle_profile(model, task, base[: max(1, args.pairs // 5)], joints, deltas)
+        profile = angle_profile(model, task, base[:profiled], joints, deltas)
     task.close()
 
     rows = []
@@ -143,8 +144,8 @@ def main() -> None:
     )
     if profile is not None:
         report(
-            f"Energy against the angle to the goal, {args.env} (median of "
-            f"{max(1, args.pairs // 5)} poses, both directions)",
+            f"Energy against the angle to the goal, {args.env} (median of {profiled} poses, "
+            "both directions)",
             ["joint moved", *(f"{d:.2f}" for d in deltas), "peak at (rad)"],
             [[f"joint {j}", *(f"{e:.3f}" for e in row), f"{deltas[int(np.argmax(row))]:.2f}"]
              for j, row in enumerate(profile)],

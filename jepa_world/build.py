@@ -224,9 +224,11 @@ def readout_flags(settings: list[str]) -> list[str]:
     flags = []
     for item in settings:
         key, equals, value = item.partition("=")
-        if key not in READOUT_KEYS or not equals:
+        if key not in READOUT_KEYS:
             raise BuildError(f"unknown readout setting {key!r} (known: "
                              f"{', '.join(READOUT_KEYS)})")
+        if not equals:
+            raise BuildError(f"readout setting {item!r} needs a value ({key}=VALUE)")
         flags += [f"--{key}", value]
     return flags
 

@@ -53,6 +53,7 @@ def descend(score: Scorer, params: Tensor, best: BestTracker, steps: int, lr: fl
             if history is not None:
                 history.append(best.energy.clone())
 
+
 def polish(best: BestTracker, score: Scorer, steps: int, lr: float, low: float,
            high: float) -> None:
     """``steps`` Adam steps of size ``lr`` (action units) from ``best.params`` [E,H,b,A],

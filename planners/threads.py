@@ -56,13 +56,9 @@ def run_parallel(jobs: Sequence[Callable[[], T]], workers: int) -> list[T]:
         with torch.inference_mode(inference), torch.set_grad_enabled(grad):
             return [job() for job in jobs[first::workers]]
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_intra_op_thread(torch.device("cpu")):
         futures = [_pool(workers).submit(share, w) for w in range(1, workers)]
         shares = [share(0), *(future.result() for future in futures)]
-    finally:
-        torch.set_num_threads(threads)
     results: list[T] = [None] * len(jobs)  # type: ignore[list-item]
     for w, done in enumerate(shares):
         results[w::workers] = done
@@ -71,11 +67,11 @@ def run_parallel(jobs: Sequence[Callable[[], T]], workers: int) -> list[T]:
 
 @contextmanager
 def one_intra_op_thread(device: torch.device) -> Iterator[None]:
-    """On a CPU, run the block with one intra-op thread (restored afterwards): the gradient
-    passes of the polish and the gradient planner are a few rows each, too small to split,
-    and after the scoring threads have run, two intra-op threads waiting for each other
-    after every operation made a one-environment polish step twice as slow
-    (benchmarks/RESULTS.md)."""
+    """On a CPU, run the block with one intra-op thread (torch's count restored afterwards):
+    the scoring threads' chunks, and the gradient passes of the polish and the gradient
+    planner, a few rows each and too small to split (after the scoring threads have run,
+    two intra-op threads waiting for each other after every operation made a
+    one-environment polish step twice as slow: benchmarks/RESULTS.md)."""
     if device.type != "cpu":
         yield
         return

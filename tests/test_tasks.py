@@ -367,6 +367,8 @@ def test_a_recipe_carries_its_readout_settings(tmp_path, monkeypatch):
     recipe = build.load_recipe("gym:Reacher-v5")
     assert recipe.readout and build.readout_flags(recipe.readout_settings) == ["--weight", "0.3"]
     assert build.readout_flags([]) == []
+    with pytest.raises(build.BuildError, match="readout setting 'weight' needs a value"):
+        build.readout_flags(["weight"])
     bad = tmp_path / "bad.yaml"
     text = build.recipe_file("gym:Reacher-v5").read_text()
     bad.write_text(text.replace("readout_settings: [weight=0.3]", "readout_settings: [hidden=3]"))
