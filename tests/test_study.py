@@ -70,6 +70,12 @@ def test_a_subset_folder_reads_as_a_dataset_of_exactly_its_episodes(small_datase
     [(["--fractions", "0,1"], "must be in (0, 1], got 0"),
      (["--fractions", "0.5,1.2"], "must be in (0, 1], got 1.2"),
      (["--inits", "vjepa,imagenet"], "unknown initialisation 'imagenet'"),
+     (["--variant", "slow=imagenet encoder.lr_scale=0.1"], "unknown initialisation 'imagenet'"),
+     (["--variant", "slow=vjepa"], "--variant slow: give its train_ac settings"),
+     (["--variant", "slow=vjepa lr_scale"], "--variant slow: give its train_ac settings"),
+     (["--variant", "a/b=vjepa encoder.lr_scale=0.1"], "--variant takes 'NAME=INIT"),
+     (["--variant", "random=vjepa encoder.lr_scale=0.1"], "--variant random: the name is taken"),
+     (["--variant", "slow=vjepa encoder.lr_scail=0.1"], "train_ac"),
      (["--subsets", "0"], "--subsets must be positive"),
      (["--eval-seed", "-1"], "--eval-seed must be in"),
      (["train_ac.train.steps=3", "planner.x=1"], "unrecognised argument 'planner.x=1'"),
@@ -98,6 +104,7 @@ def test_study_errors_reach_the_command_line_as_one_line():
 TINY = [
     "--episodes", "4", "--steps", "20", "--fractions", "0.5,1", "--subsets", "1",
     "--inits", "vjepa,random", "--eval-episodes", "1",
+    "--variant", "vjepa-frozen=vjepa encoder.frozen_steps=1 encoder.lr_scale=0.5",
     "pretrain.train.steps=2", "pretrain.train.batch_size=4", "pretrain.train.num_workers=0",
     "pretrain.train.warmup_steps=1", "pretrain.train.tensorboard=false",
     "train_ac.train.steps=2", "train_ac.train.batch_size=8", "train_ac.train.warmup_steps=1",
@@ -116,7 +123,11 @@ def test_tiny_study_runs_end_to_end_and_a_rerun_skips_what_is_done(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "results.json").read_text())
     runs = {(r["init"], r["fraction"]) for r in report["runs"]}
-    assert runs == {(i, f) for i in ("vjepa", "random") for f in (0.5, 1.0)}
+    assert runs == {(i, f) for i in ("vjepa", "random", "vjepa-frozen") for f in (0.5, 1.0)}
+    assert {(g["init"], g["versus"]) for g in report["minus_controls"]} == {
+        ("vjepa", "random"), ("vjepa-frozen", "random")}
+    assert report["variants"] == {"vjepa-frozen": ["vjepa", "encoder.frozen_steps=1",
+                                                   "encoder.lr_scale=0.5"]}
     assert {r["labelled_episodes"] for r in report["runs"]} == {2, 4}
     assert (out / "label-efficiency.png").stat().st_size > 0
     assert "| 50 % | 2 | vjepa |" in (out / "results.md").read_text()
@@ -129,12 +140,18 @@ def test_tiny_study_runs_end_to_end_and_a_rerun_skips_what_is_done(tmp_path):
     assert trained and planned and not trained & planned
     (subset,) = out.glob("subsets/p50-0/*/manifest.json")
     assert len(json.loads(subset.read_text())["episodes"]) == 2
-    # each model says where its encoder started: the study's own pretraining runs
-    for init, started in (("vjepa", "pretrained"), ("random", "random")):
-        provenance = json.loads((out / "models" / init / "p100-0" / "world_model" /
+    # each model says where its encoder started: the study's own pretraining runs; a variant
+    # starts from its initialisation's and trains with its own settings, the others without
+    for arm, init, started in (("vjepa", "vjepa", "pretrained"), ("random", "random", "random"),
+                               ("vjepa-frozen", "vjepa", "pretrained")):
+        provenance = json.loads((out / "models" / arm / "p100-0" / "world_model" /
                                  "provenance.json").read_text())
         assert provenance["encoder_init"] == started and provenance["built"] == "end_to_end"
         assert provenance["encoder_source"]["checkpoint"].startswith(str(out / "pretrain" / init))
+    assert sorted(path.name for path in (out / "pretrain").iterdir()) == ["random", "vjepa"]
+    stages = json.loads((out / "stages.json").read_text())
+    assert "encoder.frozen_steps=1" in stages["train vjepa-frozen p50-0"]["what"]
+    assert "encoder.frozen_steps=1" not in stages["train vjepa p50-0"]["what"]
     weights = {path: path.stat().st_mtime_ns for path in out.glob("models/*/*/world_model/*")}
 
     again = run_cli("-m", "jepa_world.study", "label-efficiency", "--env", "reach", "--out",
@@ -153,12 +170,18 @@ def test_tiny_study_runs_end_to_end_and_a_rerun_skips_what_is_done(tmp_path):
 
 
 def test_more_video_joins_every_pretraining_corpus_but_not_the_labelled_pool(tmp_path):
-    from jepa_world.study.label_efficiency import Study, pretrain_command, route, train_command
+    from jepa_world.study.label_efficiency import (
+        Study,
+        make_arms,
+        pretrain_command,
+        route,
+        train_command,
+    )
 
-    study = Study("reach", tmp_path, 0, 5, 0, ["vjepa", "pixels", "random"], route([]),
-                  [str(tmp_path / "other-video")])
+    study = Study("reach", tmp_path, 0, 5, 0, make_arms(["vjepa", "pixels", "random"], []),
+                  route([]), [str(tmp_path / "other-video")])
     for init in study.inits:
         corpus = next(a for a in pretrain_command(study, [], init) if a.startswith("data.paths="))
         assert corpus.endswith(f",{tmp_path / 'other-video'}]"), corpus
-    train = train_command(study, [], "vjepa", "p5-0", [tmp_path / "subset"])
+    train = train_command(study, [], study.arms[0], "p5-0", [tmp_path / "subset"])
     assert f"data.paths=[{tmp_path / 'subset'}]" in train and "other-video" not in " ".join(train)

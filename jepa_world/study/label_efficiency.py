@@ -5,8 +5,8 @@ initialisation, a random one and a pixel-reconstruction one, and plan on held-ou
 
     python -m jepa_world.study label-efficiency --env NAME [--episodes 400]
         [--fractions 0.05,0.1,0.25,1] [--subsets 3] [--inits vjepa,random,pixels]
-        [--eval-episodes 20] [--video DIR ...] [pretrain.KEY=V ...] [train_ac.KEY=V ...]
-        [mpc.KEY=V ...]
+        [--eval-episodes 20] [--video DIR ...] [--variant "NAME=INIT KEY=V ..." ...]
+        [pretrain.KEY=V ...] [train_ac.KEY=V ...] [mpc.KEY=V ...]
 
 Stages, each as the command a user would type, each skipped when a rerun finds it done:
 
@@ -15,7 +15,9 @@ Stages, each as the command a user would type, each skipped when a rerun finds i
      reconstruction (pixels, same steps and data) and, for random, the architecture alone
   3. for every fraction, --subsets random subsets of the pool (the whole pool once at 1), and
      every initialisation: python -m jepa_world.train_ac end to end on that subset, same
-     steps and settings for all
+     steps and settings for all; a --variant is one more row, an initialisation's
+     pretraining fine-tuned with its own train_ac settings (a lower encoder learning rate,
+     a frozen warm-up), beside the plain rows
   4. plan with every model on the same held-out episodes (python -m planners.mpc, evaluation
      seeds, which recording never uses)
   5. the table (results.md, results.json) and the plot (label-efficiency.png): success at the
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -71,6 +74,17 @@ TRAIN_AC = ["encoder.train=true", "model.predictor.embed_dim=192", "model.predic
 MPC = ["num_envs=10"]  # the held-out episodes planned side by side: the same plans, sooner
 STAGE_PREFIXES = ("pretrain", "train_ac", "mpc")
 STATE = "stages.json"
+ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One row of the table: the pretraining its world models start from (``init``) and the
+    train_ac settings only its world models get (none for a plain initialisation)."""
+
+    name: str
+    init: str
+    settings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -80,9 +94,14 @@ class Study:
     seed: int
     eval_episodes: int
     eval_seed: int
-    inits: list[str]
+    arms: list[Arm]
     overrides: dict[str, list[str]]
     video: list[str]  # more video for pretraining, beside the pool's
+
+    @property
+    def inits(self) -> list[str]:
+        """The pretraining runs the arms need, each once."""
+        return list(dict.fromkeys(arm.init for arm in self.arms))
 
 
 def parse_inits(text: str) -> list[str]:
@@ -92,6 +111,32 @@ def parse_inits(text: str) -> list[str]:
         raise SubsetError(f"unknown initialisation {unknown[0] if unknown else text!r} "
                           f"(known: {', '.join(INITS)})")
     return list(dict.fromkeys(names))
+
+
+def parse_variant(text: str) -> Arm:
+    """'vjepa-lr0.1=vjepa encoder.lr_scale=0.1' -> Arm('vjepa-lr0.1', 'vjepa', (...))."""
+    head, *settings = text.split()
+    name, _, init = head.partition("=")
+    if not ARM_NAME.fullmatch(name) or not init:
+        raise SubsetError(f"--variant takes 'NAME=INIT KEY=V ...' (NAME of letters, digits, "
+                          f"'.', '_', '-'), got {text!r}")
+    if init not in INITS:
+        raise SubsetError(f"--variant {name}: unknown initialisation {init!r} "
+                          f"(known: {', '.join(INITS)})")
+    if not settings or any("=" not in item for item in settings):
+        raise SubsetError(f"--variant {name}: give its train_ac settings as KEY=V after "
+                          f"'{head}', got {text!r}")
+    return Arm(name, init, tuple(settings))
+
+
+def make_arms(inits: list[str], variants: list[str]) -> list[Arm]:
+    arms = [Arm(init, init) for init in inits] + [parse_variant(text) for text in variants]
+    names = [arm.name for arm in arms]
+    clash = next((name for name in names if names.count(name) > 1), None)
+    if clash is not None:
+        raise SubsetError(f"--variant {clash}: the name is taken (initialisations and variants "
+                          "need distinct names)")
+    return arms
 
 
 def route(extra: list[str]) -> dict[str, list[str]]:
@@ -148,7 +193,8 @@ def run_study(study: Study, episodes: int, actions: int | None, fractions: list[
     pretrain_args = {init: pretrain_command(study, recipe.pretrain, init) for init in study.inits}
     for args in pretrain_args.values():
         preflight("pretrain", args[2:])
-    preflight("train_ac", train_command(study, recipe.train_ac, "vjepa", "check", [])[2:])
+    for arm in study.arms:
+        preflight("train_ac", train_command(study, recipe.train_ac, arm, "check", [])[2:])
 
     datasets = {}
     for spec in pool_specs(study.env, episodes, actions):
@@ -165,13 +211,15 @@ def run_study(study: Study, episodes: int, actions: int | None, fractions: list[
 
     for subset in drawn:
         paths = subset_paths(subset, datasets, study.out)
-        for init in study.inits:
-            train(study, stages, progress, recipe.train_ac, init, subset, paths)
-            evaluate(study, stages, progress, init, subset)
+        for arm in study.arms:
+            train(study, stages, progress, recipe.train_ac, arm, subset, paths)
+            evaluate(study, stages, progress, arm.name, subset)
 
-    table = write_report(study.out, collect_results(study, drawn), study.env)
+    variants = {arm.name: [arm.init, *arm.settings] for arm in study.arms if arm.settings}
+    table = write_report(study.out, collect_results(study, drawn), study.env, variants)
     summary = {"env": study.env, "pool_episodes": len(pool_episodes(datasets)),
                "fractions": fractions, "subsets": subsets, "inits": study.inits,
+               "variants": variants,
                "eval_episodes": study.eval_episodes, "eval_seed": study.eval_seed,
                "stage_seconds": stages.seconds,
                "command": " ".join(["python -m jepa_world.study", *sys.argv[1:]])}
@@ -193,21 +241,23 @@ def pool_names(env: str) -> list[str]:
     return [spec.name for spec in recipe.record if spec.name in recipe.train_ac_data]
 
 
-def train_command(study: Study, recipe_train_ac: list[str], init: str, label: str,
+def train_command(study: Study, recipe_train_ac: list[str], arm: Arm, label: str,
                   paths: list[Path]) -> list[str]:
     data = ",".join(str(path) for path in paths) or str(study.out / "data")
-    args = ["-m", "jepa_world.train_ac", f"encoder.checkpoint={study.out / 'pretrain' / init}",
-            f"data.paths=[{data}]", f"out_dir={model_dir(study, init, label).parent}",
-            f"seed={study.seed}", *recipe_train_ac, *TRAIN_AC, *study.overrides["train_ac"]]
-    return args + (["encoder.init=random"] if init == "random" else [])
+    args = ["-m", "jepa_world.train_ac",
+            f"encoder.checkpoint={study.out / 'pretrain' / arm.init}",
+            f"data.paths=[{data}]", f"out_dir={model_dir(study, arm.name, label).parent}",
+            f"seed={study.seed}", *recipe_train_ac, *TRAIN_AC, *study.overrides["train_ac"],
+            *arm.settings]
+    return args + (["encoder.init=random"] if arm.init == "random" else [])
 
 
-def model_dir(study: Study, init: str, label: str) -> Path:
-    return study.out / "models" / init / label / "world_model"
+def model_dir(study: Study, arm: str, label: str) -> Path:
+    return study.out / "models" / arm / label / "world_model"
 
 
-def eval_file(study: Study, init: str, label: str) -> Path:
-    return study.out / "evals" / init / f"{label}.json"
+def eval_file(study: Study, arm: str, label: str) -> Path:
+    return study.out / "evals" / arm / f"{label}.json"
 
 
 def subset_paths(subset: Subset, datasets: dict[str, Path], out: Path) -> list[Path]:
@@ -217,10 +267,10 @@ def subset_paths(subset: Subset, datasets: dict[str, Path], out: Path) -> list[P
 
 
 def train(study: Study, stages: Stages, progress: Progress, recipe_train_ac: list[str],
-          init: str, subset: Subset, paths: list[Path]) -> None:
-    key = f"train {init} {subset.label}"
-    model = model_dir(study, init, subset.label)
-    args = train_command(study, recipe_train_ac, init, subset.label, paths)
+          arm: Arm, subset: Subset, paths: list[Path]) -> None:
+    key = f"train {arm.name} {subset.label}"
+    model = model_dir(study, arm.name, subset.label)
+    args = train_command(study, recipe_train_ac, arm, subset.label, paths)
     what = [*args, *(f"{dataset}/{episode}" for dataset, episode in subset.episodes)]
     if progress.finished(key, model / "weights.safetensors", what):
         return
@@ -228,19 +278,19 @@ def train(study: Study, stages: Stages, progress: Progress, recipe_train_ac: lis
     progress.mark(key, stages.seconds[key], what)
 
 
-def evaluate(study: Study, stages: Stages, progress: Progress, init: str, subset: Subset) -> None:
-    key = f"plan {init} {subset.label}"
-    metrics = eval_file(study, init, subset.label)
-    if progress.finished(key, metrics, args := plan_command(study, init, subset, metrics)):
+def evaluate(study: Study, stages: Stages, progress: Progress, arm: str, subset: Subset) -> None:
+    key = f"plan {arm} {subset.label}"
+    metrics = eval_file(study, arm, subset.label)
+    if progress.finished(key, metrics, args := plan_command(study, arm, subset, metrics)):
         return
     metrics.parent.mkdir(parents=True, exist_ok=True)
     stages.run(key, args)
     progress.mark(key, stages.seconds[key], args)
 
 
-def plan_command(study: Study, init: str, subset: Subset, metrics: Path) -> list[str]:
+def plan_command(study: Study, arm: str, subset: Subset, metrics: Path) -> list[str]:
     return ["-m", "planners.mpc", "--env", study.env, "--checkpoint",
-            str(model_dir(study, init, subset.label)), "--episodes", str(study.eval_episodes),
+            str(model_dir(study, arm, subset.label)), "--episodes", str(study.eval_episodes),
             "--seed", str(study.eval_seed), "--json", str(metrics), "--quiet", *MPC,
             *study.overrides["mpc"]]
 
@@ -248,9 +298,9 @@ def plan_command(study: Study, init: str, subset: Subset, metrics: Path) -> list
 def collect_results(study: Study, drawn: list[Subset]) -> list[dict[str, Any]]:
     rows = []
     for subset in drawn:
-        for init in study.inits:
-            metrics = json.loads(eval_file(study, init, subset.label).read_text())
-            rows.append({"init": init, "fraction": subset.fraction, "subset": subset.index,
+        for arm in study.arms:
+            metrics = json.loads(eval_file(study, arm.name, subset.label).read_text())
+            rows.append({"init": arm.name, "fraction": subset.fraction, "subset": subset.index,
                          "labelled_episodes": len(subset.episodes),
                          "success": metrics["success_rate"],
                          "success_any": metrics["success_any_rate"],
@@ -273,6 +323,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random subsets per fraction below 1")
     parser.add_argument("--inits", default="vjepa,random,pixels",
                         help=f"encoder initialisations (of {', '.join(INITS)})")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="one more row: 'NAME=INIT KEY=V ...', the world models of INIT's "
+                        "pretraining trained with these train_ac settings besides the study's "
+                        "(e.g. 'vjepa-lr0.1=vjepa encoder.lr_scale=0.1'; repeatable)")
     parser.add_argument("--eval-episodes", type=int, default=20,
                         help="held-out episodes each model plans")
     parser.add_argument("--eval-seed", type=int, default=0,
@@ -305,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise SubsetError(f"--{name.replace('_', '-')} must be in [0, {top}]")
         fractions = parse_fractions(args.fractions)
         chosen = Study(args.env, Path(args.out or default_out(args.env)).resolve(), args.seed,
-                       args.eval_episodes, args.eval_seed, parse_inits(args.inits),
+                       args.eval_episodes, args.eval_seed,
+                       make_arms(parse_inits(args.inits), args.variant),
                        route(extra), [str(Path(path).resolve()) for path in args.video])
         run_study(chosen, args.episodes, args.steps, fractions, args.subsets)
         print(f"[study] done in {time.perf_counter() - started:.0f} s: {chosen.out}",

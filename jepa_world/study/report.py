@@ -11,6 +11,7 @@ import numpy as np
 from jepa_world.files import atomic_path, write_json_atomic, write_text_atomic
 
 PLOT = "label-efficiency.png"
+CONTROLS = ("random", "pixels")  # what a pretrained row must beat: no pretraining, pixels
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -33,18 +34,22 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(summary, key=lambda s: (s["fraction"], s["init"]))
 
 
-def gaps(summary: list[dict[str, Any]], against: str = "vjepa") -> list[dict[str, Any]]:
-    """Per fraction: the ``against`` initialisation's mean success minus each other one's."""
+def gaps(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per fraction: each row's mean success minus each control's (``CONTROLS``), in points."""
     by_key = {(s["init"], s["fraction"]): s["success_mean"] for s in summary}
     result = []
     for (init, fraction), value in sorted(by_key.items(), key=lambda item: item[0][1]):
-        if init != against and (against, fraction) in by_key:
-            result.append({"fraction": fraction, "versus": init,
-                           "points": 100 * (by_key[(against, fraction)] - value)})
+        if init in CONTROLS:
+            continue
+        for control in CONTROLS:
+            if (control, fraction) in by_key:
+                result.append({"fraction": fraction, "init": init, "versus": control,
+                               "points": 100 * (value - by_key[(control, fraction)])})
     return result
 
 
-def markdown(summary: list[dict[str, Any]], env: str) -> str:
+def markdown(summary: list[dict[str, Any]], env: str,
+             variants: dict[str, list[str]] | None = None) -> str:
     lines = [f"Label efficiency on {env}: success at the END of the budget, mean over the "
              "random subsets (min-max), success at any step beside it.", "",
              "| fraction | labelled episodes | initialisation | subsets | success (end) | "
@@ -56,9 +61,12 @@ def markdown(summary: list[dict[str, Any]], env: str) -> str:
                      f"{100 * s['success_any_mean']:.0f} % |")
     differences = gaps(summary)
     if differences:
-        lines += ["", "vjepa minus the other initialisations (points, success at the end): "
-                  + "; ".join(f"{100 * g['fraction']:g} %: {g['points']:+.0f} vs {g['versus']}"
-                              for g in differences)]
+        lines += ["", "Each row minus the controls (points, success at the end): "
+                  + "; ".join(f"{100 * g['fraction']:g} %: {g['init']} {g['points']:+.0f} vs "
+                              f"{g['versus']}" for g in differences)]
+    for name, (init, *settings) in (variants or {}).items():
+        lines += ["", f"{name}: the {init} pretraining, its world models trained with "
+                  + " ".join(settings)]
     return "\n".join(lines) + "\n"
 
 
@@ -92,12 +100,15 @@ def plot(summary: list[dict[str, Any]], path: Path, env: str) -> None:
         figure.savefig(staging, format="png", dpi=110)
 
 
-def write_report(out: Path, rows: list[dict[str, Any]], env: str) -> str:
-    """results.json, results.md and the plot into ``out``; returns the table."""
+def write_report(out: Path, rows: list[dict[str, Any]], env: str,
+                 variants: dict[str, list[str]] | None = None) -> str:
+    """results.json, results.md and the plot into ``out``; returns the table. ``variants``:
+    name -> [initialisation, train_ac settings...] of the rows that are variants."""
     summary = summarise(rows)
     write_json_atomic(out / "results.json", {"env": env, "runs": rows, "summary": summary,
-                                             "vjepa_minus": gaps(summary)})
-    table = markdown(summary, env)
+                                             "minus_controls": gaps(summary),
+                                             "variants": variants or {}})
+    table = markdown(summary, env, variants)
     write_text_atomic(out / "results.md", table)
     plot(summary, out / PLOT, env)
     return table
