@@ -131,7 +131,7 @@ def parse_variant(text: str) -> Arm:
 
 def make_arms(inits: list[str], variants: list[str]) -> list[Arm]:
     arms = [Arm(init, init) for init in inits] + [parse_variant(text) for text in variants]
-    names = [arm.name for arm in arms]
+    names = [*INITS, *(arm.name for arm in arms[len(inits):])]  # an init's folders are its own
     clash = next((name for name in names if names.count(name) > 1), None)
     if clash is not None:
         raise SubsetError(f"--variant {clash}: the name is taken (initialisations and variants "
