@@ -74,6 +74,7 @@ def test_a_subset_folder_reads_as_a_dataset_of_exactly_its_episodes(small_datase
      (["--variant", "slow=vjepa"], "--variant slow: give its train_ac settings"),
      (["--variant", "slow=vjepa lr_scale"], "--variant slow: give its train_ac settings"),
      (["--variant", "a/b=vjepa encoder.lr_scale=0.1"], "--variant takes 'NAME=INIT"),
+     (["--variant", " "], "--variant takes 'NAME=INIT"),
      (["--variant", "random=vjepa encoder.lr_scale=0.1"], "--variant random: the name is taken"),
      (["--inits", "vjepa,random", "--variant", "pixels=vjepa encoder.lr_scale=0.1"],
       "--variant pixels: the name is taken"),

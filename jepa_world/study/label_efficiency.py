@@ -115,7 +115,7 @@ def parse_inits(text: str) -> list[str]:
 
 def parse_variant(text: str) -> Arm:
     """'vjepa-lr0.1=vjepa encoder.lr_scale=0.1' -> Arm('vjepa-lr0.1', 'vjepa', (...))."""
-    head, *settings = text.split()
+    head, *settings = text.split() or [""]
     name, _, init = head.partition("=")
     if not ARM_NAME.fullmatch(name) or not init:
         raise SubsetError(f"--variant takes 'NAME=INIT KEY=V ...' (NAME of letters, digits, "
@@ -130,13 +130,13 @@ def parse_variant(text: str) -> Arm:
 
 
 def make_arms(inits: list[str], variants: list[str]) -> list[Arm]:
-    arms = [Arm(init, init) for init in inits] + [parse_variant(text) for text in variants]
-    names = [*INITS, *(arm.name for arm in arms[len(inits):])]  # an init's folders are its own
+    extra = [parse_variant(text) for text in variants]
+    names = [*INITS, *(arm.name for arm in extra)]  # an init's folders are its own, chosen or not
     clash = next((name for name in names if names.count(name) > 1), None)
     if clash is not None:
         raise SubsetError(f"--variant {clash}: the name is taken (initialisations and variants "
                           "need distinct names)")
-    return arms
+    return [Arm(init, init) for init in inits] + extra
 
 
 def route(extra: list[str]) -> dict[str, list[str]]:
