@@ -140,7 +140,7 @@ def test_tiny_study_runs_end_to_end_and_a_rerun_skips_what_is_done(tmp_path):
     # the held-out planning episodes are none of the episodes any model trained on
     trained = {e["seed"] for path in out.glob("data/*/manifest.json")
                for e in json.loads(path.read_text())["episodes"]}
-    planned = {s for path in out.glob("evals/*/*.json")
+    planned = {s for path in out.glob("evals/seed0-1ep/*/*.json")
                for s in json.loads(path.read_text())["eval_seeds"]}
     assert trained and planned and not trained & planned
     (subset,) = out.glob("subsets/p50-0/*/manifest.json")
@@ -162,8 +162,22 @@ def test_tiny_study_runs_end_to_end_and_a_rerun_skips_what_is_done(tmp_path):
     again = run_cli("-m", "jepa_world.study", "label-efficiency", "--env", "reach", "--out",
                     str(out), *TINY, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "train vjepa p50-0: done" in again.stderr and "plan random p100-0: done" in again.stderr
+    assert "train vjepa p50-0: done" in again.stderr and "plan random p100-0 seed0-1ep: done" in again.stderr
     assert "jepa_world.train_ac" not in again.stderr and "planners.mpc" not in again.stderr
+    assert weights == {path: path.stat().st_mtime_ns
+                       for path in out.glob("models/*/*/world_model/*")}
+    # more held-out episodes are another evaluation of the same models: nothing retrains,
+    # every model plans again, and the first evaluation's results stay
+    more = run_cli("-m", "jepa_world.study", "label-efficiency", "--env", "reach", "--out",
+                   str(out), *TINY, "--eval-episodes", "2", timeout=600)
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert "jepa_world.train_ac" not in more.stderr
+    assert more.stderr.count("python -m planners.mpc") == 6
+    assert {r["episodes"] for r in json.loads((out / "results.json").read_text())["runs"]} == {2}
+    for evaluation, episodes in (("seed0-1ep", 1), ("seed0-2ep", 2)):
+        report = json.loads((out / "evals" / evaluation / "results.json").read_text())
+        assert {r["episodes"] for r in report["runs"]} == {episodes}
+        assert len(list(out.glob(f"evals/{evaluation}/*/*.json"))) == 6
     assert weights == {path: path.stat().st_mtime_ns
                        for path in out.glob("models/*/*/world_model/*")}
     # changed settings would mix two studies in one table: refused, nothing retrained
@@ -190,3 +204,23 @@ def test_more_video_joins_every_pretraining_corpus_but_not_the_labelled_pool(tmp
         assert corpus.endswith(f",{tmp_path / 'other-video'}]"), corpus
     train = train_command(study, [], study.arms[0], "p5-0", [tmp_path / "subset"])
     assert f"data.paths=[{tmp_path / 'subset'}]" in train and "other-video" not in " ".join(train)
+
+
+def test_the_gap_to_a_control_pairs_episodes_by_subset_and_start():
+    from jepa_world.study.report import gaps, markdown, summarise
+
+    def row(init, subset, outcomes):
+        return {"init": init, "fraction": 0.1, "subset": subset, "labelled_episodes": 4,
+                "success": sum(outcomes) / len(outcomes), "success_any": 1.0,
+                "episodes": len(outcomes),
+                "episode_success": {str(seed): won for seed, won in enumerate(outcomes)}}
+
+    rows = [row("vjepa", 0, [True, True, False, False]), row("random", 0, [True, False, True, False]),
+            row("vjepa", 1, [True, True, True, False]), row("random", 1, [False, False, False, False])]
+    summary = summarise(rows)
+    (gap,) = gaps(summary, rows)
+    # subset 0: one won (episode 1), one lost (episode 2); subset 1: three won
+    assert (gap["init"], gap["versus"], gap["episodes_won"], gap["episodes_lost"]) == (
+        "vjepa", "random", 4, 1)
+    assert gap["points"] == pytest.approx(100 * (5 / 8 - 2 / 8))
+    assert "10 %: vjepa +38 vs random (4 / 1)" in markdown(summary, [gap], "reach")

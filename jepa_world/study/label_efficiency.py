@@ -19,7 +19,8 @@ Stages, each as the command a user would type, each skipped when a rerun finds i
      pretraining fine-tuned with its own train_ac settings (a lower encoder learning rate,
      a frozen warm-up), beside the plain rows
   4. plan with every model on the same held-out episodes (python -m planners.mpc, evaluation
-     seeds, which recording never uses)
+     seeds, which recording never uses); another --eval-episodes or --eval-seed is another
+     evaluation of the same models, kept beside the first
   5. the table (results.md, results.json) and the plot (label-efficiency.png): success at the
      end of the budget against the fraction, per initialisation; at any step beside it.
 """
@@ -216,7 +217,9 @@ def run_study(study: Study, episodes: int, actions: int | None, fractions: list[
             evaluate(study, stages, progress, arm.name, subset)
 
     variants = {arm.name: [arm.init, *arm.settings] for arm in study.arms if arm.settings}
-    table = write_report(study.out, collect_results(study, drawn), study.env, variants)
+    rows = collect_results(study, drawn)
+    write_report(study.out / "evals" / evaluation(study), rows, study.env, variants)
+    table = write_report(study.out, rows, study.env, variants)  # the latest evaluation's
     summary = {"env": study.env, "pool_episodes": len(pool_episodes(datasets)),
                "fractions": fractions, "subsets": subsets, "inits": study.inits,
                "variants": variants,
@@ -256,8 +259,15 @@ def model_dir(study: Study, arm: str, label: str) -> Path:
     return study.out / "models" / arm / label / "world_model"
 
 
+def evaluation(study: Study) -> str:
+    """The held-out episodes' name: each evaluation keeps its own files and stages, so that
+    planning more episodes (or another seed's) reuses the trained models and keeps the
+    earlier evaluation's results."""
+    return f"seed{study.eval_seed}-{study.eval_episodes}ep"
+
+
 def eval_file(study: Study, arm: str, label: str) -> Path:
-    return study.out / "evals" / arm / f"{label}.json"
+    return study.out / "evals" / evaluation(study) / arm / f"{label}.json"
 
 
 def subset_paths(subset: Subset, datasets: dict[str, Path], out: Path) -> list[Path]:
@@ -279,7 +289,7 @@ def train(study: Study, stages: Stages, progress: Progress, recipe_train_ac: lis
 
 
 def evaluate(study: Study, stages: Stages, progress: Progress, arm: str, subset: Subset) -> None:
-    key = f"plan {arm} {subset.label}"
+    key = f"plan {arm} {subset.label} {evaluation(study)}"
     metrics = eval_file(study, arm, subset.label)
     if progress.finished(key, metrics, args := plan_command(study, arm, subset, metrics)):
         return
@@ -305,6 +315,8 @@ def collect_results(study: Study, drawn: list[Subset]) -> list[dict[str, Any]]:
                          "success": metrics["success_rate"],
                          "success_any": metrics["success_any_rate"],
                          "episodes": metrics["episodes"],
+                         "episode_success": {str(r["seed"]): bool(r["success"])
+                                             for r in metrics["records"]},
                          "plan_ms_median": metrics["plan_ms_median"]})
     return rows
 

@@ -34,21 +34,36 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(summary, key=lambda s: (s["fraction"], s["init"]))
 
 
-def gaps(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per fraction: each row's mean success minus each control's (``CONTROLS``), in points."""
+def gaps(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per fraction: each row's mean success minus each control's (``CONTROLS``), in points,
+    and the held-out episodes it won and lost against that control, paired by subset and
+    episode (the same start and goal for both models): the noise of 20-50 episodes per model
+    hides a 10-point gap, the pairs show which way the episodes that differ go."""
     by_key = {(s["init"], s["fraction"]): s["success_mean"] for s in summary}
+    outcomes = {(r["init"], r["fraction"], r["subset"]): r.get("episode_success", {})
+                for r in rows}
     result = []
     for (init, fraction), value in sorted(by_key.items(), key=lambda item: item[0][1]):
         if init in CONTROLS:
             continue
         for control in CONTROLS:
-            if (control, fraction) in by_key:
-                result.append({"fraction": fraction, "init": init, "versus": control,
-                               "points": 100 * (value - by_key[(control, fraction)])})
+            if (control, fraction) not in by_key:
+                continue
+            won = lost = 0
+            for (arm, at, subset), mine in outcomes.items():
+                if (arm, at) != (init, fraction):
+                    continue
+                theirs = outcomes.get((control, fraction, subset), {})
+                shared = mine.keys() & theirs.keys()
+                won += sum(mine[k] and not theirs[k] for k in shared)
+                lost += sum(theirs[k] and not mine[k] for k in shared)
+            result.append({"fraction": fraction, "init": init, "versus": control,
+                           "points": 100 * (value - by_key[(control, fraction)]),
+                           "episodes_won": won, "episodes_lost": lost})
     return result
 
 
-def markdown(summary: list[dict[str, Any]], env: str,
+def markdown(summary: list[dict[str, Any]], differences: list[dict[str, Any]], env: str,
              variants: dict[str, list[str]] | None = None) -> str:
     lines = [f"Label efficiency on {env}: success at the END of the budget, mean over the "
              "random subsets (min-max), success at any step beside it.", "",
@@ -59,11 +74,12 @@ def markdown(summary: list[dict[str, Any]], env: str,
                      f"{s['subsets']} x {s['episodes_each']} | {100 * s['success_mean']:.0f} % | "
                      f"{100 * s['success_min']:.0f}-{100 * s['success_max']:.0f} % | "
                      f"{100 * s['success_any_mean']:.0f} % |")
-    differences = gaps(summary)
     if differences:
-        lines += ["", "Each row minus the controls (points, success at the end): "
+        lines += ["", "Each row minus the controls (points, success at the end; held-out "
+                  "episodes won / lost against the control, paired): "
                   + "; ".join(f"{100 * g['fraction']:g} %: {g['init']} {g['points']:+.0f} vs "
-                              f"{g['versus']}" for g in differences)]
+                              f"{g['versus']} ({g['episodes_won']} / {g['episodes_lost']})"
+                              for g in differences)]
     for name, (init, *settings) in (variants or {}).items():
         lines += ["", f"{name}: the {init} pretraining, its world models trained with "
                   + " ".join(settings)]
@@ -105,10 +121,12 @@ def write_report(out: Path, rows: list[dict[str, Any]], env: str,
     """results.json, results.md and the plot into ``out``; returns the table. ``variants``:
     name -> [initialisation, train_ac settings...] of the rows that are variants."""
     summary = summarise(rows)
+    differences = gaps(summary, rows)
+    out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "results.json", {"env": env, "runs": rows, "summary": summary,
-                                             "minus_controls": gaps(summary),
+                                             "minus_controls": differences,
                                              "variants": variants or {}})
-    table = markdown(summary, env, variants)
+    table = markdown(summary, differences, env, variants)
     write_text_atomic(out / "results.md", table)
     plot(summary, out / PLOT, env)
     return table
