@@ -81,6 +81,9 @@ def test_a_subset_folder_reads_as_a_dataset_of_exactly_its_episodes(small_datase
      (["--variant", "a=vjepa encoder.lr_scale=0.1", "--variant", "a=random encoder.lr_scale=0.5"],
       "--variant a: the name is taken"),
      (["--variant", "slow=vjepa encoder.lr_scail=0.1"], "train_ac"),
+     (["--variant", "vic=random pretrain.train.variance_weight=1"],
+      "--variant vic: the random initialisation has no pretraining"),
+     (["--variant", "vic=vjepa pretrain.train.variance_wait=1"], "pretrain"),
      (["--subsets", "0"], "--subsets must be positive"),
      (["--eval-seed", "-1"], "--eval-seed must be in"),
      (["train_ac.train.steps=3", "planner.x=1"], "unrecognised argument 'planner.x=1'"),
@@ -162,7 +165,8 @@ def test_tiny_study_runs_end_to_end_and_a_rerun_skips_what_is_done(tmp_path):
     again = run_cli("-m", "jepa_world.study", "label-efficiency", "--env", "reach", "--out",
                     str(out), *TINY, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "train vjepa p50-0: done" in again.stderr and "plan random p100-0 seed0-1ep: done" in again.stderr
+    assert "train vjepa p50-0: done" in again.stderr
+    assert "plan random p100-0 seed0-1ep: done" in again.stderr
     assert "jepa_world.train_ac" not in again.stderr and "planners.mpc" not in again.stderr
     assert weights == {path: path.stat().st_mtime_ns
                        for path in out.glob("models/*/*/world_model/*")}
@@ -199,8 +203,8 @@ def test_more_video_joins_every_pretraining_corpus_but_not_the_labelled_pool(tmp
 
     study = Study("reach", tmp_path, 0, 5, 0, make_arms(["vjepa", "pixels", "random"], []),
                   route([]), [str(tmp_path / "other-video")])
-    for init in study.inits:
-        corpus = next(a for a in pretrain_command(study, [], init) if a.startswith("data.paths="))
+    for arm in study.pretrainings.values():
+        corpus = next(a for a in pretrain_command(study, [], arm) if a.startswith("data.paths="))
         assert corpus.endswith(f",{tmp_path / 'other-video'}]"), corpus
     train = train_command(study, [], study.arms[0], "p5-0", [tmp_path / "subset"])
     assert f"data.paths=[{tmp_path / 'subset'}]" in train and "other-video" not in " ".join(train)
@@ -215,8 +219,10 @@ def test_the_gap_to_a_control_pairs_episodes_by_subset_and_start():
                 "episodes": len(outcomes),
                 "episode_success": {str(seed): won for seed, won in enumerate(outcomes)}}
 
-    rows = [row("vjepa", 0, [True, True, False, False]), row("random", 0, [True, False, True, False]),
-            row("vjepa", 1, [True, True, True, False]), row("random", 1, [False, False, False, False])]
+    rows = [row("vjepa", 0, [True, True, False, False]),
+            row("random", 0, [True, False, True, False]),
+            row("vjepa", 1, [True, True, True, False]),
+            row("random", 1, [False, False, False, False])]
     summary = summarise(rows)
     (gap,) = gaps(summary, rows)
     # subset 0: one won (episode 1), one lost (episode 2); subset 1: three won
@@ -224,3 +230,34 @@ def test_the_gap_to_a_control_pairs_episodes_by_subset_and_start():
         "vjepa", "random", 4, 1)
     assert gap["points"] == pytest.approx(100 * (5 / 8 - 2 / 8))
     assert "10 %: vjepa +38 vs random (4 / 1)" in markdown(summary, [gap], "reach")
+
+
+def test_a_variant_with_pretraining_settings_gets_its_own_pretraining_run(tmp_path):
+    from jepa_world.study.label_efficiency import (
+        Study,
+        make_arms,
+        pretrain_command,
+        route,
+        train_command,
+    )
+
+    vicreg = ("vjepa-vicreg=vjepa pretrain.train.variance_weight=1.0 "
+              "pretrain.train.covariance_weight=0.04 encoder.lr_scale=0.5")
+    study = Study("reach", tmp_path, 0, 5, 0,
+                  make_arms(["vjepa", "random"], [vicreg, "vjepa-lr=vjepa encoder.lr_scale=0.1"]),
+                  route([]), [])
+    runs = study.pretrainings
+    assert list(runs) == ["vjepa", "random", "vjepa-vicreg"]  # vjepa-lr shares vjepa's run
+    own = pretrain_command(study, [], runs["vjepa-vicreg"])
+    plain = pretrain_command(study, [], runs["vjepa"])
+    assert f"out_dir={tmp_path / 'pretrain' / 'vjepa-vicreg'}" in own
+    assert {"objective=features", "train.variance_weight=1.0",
+            "train.covariance_weight=0.04"} <= set(own)
+    assert "train.variance_weight=1.0" not in plain
+    assert f"out_dir={tmp_path / 'pretrain' / 'vjepa'}" in plain
+    arms = {arm.name: arm for arm in study.arms}
+    train = train_command(study, [], arms["vjepa-vicreg"], "p5-0", [tmp_path / "subset"])
+    assert f"encoder.checkpoint={tmp_path / 'pretrain' / 'vjepa-vicreg'}" in train
+    assert "encoder.lr_scale=0.5" in train and not any("variance_weight" in a for a in train)
+    shared = train_command(study, [], arms["vjepa-lr"], "p5-0", [tmp_path / "subset"])
+    assert f"encoder.checkpoint={tmp_path / 'pretrain' / 'vjepa'}" in shared

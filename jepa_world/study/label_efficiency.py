@@ -17,7 +17,8 @@ Stages, each as the command a user would type, each skipped when a rerun finds i
      every initialisation: python -m jepa_world.train_ac end to end on that subset, same
      steps and settings for all; a --variant is one more row, an initialisation's
      pretraining fine-tuned with its own train_ac settings (a lower encoder learning rate,
-     a frozen warm-up), beside the plain rows
+     a frozen warm-up), or with pretrain.KEY=V settings its own pretraining run, beside the
+     plain rows
   4. plan with every model on the same held-out episodes (python -m planners.mpc, evaluation
      seeds, which recording never uses); another --eval-episodes or --eval-seed is another
      evaluation of the same models, kept beside the first
@@ -80,12 +81,19 @@ ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 @dataclass(frozen=True)
 class Arm:
-    """One row of the table: the pretraining its world models start from (``init``) and the
-    train_ac settings only its world models get (none for a plain initialisation)."""
+    """One row of the table: the pretraining its world models start from (``init``), the
+    train_ac settings only its world models get (none for a plain initialisation) and the
+    pretraining settings only its own pretraining run gets (none: it shares ``init``'s)."""
 
     name: str
     init: str
     settings: tuple[str, ...] = ()
+    pretrain_settings: tuple[str, ...] = ()
+
+    @property
+    def pretraining(self) -> str:
+        """The pretraining run (a folder under pretrain/) its world models start from."""
+        return self.name if self.pretrain_settings else self.init
 
 
 @dataclass
@@ -101,8 +109,18 @@ class Study:
 
     @property
     def inits(self) -> list[str]:
-        """The pretraining runs the arms need, each once."""
+        """The plain initialisations the arms start from, each once."""
         return list(dict.fromkeys(arm.init for arm in self.arms))
+
+    @property
+    def pretrainings(self) -> dict[str, Arm]:
+        """Each pretraining run the arms need, once: its folder name -> the arm that says how
+        (its initialisation and own pretraining settings)."""
+        runs: dict[str, Arm] = {}
+        for arm in self.arms:
+            runs.setdefault(arm.pretraining, arm if arm.pretrain_settings else Arm(arm.init,
+                                                                                   arm.init))
+        return runs
 
 
 def parse_inits(text: str) -> list[str]:
@@ -115,7 +133,8 @@ def parse_inits(text: str) -> list[str]:
 
 
 def parse_variant(text: str) -> Arm:
-    """'vjepa-lr0.1=vjepa encoder.lr_scale=0.1' -> Arm('vjepa-lr0.1', 'vjepa', (...))."""
+    """'vjepa-lr0.1=vjepa encoder.lr_scale=0.1' -> Arm('vjepa-lr0.1', 'vjepa', (...));
+    ``pretrain.KEY=V`` settings give the variant its own pretraining run."""
     head, *settings = text.split() or [""]
     name, _, init = head.partition("=")
     if not ARM_NAME.fullmatch(name) or not init:
@@ -127,7 +146,13 @@ def parse_variant(text: str) -> Arm:
     if not settings or any("=" not in item for item in settings):
         raise SubsetError(f"--variant {name}: give its train_ac settings as KEY=V after "
                           f"'{head}', got {text!r}")
-    return Arm(name, init, tuple(settings))
+    pretrain = tuple(item.removeprefix("pretrain.") for item in settings
+                     if item.startswith("pretrain."))
+    if pretrain and init == "random":
+        raise SubsetError(f"--variant {name}: the random initialisation has no pretraining to "
+                          "set")
+    return Arm(name, init, tuple(item for item in settings if not item.startswith("pretrain.")),
+               pretrain)
 
 
 def make_arms(inits: list[str], variants: list[str]) -> list[Arm]:
@@ -191,7 +216,8 @@ def run_study(study: Study, episodes: int, actions: int | None, fractions: list[
     recipe = load_recipe(study.env)
     study.out.mkdir(parents=True, exist_ok=True)
     stages, progress = Stages(study.out, tag="study"), Progress(study.out)
-    pretrain_args = {init: pretrain_command(study, recipe.pretrain, init) for init in study.inits}
+    pretrain_args = {name: pretrain_command(study, recipe.pretrain, arm)
+                     for name, arm in study.pretrainings.items()}
     for args in pretrain_args.values():
         preflight("pretrain", args[2:])
     for arm in study.arms:
@@ -204,10 +230,10 @@ def run_study(study: Study, episodes: int, actions: int | None, fractions: list[
     drawn = draw_subsets(pool_episodes(datasets), fractions, subsets, study.seed)
 
     pool = [f"{dataset}/{episode}" for dataset, episode in pool_episodes(datasets)]
-    for init, args in pretrain_args.items():
-        key, what = f"pretrain {init}", [*args, *pool]
-        if not progress.finished(key, study.out / "pretrain" / init / "checkpoint.pt", what):
-            stages.run(key, args, resumes=study.out / "pretrain" / init)
+    for name, args in pretrain_args.items():
+        key, what = f"pretrain {name}", [*args, *pool]
+        if not progress.finished(key, study.out / "pretrain" / name / "checkpoint.pt", what):
+            stages.run(key, args, resumes=study.out / "pretrain" / name)
             progress.mark(key, stages.seconds[key], what)
 
     for subset in drawn:
@@ -216,7 +242,9 @@ def run_study(study: Study, episodes: int, actions: int | None, fractions: list[
             train(study, stages, progress, recipe.train_ac, arm, subset, paths)
             evaluate(study, stages, progress, arm.name, subset)
 
-    variants = {arm.name: [arm.init, *arm.settings] for arm in study.arms if arm.settings}
+    variants = {arm.name: [arm.init, *arm.settings,
+                           *(f"pretrain.{item}" for item in arm.pretrain_settings)]
+                for arm in study.arms if arm.settings or arm.pretrain_settings}
     rows = collect_results(study, drawn)
     write_report(study.out / "evals" / evaluation(study), rows, study.env, variants)
     table = write_report(study.out, rows, study.env, variants)  # the latest evaluation's
@@ -231,12 +259,14 @@ def run_study(study: Study, episodes: int, actions: int | None, fractions: list[
     return summary
 
 
-def pretrain_command(study: Study, recipe_pretrain: list[str], init: str) -> list[str]:
+def pretrain_command(study: Study, recipe_pretrain: list[str], arm: Arm) -> list[str]:
+    """``arm``'s pretraining run: its initialisation's objective, then its own settings."""
     videos = ",".join([str(study.out / "data" / name / "episodes")
                        for name in pool_names(study.env)] + study.video)
     return ["-m", "jepa_world.pretrain", f"data.paths=[{videos}]",
-            f"out_dir={study.out / 'pretrain' / init}", f"seed={study.seed}", *recipe_pretrain,
-            *study.overrides["pretrain"], *INITS[init]]
+            f"out_dir={study.out / 'pretrain' / arm.pretraining}", f"seed={study.seed}",
+            *recipe_pretrain, *study.overrides["pretrain"], *INITS[arm.init],
+            *arm.pretrain_settings]
 
 
 def pool_names(env: str) -> list[str]:
@@ -248,7 +278,7 @@ def train_command(study: Study, recipe_train_ac: list[str], arm: Arm, label: str
                   paths: list[Path]) -> list[str]:
     data = ",".join(str(path) for path in paths) or str(study.out / "data")
     args = ["-m", "jepa_world.train_ac",
-            f"encoder.checkpoint={study.out / 'pretrain' / arm.init}",
+            f"encoder.checkpoint={study.out / 'pretrain' / arm.pretraining}",
             f"data.paths=[{data}]", f"out_dir={model_dir(study, arm.name, label).parent}",
             f"seed={study.seed}", *recipe_train_ac, *TRAIN_AC, *study.overrides["train_ac"],
             *arm.settings]
@@ -338,7 +368,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", action="append", default=[],
                         help="one more row: 'NAME=INIT KEY=V ...', the world models of INIT's "
                         "pretraining trained with these train_ac settings besides the study's "
-                        "(e.g. 'vjepa-lr0.1=vjepa encoder.lr_scale=0.1'; repeatable)")
+                        "(e.g. 'vjepa-lr0.1=vjepa encoder.lr_scale=0.1'); pretrain.KEY=V "
+                        "settings give the row its own pretraining run (repeatable)")
     parser.add_argument("--eval-episodes", type=int, default=20,
                         help="held-out episodes each model plans")
     parser.add_argument("--eval-seed", type=int, default=0,
