@@ -230,6 +230,12 @@ def test_the_gap_to_a_control_pairs_episodes_by_subset_and_start():
         "vjepa", "random", 4, 1)
     assert gap["points"] == pytest.approx(100 * (5 / 8 - 2 / 8))
     assert "10 %: vjepa +38 vs random (4 / 1)" in markdown(summary, [gap], "reach")
+    variants = {"v": ["vjepa", "encoder.lr_scale=0.5", "pretrain.train.variance_weight=1.0"],
+                "w": ["vjepa", "encoder.frozen_steps=5"]}
+    table = markdown(summary, [gap], "reach", variants)
+    assert ("v: its own vjepa pretraining with train.variance_weight=1.0, its world models "
+            "trained with encoder.lr_scale=0.5") in table
+    assert "w: the vjepa pretraining, its world models trained with encoder.frozen_steps=5" in table
 
 
 def test_a_variant_with_pretraining_settings_gets_its_own_pretraining_run(tmp_path):

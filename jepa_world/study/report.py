@@ -40,8 +40,7 @@ def gaps(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict
     episode (the same start and goal for both models): the noise of 20-50 episodes per model
     hides a 10-point gap, the pairs show which way the episodes that differ go."""
     by_key = {(s["init"], s["fraction"]): s["success_mean"] for s in summary}
-    outcomes = {(r["init"], r["fraction"], r["subset"]): r.get("episode_success", {})
-                for r in rows}
+    outcomes = {(r["init"], r["fraction"], r["subset"]): r["episode_success"] for r in rows}
     result = []
     for (init, fraction), value in sorted(by_key.items(), key=lambda item: item[0][1]):
         if init in CONTROLS:
@@ -81,8 +80,14 @@ def markdown(summary: list[dict[str, Any]], differences: list[dict[str, Any]], e
                               f"{g['versus']} ({g['episodes_won']} / {g['episodes_lost']})"
                               for g in differences)]
     for name, (init, *settings) in (variants or {}).items():
-        lines += ["", f"{name}: the {init} pretraining, its world models trained with "
-                  + " ".join(settings)]
+        pretrain = [item.removeprefix("pretrain.") for item in settings
+                    if item.startswith("pretrain.")]
+        train_ac = [item for item in settings if not item.startswith("pretrain.")]
+        text = (f"its own {init} pretraining with {' '.join(pretrain)}" if pretrain
+                else f"the {init} pretraining")
+        if train_ac:
+            text += f", its world models trained with {' '.join(train_ac)}"
+        lines += ["", f"{name}: {text}"]
     return "\n".join(lines) + "\n"
 
 
@@ -119,7 +124,8 @@ def plot(summary: list[dict[str, Any]], path: Path, env: str) -> None:
 def write_report(out: Path, rows: list[dict[str, Any]], env: str,
                  variants: dict[str, list[str]] | None = None) -> str:
     """results.json, results.md and the plot into ``out``; returns the table. ``variants``:
-    name -> [initialisation, train_ac settings...] of the rows that are variants."""
+    name -> [initialisation, train_ac settings..., pretrain.KEY=V settings...] of the rows
+    that are variants."""
     summary = summarise(rows)
     differences = gaps(summary, rows)
     out.mkdir(parents=True, exist_ok=True)
