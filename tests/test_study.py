@@ -88,7 +88,8 @@ def test_a_subset_folder_reads_as_a_dataset_of_exactly_its_episodes(small_datase
      (["--eval-seed", "-1"], "--eval-seed must be in"),
      (["train_ac.train.steps=3", "planner.x=1"], "unrecognised argument 'planner.x=1'"),
      (["train_ac.train.stepz=3"], "train_ac"),
-     (["--env", "pushy"], "pushy")],
+     (["--env", "pushy"], "pushy"),
+     (["--report"], "has no recorded pool")],
 )
 def test_study_bad_input_is_one_line(tmp_path, capsys, args, needle):
     from jepa_world.study.label_efficiency import main
@@ -98,6 +99,7 @@ def test_study_bad_input_is_one_line(tmp_path, capsys, args, needle):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
     assert not (tmp_path / "study" / "data").exists()  # refused before recording anything
+    assert not (tmp_path / "study" / "results.md").exists()
 
 
 def test_study_errors_reach_the_command_line_as_one_line():
@@ -188,6 +190,22 @@ def test_tiny_study_runs_end_to_end_and_a_rerun_skips_what_is_done(tmp_path):
     changed = run_cli("-m", "jepa_world.study", "label-efficiency", "--env", "reach", "--out",
                       str(out), *TINY, "train_ac.train.lr=1e-3", timeout=600)
     assert_error_line(changed, "train vjepa p50-0 ran with other settings")
+    assert weights == {path: path.stat().st_mtime_ns
+                       for path in out.glob("models/*/*/world_model/*")}
+    # --report writes the table of what is evaluated so far, and nothing else runs; a model
+    # not evaluated yet is listed, not counted
+    (out / "evals" / "seed0-1ep" / "random" / "p100-0.json").unlink()
+    partial = run_cli("-m", "jepa_world.study", "label-efficiency", "--env", "reach", "--out",
+                      str(out), *TINY, "--report", timeout=600)
+    assert partial.returncode == 0, partial.stderr[-3000:]
+    assert not any(stage in partial.stderr for stage in ("envs.collect", "jepa_world.pretrain",
+                                                         "jepa_world.train_ac", "planners.mpc"))
+    report = json.loads((out / "results.json").read_text())
+    assert report["pending"] == ["random p100-0"] and len(report["runs"]) == 5
+    assert ("random", 1.0) not in {(r["init"], r["fraction"]) for r in report["runs"]}
+    assert "Not evaluated yet (1; the means above leave them out): random p100-0" in (
+        out / "results.md").read_text()
+    assert "| 50 % | 2 | random |" in partial.stdout
     assert weights == {path: path.stat().st_mtime_ns
                        for path in out.glob("models/*/*/world_model/*")}
 

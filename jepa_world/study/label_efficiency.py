@@ -5,7 +5,7 @@ initialisation, a random one and a pixel-reconstruction one, and plan on held-ou
 
     python -m jepa_world.study label-efficiency --env NAME [--episodes 400]
         [--fractions 0.05,0.1,0.25,1] [--subsets 3] [--inits vjepa,random,pixels]
-        [--eval-episodes 20] [--video DIR ...] [--variant "NAME=INIT KEY=V ..." ...]
+        [--eval-episodes 20] [--report] [--video DIR ...] [--variant "NAME=INIT KEY=V ..." ...]
         [pretrain.KEY=V ...] [train_ac.KEY=V ...] [mpc.KEY=V ...]
 
 Stages, each as the command a user would type, each skipped when a rerun finds it done:
@@ -24,6 +24,8 @@ Stages, each as the command a user would type, each skipped when a rerun finds i
      evaluation of the same models, kept beside the first
   5. the table (results.md, results.json) and the plot (label-efficiency.png): success at the
      end of the budget against the fraction, per initialisation; at any step beside it.
+     Rewritten after every model from the models evaluated so far; --report writes them
+     alone, running nothing.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from jepa_world.study.subsets import (
     draw_subsets,
     parse_fractions,
     pool_episodes,
+    subset_folders,
     write_subset,
 )
 from jepa_world.training.cli import MAX_SEED, CommandParser
@@ -186,13 +189,14 @@ class Progress:
         self.path = out / STATE
         self.done: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {}
 
-    def finished(self, key: str, product: Path, what: list[str]) -> bool:
+    def finished(self, key: str, product: Path, what: list[str], quiet: bool = False) -> bool:
         if key not in self.done or not product.exists():
             return False
         if self.done[key].get("what") != what:
             raise BuildError(f"{key} ran with other settings or episodes than now ({product}): "
                              "rerun with the same options, or give another --out")
-        print(f"[study] {key}: done ({product}), skipped", file=sys.stderr, flush=True)
+        if not quiet:
+            print(f"[study] {key}: done ({product}), skipped", file=sys.stderr, flush=True)
         return True
 
     def mark(self, key: str, seconds: float | None, what: list[str]) -> None:
@@ -212,8 +216,10 @@ def pool_specs(env: str, episodes: int, actions: int | None) -> list[RecordSpec]
 
 
 def run_study(study: Study, episodes: int, actions: int | None, fractions: list[float],
-              subsets: int) -> dict[str, Any]:
+              subsets: int, report_only: bool = False) -> dict[str, Any]:
     recipe = load_recipe(study.env)
+    if report_only:
+        return report_finished(study, recipe.train_ac, episodes, actions, fractions, subsets)
     study.out.mkdir(parents=True, exist_ok=True)
     stages, progress = Stages(study.out, tag="study"), Progress(study.out)
     pretrain_args = {name: pretrain_command(study, recipe.pretrain, arm)
@@ -241,22 +247,64 @@ def run_study(study: Study, episodes: int, actions: int | None, fractions: list[
         for arm in study.arms:
             train(study, stages, progress, recipe.train_ac, arm, subset, paths)
             evaluate(study, stages, progress, arm.name, subset)
+            report(study, progress, recipe.train_ac, drawn, datasets)  # the table so far
 
-    variants = {arm.name: [arm.init, *arm.settings,
-                           *(f"pretrain.{item}" for item in arm.pretrain_settings)]
-                for arm in study.arms if arm.settings or arm.pretrain_settings}
-    rows = collect_results(study, drawn)
-    write_report(study.out / "evals" / evaluation(study), rows, study.env, variants)
-    table = write_report(study.out, rows, study.env, variants)  # the latest evaluation's
+    table = report(study, progress, recipe.train_ac, drawn, datasets)
     summary = {"env": study.env, "pool_episodes": len(pool_episodes(datasets)),
                "fractions": fractions, "subsets": subsets, "inits": study.inits,
-               "variants": variants,
+               "variants": variant_settings(study),
                "eval_episodes": study.eval_episodes, "eval_seed": study.eval_seed,
                "stage_seconds": stages.seconds,
                "command": " ".join(["python -m jepa_world.study", *sys.argv[1:]])}
     write_json_atomic(study.out / "study.json", summary)
     print(table)
     return summary
+
+
+def report_finished(study: Study, recipe_train_ac: list[str], episodes: int,
+                    actions: int | None, fractions: list[float], subsets: int) -> dict[str, Any]:
+    """``--report``: the table and plot of the models already evaluated; nothing recorded,
+    trained or planned (a study stopped part-way, or asked for fewer fractions than it ran)."""
+    datasets = {spec.name: study.out / "data" / spec.name
+                for spec in pool_specs(study.env, episodes, actions)}
+    absent = [name for name, path in datasets.items() if not (path / "manifest.json").is_file()]
+    if absent:
+        raise SubsetError(f"--report: {study.out} has no recorded pool ({', '.join(absent)} "
+                          "missing): run the study first")
+    drawn = draw_subsets(pool_episodes(datasets), fractions, subsets, study.seed)
+    print(report(study, Progress(study.out), recipe_train_ac, drawn, datasets), end="")
+    return {"env": study.env, "report_only": True}
+
+
+def variant_settings(study: Study) -> dict[str, list[str]]:
+    """Each variant row's initialisation and settings, as the table describes them."""
+    return {arm.name: [arm.init, *arm.settings,
+                       *(f"pretrain.{item}" for item in arm.pretrain_settings)]
+            for arm in study.arms if arm.settings or arm.pretrain_settings}
+
+
+def report(study: Study, progress: Progress, recipe_train_ac: list[str], drawn: list[Subset],
+           datasets: dict[str, Path]) -> str:
+    """The evaluation's table and plot, and the latest at the top of the folder, from the
+    models evaluated so far; the others are listed as not evaluated yet. Returns the table."""
+    rows, pending = [], []
+    for subset in drawn:
+        paths = subset_paths(subset, datasets, study.out, write=False)
+        for arm in study.arms:
+            metrics = eval_file(study, arm.name, subset.label)
+            trained = train_what(study, recipe_train_ac, arm, subset, paths)
+            if (progress.finished(f"train {arm.name} {subset.label}",
+                                  model_dir(study, arm.name, subset.label) / "weights.safetensors",
+                                  trained, quiet=True)
+                    and progress.finished(f"plan {arm.name} {subset.label} {evaluation(study)}",
+                                          metrics, plan_command(study, arm.name, subset, metrics),
+                                          quiet=True)):
+                rows.append(result_row(arm.name, subset, json.loads(metrics.read_text())))
+            else:
+                pending.append(f"{arm.name} {subset.label}")
+    variants = variant_settings(study)
+    write_report(study.out / "evals" / evaluation(study), rows, study.env, variants, pending)
+    return write_report(study.out, rows, study.env, variants, pending)  # the latest evaluation's
 
 
 def pretrain_command(study: Study, recipe_pretrain: list[str], arm: Arm) -> list[str]:
@@ -300,22 +348,33 @@ def eval_file(study: Study, arm: str, label: str) -> Path:
     return study.out / "evals" / evaluation(study) / arm / f"{label}.json"
 
 
-def subset_paths(subset: Subset, datasets: dict[str, Path], out: Path) -> list[Path]:
+def subset_paths(subset: Subset, datasets: dict[str, Path], out: Path,
+                 write: bool = True) -> list[Path]:
+    """The dataset folders a model of ``subset`` trains on (written first unless ``write``
+    is false)."""
     if subset.fraction == 1:
         return [datasets[name] for name in sorted(datasets)]
-    return write_subset(subset, datasets, out / "subsets" / subset.label)
+    folder = out / "subsets" / subset.label
+    return write_subset(subset, datasets, folder) if write else subset_folders(subset, folder)
 
 
 def train(study: Study, stages: Stages, progress: Progress, recipe_train_ac: list[str],
           arm: Arm, subset: Subset, paths: list[Path]) -> None:
     key = f"train {arm.name} {subset.label}"
     model = model_dir(study, arm.name, subset.label)
-    args = train_command(study, recipe_train_ac, arm, subset.label, paths)
-    what = [*args, *(f"{dataset}/{episode}" for dataset, episode in subset.episodes)]
+    what = train_what(study, recipe_train_ac, arm, subset, paths)
     if progress.finished(key, model / "weights.safetensors", what):
         return
-    stages.run(key, args, resumes=model.parent)
+    stages.run(key, train_command(study, recipe_train_ac, arm, subset.label, paths),
+               resumes=model.parent)
     progress.mark(key, stages.seconds[key], what)
+
+
+def train_what(study: Study, recipe_train_ac: list[str], arm: Arm, subset: Subset,
+               paths: list[Path]) -> list[str]:
+    """What a model's training stage is recorded with: its command and its episodes."""
+    return [*train_command(study, recipe_train_ac, arm, subset.label, paths),
+            *(f"{dataset}/{episode}" for dataset, episode in subset.episodes)]
 
 
 def evaluate(study: Study, stages: Stages, progress: Progress, arm: str, subset: Subset) -> None:
@@ -335,20 +394,14 @@ def plan_command(study: Study, arm: str, subset: Subset, metrics: Path) -> list[
             *study.overrides["mpc"]]
 
 
-def collect_results(study: Study, drawn: list[Subset]) -> list[dict[str, Any]]:
-    rows = []
-    for subset in drawn:
-        for arm in study.arms:
-            metrics = json.loads(eval_file(study, arm.name, subset.label).read_text())
-            rows.append({"init": arm.name, "fraction": subset.fraction, "subset": subset.index,
-                         "labelled_episodes": len(subset.episodes),
-                         "success": metrics["success_rate"],
-                         "success_any": metrics["success_any_rate"],
-                         "episodes": metrics["episodes"],
-                         "episode_success": {str(r["seed"]): bool(r["success"])
-                                             for r in metrics["records"]},
-                         "plan_ms_median": metrics["plan_ms_median"]})
-    return rows
+def result_row(arm: str, subset: Subset, metrics: dict[str, Any]) -> dict[str, Any]:
+    """One model's line of results.json, from its planner metrics."""
+    return {"init": arm, "fraction": subset.fraction, "subset": subset.index,
+            "labelled_episodes": len(subset.episodes),
+            "success": metrics["success_rate"], "success_any": metrics["success_any_rate"],
+            "episodes": metrics["episodes"],
+            "episode_success": {str(r["seed"]): bool(r["success"]) for r in metrics["records"]},
+            "plan_ms_median": metrics["plan_ms_median"]}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -376,6 +429,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="picks the held-out evaluation seeds (planners.mpc --seed)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the subsets and of every training stage")
+    parser.add_argument("--report", action="store_true",
+                        help="only write the table and plot of the models evaluated so far "
+                        "(record, train and plan nothing)")
     parser.add_argument("--video", action="append", default=[],
                         help="more video to pretrain on beside the pool's (a folder, a file "
                         "or an index, as pretrain's data.paths; repeatable)")
@@ -405,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
                        args.eval_episodes, args.eval_seed,
                        make_arms(parse_inits(args.inits), args.variant),
                        route(extra), [str(Path(path).resolve()) for path in args.video])
-        run_study(chosen, args.episodes, args.steps, fractions, args.subsets)
+        run_study(chosen, args.episodes, args.steps, fractions, args.subsets, args.report)
         print(f"[study] done in {time.perf_counter() - started:.0f} s: {chosen.out}",
               file=sys.stderr)
 

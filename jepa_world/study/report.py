@@ -63,7 +63,8 @@ def gaps(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict
 
 
 def markdown(summary: list[dict[str, Any]], differences: list[dict[str, Any]], env: str,
-             variants: dict[str, list[str]] | None = None) -> str:
+             variants: dict[str, list[str]] | None = None,
+             pending: list[str] | None = None) -> str:
     lines = [f"Label efficiency on {env}: success at the END of the budget, mean over the "
              "random subsets (min-max), success at any step beside it.", "",
              "| fraction | labelled episodes | initialisation | subsets | success (end) | "
@@ -88,6 +89,9 @@ def markdown(summary: list[dict[str, Any]], differences: list[dict[str, Any]], e
         if train_ac:
             text += f", its world models trained with {' '.join(train_ac)}"
         lines += ["", f"{name}: {text}"]
+    if pending:
+        lines += ["", f"Not evaluated yet ({len(pending)}; the means above leave them out): "
+                  + ", ".join(pending)]
     return "\n".join(lines) + "\n"
 
 
@@ -122,17 +126,20 @@ def plot(summary: list[dict[str, Any]], path: Path, env: str) -> None:
 
 
 def write_report(out: Path, rows: list[dict[str, Any]], env: str,
-                 variants: dict[str, list[str]] | None = None) -> str:
+                 variants: dict[str, list[str]] | None = None,
+                 pending: list[str] | None = None) -> str:
     """results.json, results.md and the plot into ``out``; returns the table. ``variants``:
     name -> [initialisation, train_ac settings..., pretrain.KEY=V settings...] of the rows
-    that are variants."""
+    that are variants; ``pending``: the models ("ARM LABEL") not evaluated yet."""
     summary = summarise(rows)
     differences = gaps(summary, rows)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "results.json", {"env": env, "runs": rows, "summary": summary,
                                              "minus_controls": differences,
-                                             "variants": variants or {}})
-    table = markdown(summary, differences, env, variants)
+                                             "variants": variants or {},
+                                             "pending": pending or []})
+    table = markdown(summary, differences, env, variants, pending)
     write_text_atomic(out / "results.md", table)
-    plot(summary, out / PLOT, env)
+    if summary:
+        plot(summary, out / PLOT, env)
     return table

@@ -90,15 +90,20 @@ def draw_subsets(
     return subsets
 
 
+def subset_folders(subset: Subset, folder: Path) -> list[Path]:
+    """Where ``write_subset`` puts the subset: one folder per source dataset it draws from."""
+    return [folder / name for name in sorted({dataset for dataset, _ in subset.episodes})]
+
+
 def write_subset(subset: Subset, datasets: dict[str, Path], folder: Path) -> list[Path]:
     """The subset as one dataset folder per source dataset it draws from (episodes linked);
     returns them. Rewriting the same subset leaves the same folders."""
     written = []
-    for name in sorted({dataset for dataset, _ in subset.episodes}):
+    for target in subset_folders(subset, folder):
+        name = target.name
         source = datasets[name].resolve()
         manifest = load_manifest(source)
         keep = {episode for dataset, episode in subset.episodes if dataset == name}
-        target = folder / name
         (target / EPISODES_DIR).mkdir(parents=True, exist_ok=True)
         for episode in sorted(keep):
             link = target / EPISODES_DIR / episode
