@@ -248,6 +248,13 @@ def test_the_gap_to_a_control_pairs_episodes_by_subset_and_start():
         "vjepa", "random", 4, 1)
     assert gap["points"] == pytest.approx(100 * (5 / 8 - 2 / 8))
     assert "10 %: vjepa +38 vs random (4 / 1)" in markdown(summary, [gap], "reach")
+    # a row part-way through its subsets is compared on the subsets it shares with the control
+    partial = rows[:3]
+    (gap,) = gaps(summarise(partial), partial)
+    assert (gap["subsets"], gap["episodes_won"], gap["episodes_lost"]) == (1, 1, 1)
+    assert gap["points"] == pytest.approx(0.0)  # subset 0: 2/4 against 2/4, not 5/8 against 2/4
+    assert "10 %: vjepa +0 vs random (1 / 1, 1 of 2 subsets)" in markdown(
+        summarise(partial), [gap], "reach")
     variants = {"v": ["vjepa", "encoder.lr_scale=0.5", "pretrain.train.variance_weight=1.0"],
                 "w": ["vjepa", "encoder.frozen_steps=5"]}
     table = markdown(summary, [gap], "reach", variants)

@@ -36,28 +36,32 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def gaps(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per fraction: each row's mean success minus each control's (``CONTROLS``), in points,
-    and the held-out episodes it won and lost against that control, paired by subset and
-    episode (the same start and goal for both models): the noise of 20-50 episodes per model
-    hides a 10-point gap, the pairs show which way the episodes that differ go."""
-    by_key = {(s["init"], s["fraction"]): s["success_mean"] for s in summary}
-    outcomes = {(r["init"], r["fraction"], r["subset"]): r["episode_success"] for r in rows}
+    over the subsets both have evaluated, and the held-out episodes it won and lost against
+    that control, paired by subset and episode (the same start and goal for both models):
+    the noise of 20-50 episodes per model hides a 10-point gap, the pairs show which way the
+    episodes that differ go."""
+    keys = sorted({(s["init"], s["fraction"]) for s in summary}, key=lambda key: (key[1], key[0]))
+    by_subset = {(r["init"], r["fraction"], r["subset"]): r for r in rows}
     result = []
-    for (init, fraction), value in sorted(by_key.items(), key=lambda item: item[0][1]):
+    for init, fraction in keys:
         if init in CONTROLS:
             continue
         for control in CONTROLS:
-            if (control, fraction) not in by_key:
+            pairs = [(row, by_subset[(control, fraction, subset)])
+                     for (arm, at, subset), row in by_subset.items()
+                     if (arm, at) == (init, fraction) and (control, fraction, subset) in by_subset]
+            if not pairs:
                 continue
             won = lost = 0
-            for (arm, at, subset), mine in outcomes.items():
-                if (arm, at) != (init, fraction):
-                    continue
-                theirs = outcomes.get((control, fraction, subset), {})
-                shared = mine.keys() & theirs.keys()
-                won += sum(mine[k] and not theirs[k] for k in shared)
-                lost += sum(theirs[k] and not mine[k] for k in shared)
+            for mine, theirs in pairs:
+                shared = mine["episode_success"].keys() & theirs["episode_success"].keys()
+                won += sum(mine["episode_success"][k] and not theirs["episode_success"][k]
+                           for k in shared)
+                lost += sum(theirs["episode_success"][k] and not mine["episode_success"][k]
+                            for k in shared)
+            points = np.mean([mine["success"] - theirs["success"] for mine, theirs in pairs])
             result.append({"fraction": fraction, "init": init, "versus": control,
-                           "points": 100 * (value - by_key[(control, fraction)]),
+                           "subsets": len(pairs), "points": 100 * float(points),
                            "episodes_won": won, "episodes_lost": lost})
     return result
 
@@ -75,11 +79,17 @@ def markdown(summary: list[dict[str, Any]], differences: list[dict[str, Any]], e
                      f"{100 * s['success_min']:.0f}-{100 * s['success_max']:.0f} % | "
                      f"{100 * s['success_any_mean']:.0f} % |")
     if differences:
-        lines += ["", "Each row minus the controls (points, success at the end; held-out "
-                  "episodes won / lost against the control, paired): "
+        counts = {(s["init"], s["fraction"]): s["subsets"] for s in summary}
+
+        def partial(g: dict[str, Any]) -> str:  # some subsets of one side not evaluated yet
+            full = max(counts[(g["init"], g["fraction"])], counts[(g["versus"], g["fraction"])])
+            return f", {g['subsets']} of {full} subsets" if g["subsets"] < full else ""
+
+        lines += ["", "Each row minus the controls (points, success at the end, on the subsets "
+                  "both have; held-out episodes won / lost against the control, paired): "
                   + "; ".join(f"{100 * g['fraction']:g} %: {g['init']} {g['points']:+.0f} vs "
-                              f"{g['versus']} ({g['episodes_won']} / {g['episodes_lost']})"
-                              for g in differences)]
+                              f"{g['versus']} ({g['episodes_won']} / {g['episodes_lost']}"
+                              f"{partial(g)})" for g in differences)]
     for name, (init, *settings) in (variants or {}).items():
         pretrain = [item.removeprefix("pretrain.") for item in settings
                     if item.startswith("pretrain.")]
