@@ -110,15 +110,17 @@ def plot(summary: list[dict[str, Any]], path: Path, env: str) -> None:
 
     figure = Figure(figsize=(6.0, 4.0))
     axis = figure.subplots()
-    for init in sorted({s["init"] for s in summary}):
+    inits = sorted({s["init"] for s in summary})
+    for number, init in enumerate(inits):
         rows = [s for s in summary if s["init"] == init]
-        x = [100 * s["fraction"] for s in rows]
+        dodge = 1.04 ** (number - (len(inits) - 1) / 2)  # equal rates stay visible side by side
+        x = [100 * s["fraction"] * dodge for s in rows]
         mean = np.array([100 * s["success_mean"] for s in rows])
         low = mean - np.array([100 * s["success_min"] for s in rows])
         high = np.array([100 * s["success_max"] for s in rows]) - mean
         line = axis.errorbar(x, mean, yerr=[low, high], marker="o", capsize=3,
                              label=f"{init}: end of budget")
-        axis.plot(x, [100 * s["success_any_mean"] for s in rows], linestyle=":",
+        axis.plot(x, [100 * s["success_any_mean"] for s in rows], linestyle=":", marker="x",
                   color=line[0].get_color(), label=f"{init}: any step")
     axis.set_xscale("log")
     fractions = sorted({100 * s["fraction"] for s in summary})
