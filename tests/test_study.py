@@ -170,6 +170,7 @@ def test_tiny_study_runs_end_to_end_and_a_rerun_skips_what_is_done(tmp_path):
     assert "train vjepa p50-0: done" in again.stderr
     assert "plan random p100-0 seed0-1ep: done" in again.stderr
     assert "jepa_world.train_ac" not in again.stderr and "planners.mpc" not in again.stderr
+    assert again.stderr.count("[study] table of 6 evaluated models (0 not yet)") == 1
     assert weights == {path: path.stat().st_mtime_ns
                        for path in out.glob("models/*/*/world_model/*")}
     # more held-out episodes are another evaluation of the same models: nothing retrains,
@@ -179,6 +180,7 @@ def test_tiny_study_runs_end_to_end_and_a_rerun_skips_what_is_done(tmp_path):
     assert more.returncode == 0, more.stderr[-3000:]
     assert "jepa_world.train_ac" not in more.stderr
     assert more.stderr.count("python -m planners.mpc") == 6
+    assert more.stderr.count("[study] table of") == 7  # after each model planned, and at the end
     assert {r["episodes"] for r in json.loads((out / "results.json").read_text())["runs"]} == {2}
     for evaluation, episodes in (("seed0-1ep", 1), ("seed0-2ep", 2)):
         report = json.loads((out / "evals" / evaluation / "results.json").read_text())
@@ -198,6 +200,7 @@ def test_tiny_study_runs_end_to_end_and_a_rerun_skips_what_is_done(tmp_path):
     partial = run_cli("-m", "jepa_world.study", "label-efficiency", "--env", "reach", "--out",
                       str(out), *TINY, "--report", timeout=600)
     assert partial.returncode == 0, partial.stderr[-3000:]
+    assert partial.stderr.count("[study] table of 5 evaluated models (1 not yet)") == 1
     assert not any(stage in partial.stderr for stage in ("envs.collect", "jepa_world.pretrain",
                                                          "jepa_world.train_ac", "planners.mpc"))
     report = json.loads((out / "results.json").read_text())

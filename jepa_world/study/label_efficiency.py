@@ -245,9 +245,9 @@ def run_study(study: Study, episodes: int, actions: int | None, fractions: list[
     for subset in drawn:
         paths = subset_paths(subset, datasets, study.out)
         for arm in study.arms:
-            train(study, stages, progress, recipe.train_ac, arm, subset, paths)
-            evaluate(study, stages, progress, arm.name, subset)
-            report(study, progress, recipe.train_ac, drawn, datasets)  # the table so far
+            trained = train(study, stages, progress, recipe.train_ac, arm, subset, paths)
+            if evaluate(study, stages, progress, arm.name, subset) or trained:
+                report(study, progress, recipe.train_ac, drawn, datasets)  # the table so far
 
     table = report(study, progress, recipe.train_ac, drawn, datasets)
     summary = {"env": study.env, "pool_episodes": len(pool_episodes(datasets)),
@@ -304,7 +304,10 @@ def report(study: Study, progress: Progress, recipe_train_ac: list[str], drawn: 
                 pending.append(f"{arm.name} {subset.label}")
     variants = variant_settings(study)
     write_report(study.out / "evals" / evaluation(study), rows, study.env, variants, pending)
-    return write_report(study.out, rows, study.env, variants, pending)  # the latest evaluation's
+    table = write_report(study.out, rows, study.env, variants, pending)  # the latest evaluation's
+    print(f"[study] table of {len(rows)} evaluated models ({len(pending)} not yet): "
+          f"{study.out / 'results.md'}", file=sys.stderr, flush=True)
+    return table
 
 
 def pretrain_command(study: Study, recipe_pretrain: list[str], arm: Arm) -> list[str]:
@@ -359,15 +362,17 @@ def subset_paths(subset: Subset, datasets: dict[str, Path], out: Path,
 
 
 def train(study: Study, stages: Stages, progress: Progress, recipe_train_ac: list[str],
-          arm: Arm, subset: Subset, paths: list[Path]) -> None:
+          arm: Arm, subset: Subset, paths: list[Path]) -> bool:
+    """Trains one model unless it is done; whether it ran."""
     key = f"train {arm.name} {subset.label}"
     model = model_dir(study, arm.name, subset.label)
     what = train_what(study, recipe_train_ac, arm, subset, paths)
     if progress.finished(key, model / "weights.safetensors", what):
-        return
+        return False
     stages.run(key, train_command(study, recipe_train_ac, arm, subset.label, paths),
                resumes=model.parent)
     progress.mark(key, stages.seconds[key], what)
+    return True
 
 
 def train_what(study: Study, recipe_train_ac: list[str], arm: Arm, subset: Subset,
@@ -377,14 +382,16 @@ def train_what(study: Study, recipe_train_ac: list[str], arm: Arm, subset: Subse
             *(f"{dataset}/{episode}" for dataset, episode in subset.episodes)]
 
 
-def evaluate(study: Study, stages: Stages, progress: Progress, arm: str, subset: Subset) -> None:
+def evaluate(study: Study, stages: Stages, progress: Progress, arm: str, subset: Subset) -> bool:
+    """Plans with one model unless that evaluation is done; whether it ran."""
     key = f"plan {arm} {subset.label} {evaluation(study)}"
     metrics = eval_file(study, arm, subset.label)
     if progress.finished(key, metrics, args := plan_command(study, arm, subset, metrics)):
-        return
+        return False
     metrics.parent.mkdir(parents=True, exist_ok=True)
     stages.run(key, args)
     progress.mark(key, stages.seconds[key], args)
+    return True
 
 
 def plan_command(study: Study, arm: str, subset: Subset, metrics: Path) -> list[str]:
