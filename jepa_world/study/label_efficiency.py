@@ -242,14 +242,16 @@ def run_study(study: Study, episodes: int, actions: int | None, fractions: list[
             stages.run(key, args, resumes=study.out / "pretrain" / name)
             progress.mark(key, stages.seconds[key], what)
 
+    table = None  # the latest report: models skipped as done change nothing it holds
     for subset in drawn:
         paths = subset_paths(subset, datasets, study.out)
         for arm in study.arms:
             trained = train(study, stages, progress, recipe.train_ac, arm, subset, paths)
             if evaluate(study, stages, progress, arm.name, subset) or trained:
-                report(study, progress, recipe.train_ac, drawn, datasets)  # the table so far
+                table = report(study, progress, recipe.train_ac, drawn, datasets)
 
-    table = report(study, progress, recipe.train_ac, drawn, datasets)
+    if table is None:  # nothing ran: the table of what an earlier run finished
+        table = report(study, progress, recipe.train_ac, drawn, datasets)
     summary = {"env": study.env, "pool_episodes": len(pool_episodes(datasets)),
                "fractions": fractions, "subsets": subsets, "inits": study.inits,
                "variants": variant_settings(study),
