@@ -70,6 +70,8 @@ def test_a_subset_folder_reads_as_a_dataset_of_exactly_its_episodes(small_datase
     [(["--fractions", "0,1"], "must be in (0, 1], got 0"),
      (["--fractions", "0.5,1.2"], "must be in (0, 1], got 1.2"),
      (["--inits", "vjepa,imagenet"], "unknown initialisation 'imagenet'"),
+     (["--inits", "none"], "--inits none leaves no row: give a --variant"),
+     (["--inits", "none,vjepa"], "unknown initialisation 'none'"),
      (["--variant", "slow=imagenet encoder.lr_scale=0.1"], "unknown initialisation 'imagenet'"),
      (["--variant", "slow=vjepa"], "--variant slow: give its train_ac settings"),
      (["--variant", "slow=vjepa lr_scale"], "--variant slow: give its train_ac settings"),
@@ -295,3 +297,14 @@ def test_a_variant_with_pretraining_settings_gets_its_own_pretraining_run(tmp_pa
     assert "encoder.lr_scale=0.5" in train and not any("variance_weight" in a for a in train)
     shared = train_command(study, [], arms["vjepa-lr"], "p5-0", [tmp_path / "subset"])
     assert f"encoder.checkpoint={tmp_path / 'pretrain' / 'vjepa'}" in shared
+
+
+def test_inits_none_runs_only_the_variant_rows(tmp_path):
+    from jepa_world.study.label_efficiency import Study, make_arms, parse_inits, route
+
+    assert parse_inits("none") == []
+    vicreg = "gentle=vjepa pretrain.train.variance_weight=1.0 encoder.frozen_steps=300"
+    study = Study("reach", tmp_path, 0, 5, 0, make_arms(parse_inits("none"), [vicreg]),
+                  route([]), [])
+    assert [arm.name for arm in study.arms] == ["gentle"]
+    assert list(study.pretrainings) == ["gentle"]  # not the plain vjepa run it is a variant of

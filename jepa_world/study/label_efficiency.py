@@ -127,11 +127,15 @@ class Study:
 
 
 def parse_inits(text: str) -> list[str]:
+    """'vjepa,random' -> ['vjepa', 'random']; 'none' -> [] (only the --variant rows: a lever
+    measured against plain rows an earlier run already holds)."""
+    if text.strip() == "none":
+        return []
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in INITS]
     if unknown or not names:
         raise SubsetError(f"unknown initialisation {unknown[0] if unknown else text!r} "
-                          f"(known: {', '.join(INITS)})")
+                          f"(known: {', '.join(INITS)}, or none)")
     return list(dict.fromkeys(names))
 
 
@@ -160,6 +164,8 @@ def parse_variant(text: str) -> Arm:
 
 def make_arms(inits: list[str], variants: list[str]) -> list[Arm]:
     extra = [parse_variant(text) for text in variants]
+    if not inits and not extra:
+        raise SubsetError("--inits none leaves no row: give a --variant")
     names = [*INITS, *(arm.name for arm in extra)]  # an init's folders are its own, chosen or not
     clash = next((name for name in names if names.count(name) > 1), None)
     if clash is not None:
@@ -426,7 +432,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subsets", type=int, default=3,
                         help="random subsets per fraction below 1")
     parser.add_argument("--inits", default="vjepa,random,pixels",
-                        help=f"encoder initialisations (of {', '.join(INITS)})")
+                        help=f"encoder initialisations (of {', '.join(INITS)}; none: only "
+                        "the --variant rows)")
     parser.add_argument("--variant", action="append", default=[],
                         help="one more row: 'NAME=INIT KEY=V ...', the world models of INIT's "
                         "pretraining trained with these train_ac settings besides the study's "
