@@ -143,7 +143,7 @@ def planning_defaults(
 # A sampling planner's settings that a world model may carry in ``config.planning`` (its
 # builder chose them for it); null in configs/mpc.yaml means "the world model's, else the
 # planner's own default".
-MODEL_PLANNER_KEYS = ("polish_steps", "polish_lr")
+MODEL_PLANNER_KEYS = ("polish_steps", "polish_lr", "polish_method")
 
 
 def model_planner_settings(model: Any, section: Any, *, tail: bool = False) -> dict[str, Any]:
@@ -370,22 +370,40 @@ class Scorer:
         self.evaluations += e * n
         return torch.cat(parts, dim=1).float()
 
-    def _energy(self, actions: Tensor, goal: Tensor) -> Tensor:
-        """actions [E,n,H,fs,A] -> energies [E,n], one world-model call."""
+    def residuals(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        """params [E,N,H,b,A] -> (energies [E,N], residuals [E,N,M]) in one world-model call
+        without gradients: the residuals' squares sum to the energy less the objective's
+        ``extra`` term (``Energy.residuals``)."""
+        e, n = params.shape[:2]
+        started = time.perf_counter()
+        with torch.no_grad():
+            goal = self.z_goal.expand(e, *self.z_goal.shape[1:]).repeat_interleave(n, dim=0)
+            predicted = self._predict(to_blocks(params, self.frameskip))
+            energy = self.objective(predicted, goal).reshape(e, n).float()
+            residual = self.objective.residuals(predicted, goal).reshape(e, n, -1).float()
+        self.model_s += time.perf_counter() - started
+        self.evaluations += e * n
+        return energy, residual
+
+    def _predict(self, actions: Tensor) -> Tensor:
+        """actions [E,n,H,fs,A] -> predicted latents [E*n,H',K,D], one world-model call."""
         e, n = actions.shape[:2]
         if self.tail is not None:
-            goals = goal.repeat_interleave(n, dim=0)
-            predicted = self.wm.rollout_many(
+            goals = self.z_goal.expand(e, *self.z_goal.shape[1:]).repeat_interleave(n, dim=0)
+            return self.wm.rollout_many(
                 self.z_now, actions, self.proprio,
                 then=lambda z, p: self.tail.act(z, p, goals), then_blocks=self.tail.blocks,
             ).flatten(0, 1)
-        elif hasattr(self.wm, "rollout_many"):  # shares the work that depends on the start only
-            predicted = self.wm.rollout_many(self.z_now, actions, self.proprio).flatten(0, 1)
-        else:
-            proprio = None if self.proprio is None else self.proprio.repeat_interleave(n, dim=0)
-            predicted = self.wm.rollout(self.z_now.repeat_interleave(n, dim=0),
-                                        actions.flatten(0, 1), proprio)
-        energy = self.objective(predicted, goal.repeat_interleave(n, dim=0))
+        if hasattr(self.wm, "rollout_many"):  # shares the work that depends on the start only
+            return self.wm.rollout_many(self.z_now, actions, self.proprio).flatten(0, 1)
+        proprio = None if self.proprio is None else self.proprio.repeat_interleave(n, dim=0)
+        return self.wm.rollout(self.z_now.repeat_interleave(n, dim=0), actions.flatten(0, 1),
+                               proprio)
+
+    def _energy(self, actions: Tensor, goal: Tensor) -> Tensor:
+        """actions [E,n,H,fs,A] -> energies [E,n], one world-model call."""
+        e, n = actions.shape[:2]
+        energy = self.objective(self._predict(actions), goal.repeat_interleave(n, dim=0))
         return energy.reshape(e, n)
 
 

@@ -72,6 +72,30 @@ class Energy:
         """predicted [B,H,K,D], goal [B or 1,K,D] -> distance of every block [B,H]."""
         return self.block_distance(predicted, goal.unsqueeze(1))
 
+    def residuals(self, predicted: Tensor, goal: Tensor) -> Tensor:
+        """predicted [B,H,K,D], goal [B or 1,K,D] -> r [B,M] whose squares sum to the energy
+        without the ``extra`` term: the least-squares form a Gauss-Newton step needs. Only
+        the l2 metric on latents has it."""
+        if self.metric != "l2" or self.distance is not latent_distance:
+            raise ValueError("a Gauss-Newton polish needs the l2 energy on latents (energy=l2, "
+                             f"a learned world model), got metric {self.metric!r}"
+                             + ("" if self.distance is latent_distance else
+                                " with the model's own distance"))
+        diff = predicted - goal.unsqueeze(1)  # [B,H,K,D]
+        horizon, size = diff.shape[1], diff.shape[-2] * diff.shape[-1]
+        if self.steps == "final":
+            weights = torch.zeros(horizon, dtype=diff.dtype, device=diff.device)
+            weights[-1] = 1.0
+        else:
+            raw = self.step_weights or (1.0,) * horizon
+            if len(raw) != horizon:
+                raise ValueError(f"step_weights has {len(raw)} values for {horizon} predicted "
+                                 "blocks")
+            weights = torch.tensor(raw, dtype=diff.dtype, device=diff.device)
+            weights = weights / weights.sum()
+        scale = (weights / size).sqrt().reshape(1, horizon, 1, 1)
+        return (diff * scale).flatten(1)
+
     def __call__(self, predicted: Tensor, goal: Tensor) -> Tensor:
         """predicted [B,H,K,D], goal [B or 1,K,D] -> energy [B] (differentiable)."""
         if self.steps == "final":

@@ -543,6 +543,8 @@ def summary_text(metrics: dict[str, Any]) -> str:
            if metrics.get("oracle_energy_model") else "")
         + (f" | planner {metrics['planner']}" if metrics["planner"] else "")
         + (f" + polish {metrics['settings']['polish_steps']}"
+           + (" gauss_newton" if metrics["settings"].get("polish_method") == "gauss_newton"
+              else "")
            if metrics["planner"] and (metrics.get("settings") or {}).get("polish_steps") else "")
         + (f" + readout (weight {metrics['readout_weight']:g})"
            if metrics.get("readout_weight") else "")

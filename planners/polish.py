@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from planners.base import BestTracker, Scorer
+from planners.gauss_newton import gauss_newton
 from planners.threads import one_intra_op_thread
 
 
@@ -54,11 +55,19 @@ def descend(score: Scorer, params: Tensor, best: BestTracker, steps: int, lr: fl
                 history.append(best.energy.clone())
 
 
+POLISH_METHODS = ("adam", "gauss_newton")
+
+
 def polish(best: BestTracker, score: Scorer, steps: int, lr: float, low: float,
-           high: float) -> None:
+           high: float, method: str = "adam") -> None:
     """``steps`` Adam steps of size ``lr`` (action units) from ``best.params`` [E,H,b,A],
-    projected into the box [low, high]; ``best`` keeps the lowest energy seen."""
+    projected into the box [low, high], or ``steps`` Gauss-Newton steps
+    (``method="gauss_newton"``, ``planners.gauss_newton``; ``lr`` unused); ``best`` keeps
+    the lowest energy seen."""
     if score.tail is not None:
         raise ValueError("polish_steps does not combine with a policy tail")
+    if method == "gauss_newton":
+        gauss_newton(best, score, steps, low, high)
+        return
     params = best.params.detach().clone().unsqueeze(1).requires_grad_(True)  # [E,1,H,b,A]
     descend(score, params, best, steps, lr, box=(low, high))

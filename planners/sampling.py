@@ -36,7 +36,7 @@ from planners.base import (
     randn,
     to_blocks,
 )
-from planners.polish import polish
+from planners.polish import POLISH_METHODS, polish
 from planners.tail import PolicyTail
 
 # (elites [E,M,H,b,A], their energies [E,M], mean [E,H,b,A], std [E,H,b,A]) -> (mean, std)
@@ -50,7 +50,9 @@ class SamplingSettings(PlannerSettings):
     iteration's samples drawn around the mean with the wide ``std_explore`` instead of the
     current std, so that a search started narrow around a warm start can still find a far
     better sequence. ``polish_steps``: Adam steps of size ``polish_lr`` on the best sequence
-    through the differentiable world model after the last iteration (``planners.polish``)."""
+    through the differentiable world model after the last iteration (``planners.polish``),
+    or Gauss-Newton steps with ``polish_method="gauss_newton"`` (l2 energy; ``polish_lr``
+    unused)."""
 
     section: ClassVar[str] = "sampling"  # the settings' section in configs/mpc.yaml
 
@@ -64,6 +66,7 @@ class SamplingSettings(PlannerSettings):
     min_improvement: float = 0.0
     polish_steps: int = 0
     polish_lr: float = 0.02
+    polish_method: str = "adam"
 
     def validate(self) -> None:
         super().validate()
@@ -86,6 +89,12 @@ class SamplingSettings(PlannerSettings):
         if int(self.polish_steps) < 0 or self.polish_lr <= 0:
             raise ValueError(f"{self.section}.polish_steps must be >= 0 and "
                              f"{self.section}.polish_lr positive")
+        if self.polish_method not in POLISH_METHODS:
+            raise ValueError(f"{self.section}.polish_method must be one of "
+                             f"{', '.join(POLISH_METHODS)}, got {self.polish_method!r}")
+        if self.polish_method == "gauss_newton" and self.polish_steps and self.metric != "l2":
+            raise ValueError(f"{self.section}.polish_method=gauss_newton needs energy=l2, got "
+                             f"{self.metric!r}")
         if self.std_init <= 0 or self.std_min < 0:
             raise ValueError(
                 f"{self.section}.std_init must be positive and {self.section}.std_min "
@@ -187,7 +196,7 @@ def search(
                 break
     if settings.polish_steps:
         polish(best, score, int(settings.polish_steps), settings.polish_lr,
-               settings.action_low, settings.action_high)
+               settings.action_low, settings.action_high, settings.polish_method)
     return Search(mean, std, elites, elite_energy, best, score, history, started, ran)
 
 

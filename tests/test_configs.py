@@ -60,6 +60,8 @@ def test_values_arrive_typed():
     assert ac.model.planning.as_dict() == {"energy_steps": "final"}
     ac = typed("train_ac", "model.planning.polish_steps=20", "model.planning.polish_lr=0.01")
     assert ac.model.planning.as_dict() == {"polish_steps": 20, "polish_lr": 0.01}
+    ac = typed("train_ac", "model.planning.polish_method=gauss_newton")
+    assert ac.model.planning.as_dict() == {"polish_method": "gauss_newton"}
     probe = typed("probe", "data.train=some/dir", "targets=fingertip")
     assert probe.data.train == ["some/dir"] and probe.targets == ["fingertip"]
 
@@ -100,6 +102,8 @@ def test_small_objects_mask_hides_whole_frames_over_half_the_clip():
         ("train_ac", "model.planning.energy_steps=last", "model.planning.energy_steps"),
         ("train_ac", "model.planning.polish_steps=-1", "model.planning.polish_steps must be"),
         ("train_ac", "model.planning.polish_lr=0", "model.planning.polish_lr must be positive"),
+        ("train_ac", "model.planning.polish_method=newton",
+         "model.planning.polish_method must be adam, gauss_newton or null"),
         ("probe", "task=segmentation", "unknown task"),
         ("probe", "probe.cache_dtype=int8", "probe.cache_dtype"),
         ("probe", "probe.steps=0", "probe.steps must be positive"),

@@ -192,6 +192,10 @@ def test_a_model_carries_its_polish_and_the_command_overrides_it(tiny_checkpoint
     assert PlannerPolicy(loaded, "mppi").settings.polish_steps == 3
     assert PlannerPolicy(loaded, "cem", polish_steps=1).settings.polish_steps == 1
     assert command_defaults(loaded, "cem", {}, tail=True)["polish_steps"] is None
+    model.config.planning = {"polish_steps": 2, "polish_method": "gauss_newton"}
+    newton = run(*quick, **{**flags, "checkpoint": str(model.save(tmp_path / "newton"))})
+    assert newton["settings"]["polish_method"] == "gauss_newton"
+    assert "| planner cem + polish 2 gauss_newton |" in mpc.summary_text(newton)
 
 
 def random_shooting(world_model, z_now, z_goal, *, proprio=None, init_mean=None,

@@ -14,6 +14,7 @@ from planners import (
     shift_plan,
 )
 from planners.base import Scorer, initial_mean
+from planners.energy import Energy
 from planners.policies import PlannerPolicy
 
 
@@ -610,15 +611,17 @@ def test_a_policy_tail_extends_every_scored_sequence():
 FAST_TAIL_CEM = {"samples": 16, "elites": 4, "iterations": 2, "horizon": 2, "energy_steps": "all"}
 
 
-@pytest.mark.parametrize("name", ["cem", "mppi"])
-def test_polish_walks_the_last_of_the_way_and_never_raises_the_energy(name):
+@pytest.mark.parametrize(("name", "method", "steps"), [("cem", "adam", 30), ("mppi", "adam", 30),
+                                                      ("cem", "gauss_newton", 3),
+                                                      ("mppi", "gauss_newton", 3)])
+def test_polish_walks_the_last_of_the_way_and_never_raises_the_energy(name, method, steps):
     plan, _ = get_planner(name)
     model, z0, goal, _ = problem(num_envs=3, seed=5)
     coarse = {"samples": 16, "elites": 4, "iterations": 2, "metric": "l2",
               "energy_steps": "final", **({"output": "best"} if name == "mppi" else {})}
     seeds = [1, 2, 3]
     base = plan(model, z0, goal, generator=generators(seeds), horizon=3, **coarse)
-    polish = {**coarse, "polish_steps": 30, "polish_lr": 0.05}
+    polish = {**coarse, "polish_steps": steps, "polish_lr": 0.05, "polish_method": method}
     polished = plan(model, z0, goal, generator=generators(seeds), horizon=3, **polish)
     assert torch.all(polished.energy <= base.energy)
     assert torch.all(polished.energy < 0.2 * base.energy), (base.energy, polished.energy)
@@ -633,6 +636,42 @@ def test_polish_walks_the_last_of_the_way_and_never_raises_the_energy(name):
         plan(model, z0, goal, horizon=3, **{**polish, "polish_steps": -1})
     with pytest.raises(ValueError, match="polish_lr positive"):
         plan(model, z0, goal, horizon=3, **{**polish, "polish_lr": 0.0})
+    with pytest.raises(ValueError, match="polish_method must be one of adam, gauss_newton"):
+        plan(model, z0, goal, horizon=3, **{**polish, "polish_method": "newton"})
+    if method == "gauss_newton":
+        with pytest.raises(ValueError, match="gauss_newton needs energy=l2"):
+            plan(model, z0, goal, horizon=3, **{**polish, "metric": "l1"})
+
+
+def test_gauss_newton_lands_on_a_linear_model_s_optimum_in_the_box():
+    """On a linear world model the l2 energy is an exact quadratic: one Gauss-Newton step of
+    the weakest damping lands next to the least-squares optimum, which the Adam polish only
+    approaches; the clamp keeps every action in the box."""
+    model, z0, goal, _ = problem(num_envs=2, seed=7)
+    coarse = {"samples": 16, "elites": 4, "iterations": 2, "metric": "l2",
+              "energy_steps": "all", "horizon": 3}
+    plan, _ = get_planner("cem")
+    base = plan(model, z0, goal, generator=generators([4, 5]), **coarse)
+    newton = plan(model, z0, goal, generator=generators([4, 5]), polish_steps=2,
+                      polish_method="gauss_newton", **coarse)
+    adam = plan(model, z0, goal, generator=generators([4, 5]), polish_steps=2, polish_lr=0.05,
+                **coarse)
+    assert torch.all(newton.energy < 0.05 * base.energy), (base.energy, newton.energy)
+    assert torch.all(newton.energy < adam.energy), (adam.energy, newton.energy)
+    assert newton.actions.abs().max() <= 1.0
+
+
+@pytest.mark.parametrize(("steps", "weights"), [("final", None), ("all", None),
+                                                ("all", (1.0, 0.0, 3.0))])
+def test_energy_residuals_square_and_sum_to_the_energy(steps, weights):
+    generator = torch.Generator().manual_seed(0)
+    predicted = torch.randn(4, 3, 2, 5, generator=generator)
+    goal = torch.randn(4, 2, 5, generator=generator)
+    objective = Energy("l2", steps, weights)
+    residual = objective.residuals(predicted, goal)
+    torch.testing.assert_close(residual.pow(2).sum(-1), objective(predicted, goal))
+    with pytest.raises(ValueError, match="needs the l2 energy on latents"):
+        Energy("l1", steps, weights).residuals(predicted, goal)
 
 
 def test_gradient_passes_run_with_one_intra_op_thread_and_restore_the_count(monkeypatch):

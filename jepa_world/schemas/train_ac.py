@@ -71,6 +71,7 @@ class PlanningDefaults:
     energy_steps: str | None = None  # all | final; None = the planner's own default
     polish_steps: int | None = None  # cem / mppi polish_steps; None = the planner's own (0)
     polish_lr: float | None = None  # cem / mppi polish_lr; None = the planner's own
+    polish_method: str | None = None  # cem / mppi polish_method; None = the planner's own
 
     def as_dict(self) -> dict[str, Any]:
         """The keys that are set."""
@@ -192,6 +193,9 @@ class TrainACConfig:
                             "add model.predictor.decoder_width=0")
         check_positive(model.planning, "model.planning.", "horizon", "polish_lr")
         check_non_negative(model.planning, "model.planning.", "polish_steps")
+        if model.planning.polish_method not in (None, "adam", "gauss_newton"):
+            raise UserError("model.planning.polish_method must be adam, gauss_newton or null, "
+                            f"got {model.planning.polish_method!r}")
         if model.planning.energy_steps not in (None, *ENERGY_STEPS):
             raise UserError(
                 "model.planning.energy_steps must be all, final or null, "
