@@ -351,7 +351,8 @@ def test_reacher_shipped_model_end_to_end(tmp_path):
     assert metrics["checkpoint"] == "gym:Reacher-v5" and metrics["env"] == "jepa_world/Reacher-v5"
     assert metrics["settings"]["horizon"] == 5 and metrics["settings"]["frameskip"] == 2
     assert metrics["settings"]["energy_steps"] == "all"  # neither the command nor the model set it
-    assert metrics["settings"]["polish_steps"] == 20 and metrics["settings"]["polish_lr"] == 0.01
+    assert metrics["settings"]["polish_steps"] == 2
+    assert metrics["settings"]["polish_method"] == "gauss_newton"
     assert metrics["readout_weight"] == 0.3  # its state readout, at the weight it ships with
     assert "+ readout (weight 0.3)" in result.stdout
     assert "final_joint_error_mean" in metrics and "final joint error" in result.stdout
