@@ -87,26 +87,26 @@ class Energy:
             weights = torch.zeros(horizon, dtype=diff.dtype, device=diff.device)
             weights[-1] = 1.0
         else:
-            raw = self.step_weights or (1.0,) * horizon
-            if len(raw) != horizon:
-                raise ValueError(f"step_weights has {len(raw)} values for {horizon} predicted "
-                                 "blocks")
-            weights = torch.tensor(raw, dtype=diff.dtype, device=diff.device)
-            weights = weights / weights.sum()
+            weights = self.block_weights(diff)
         scale = (weights / size).sqrt().reshape(1, horizon, 1, 1)
         return (diff * scale).flatten(1)
+
+    def block_weights(self, per_block: Tensor) -> Tensor:
+        """The normalised weights [H] of the blocks of ``per_block`` [B,H,...] that
+        ``steps="all"`` averages over (uniform when ``step_weights`` is None)."""
+        horizon = per_block.shape[1]
+        raw = self.step_weights or (1.0,) * horizon
+        if len(raw) != horizon:
+            raise ValueError(f"step_weights has {len(raw)} values for {horizon} predicted blocks")
+        weights = torch.tensor(raw, dtype=per_block.dtype, device=per_block.device)
+        return weights / weights.sum()
 
     def __call__(self, predicted: Tensor, goal: Tensor) -> Tensor:
         """predicted [B,H,K,D], goal [B or 1,K,D] -> energy [B] (differentiable)."""
         if self.steps == "final":
             return self.block_distance(predicted[:, -1], goal)
         per_block = self.per_block(predicted, goal)
-        horizon = per_block.shape[1]
-        raw = self.step_weights or (1.0,) * horizon
-        if len(raw) != horizon:
-            raise ValueError(f"step_weights has {len(raw)} values for {horizon} predicted blocks")
-        weights = torch.tensor(raw, dtype=per_block.dtype, device=per_block.device)
-        return (per_block * (weights / weights.sum())).sum(dim=-1)
+        return (per_block * self.block_weights(per_block)).sum(dim=-1)
 
 
 def readout_term(weight: float | None, world_model: Any) -> Term | None:

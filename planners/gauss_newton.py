@@ -36,8 +36,9 @@ def gauss_newton(best: BestTracker, score: Scorer, steps: int, low: float, high:
         x = best.params.reshape(num_envs, dims)
         nudges = torch.where(x + nudge > high, -nudge, nudge)  # [E,d]
         probes = torch.cat([x.unsqueeze(1), x.unsqueeze(1) + eye * nudges.unsqueeze(1)], 1)
-        energy, residual = score.residuals(probes.reshape(num_envs, dims + 1, *shape))
-        best.update(energy, probes.reshape(num_envs, dims + 1, *shape))
+        probes = probes.reshape(num_envs, dims + 1, *shape)
+        energy, residual = score.residuals(probes)
+        best.update(energy, probes)
         moves = damped_steps(residual.double(), nudges.double())  # [E,L,d]
         candidates = (x.unsqueeze(1) + moves.float()).clamp(low, high)
         candidates = candidates.reshape(num_envs, len(DAMPINGS), *shape)
