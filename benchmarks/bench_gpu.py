@@ -156,7 +156,7 @@ def planning_rows(args: argparse.Namespace, device: torch.device) -> tuple[list[
         "metric": mpc["energy"],
         "energy_steps": energy_steps,
         "repeat_in_block": mpc["repeat_in_block"],
-        **model_planner_settings(model, mpc["cem"]),
+        **model_planner_settings(model, "cem", mpc["cem"]),
     })
     rng = np.random.default_rng(0)
     s = model.image_size

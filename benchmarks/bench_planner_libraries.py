@@ -47,6 +47,7 @@ from planners.base import (  # noqa: E402
     PlanResult,
     Scorer,
     initial_mean,
+    model_planner_settings,
     search_shape,
     to_blocks,
 )
@@ -188,7 +189,8 @@ def main() -> None:
 
     def elites(section: str) -> int:
         """The section's elite fraction of configs/mpc.yaml, at this budget's samples."""
-        fraction = defaults[section].elites / defaults[section].samples
+        samples = model_planner_settings(model, section, defaults[section])["samples"]
+        fraction = defaults[section].elites / samples
         return max(2, round(fraction * args.samples))
 
     overrides = [f"episodes={args.episodes}", f"checkpoint={args.checkpoint}"]

@@ -19,7 +19,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -28,11 +28,16 @@ from torch import Tensor
 
 from planners.energy import Energy
 from planners.tail import PolicyTail
-from planners.threads import cpu_workers, run_parallel
+from planners.threads import cpu_workers, one_intra_op_thread, run_parallel
 
 DEFAULT_HORIZON = 2  # action blocks, when neither the command line nor the model sets one
 DEFAULT_ENERGY_STEPS = "all"  # likewise
 CPU_CHUNK = 256  # sequences per world-model call when scoring on a CPU
+# Fewer sequences than this per scoring thread are scored in the calling thread alone (with one
+# intra-op thread): handing a few sequences to the pool costs more than it saves, and two
+# intra-op threads on a batch this small wait for each other after every operation
+# (benchmarks/RESULTS.md, issue 16: the Gauss-Newton polish's 11 and 4 sequences).
+MIN_SEQUENCES_PER_WORKER = 8
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
@@ -109,6 +114,7 @@ class PlanResult:
 
 
 S = TypeVar("S", bound=PlannerSettings)
+T = TypeVar("T")
 
 
 @functools.lru_cache(maxsize=1)
@@ -144,17 +150,28 @@ def planning_defaults(
 # builder chose them for it); null in configs/mpc.yaml means "the world model's, else the
 # planner's own default".
 MODEL_PLANNER_KEYS = ("polish_steps", "polish_lr", "polish_method")
+# A planner's search size that a world model may carry as ``config.planning.<planner>_<key>``
+# (``cem_samples``: its builder measured that a smaller search plans as well), and the
+# command's own where it carries none; null in configs/mpc.yaml means "the world model's, else
+# this".
+MODEL_SEARCH_KEYS = {"cem": {"samples": 128, "iterations": 4}}
+_MODEL_CARRIED = {*MODEL_PLANNER_KEYS, *(k for keys in MODEL_SEARCH_KEYS.values() for k in keys)}
 
 
-def model_planner_settings(model: Any, section: Any, *, tail: bool = False) -> dict[str, Any]:
-    """A copy of a planner's settings ``section`` whose unset (None) model-carried keys
-    (``MODEL_PLANNER_KEYS``) take the world model's ``config.planning`` values where it has
-    them; the rest stay None (``make_settings`` then uses the planner's own default). With a
-    policy ``tail`` the model's values stay unused: a tail refuses the polish."""
-    planning = getattr(getattr(model, "config", None), "planning", None) or {}
+def model_planner_settings(model: Any, planner: str, section: Any, *,
+                           tail: bool = False) -> dict[str, Any]:
+    """A copy of the settings ``section`` of ``planner`` (cem, mppi, ...) whose unset (None)
+    model-carried keys take the world model's ``config.planning`` values where it has them:
+    the search size (``MODEL_SEARCH_KEYS``, else the command's own size there) and the polish
+    (``MODEL_PLANNER_KEYS``, else None: ``make_settings`` then uses the planner's own
+    default). With a policy ``tail`` the model's values stay unused: they were chosen without
+    one, and a tail refuses the polish."""
+    planning = {} if tail else getattr(getattr(model, "config", None), "planning", None) or {}
     result = dict(section)
-    if tail:
-        return result
+    for key, fallback in MODEL_SEARCH_KEYS.get(planner, {}).items():
+        if result.get(key) is None:
+            carried = planning.get(f"{planner}_{key}")
+            result[key] = fallback if carried is None else carried
     for key in MODEL_PLANNER_KEYS:
         if key in result and result[key] is None and planning.get(key) is not None:
             result[key] = planning[key]
@@ -163,8 +180,9 @@ def model_planner_settings(model: Any, section: Any, *, tail: bool = False) -> d
 
 def make_settings(cls: type[S], settings: S | None, overrides: dict[str, Any]) -> S:
     """Settings from a dataclass instance and/or keyword overrides, validated; a None
-    model-carried key (``MODEL_PLANNER_KEYS``) keeps the settings' own value."""
-    overrides = {k: v for k, v in overrides.items() if not (k in MODEL_PLANNER_KEYS and v is None)}
+    model-carried key (``MODEL_PLANNER_KEYS``, ``MODEL_SEARCH_KEYS``) keeps the settings' own
+    value."""
+    overrides = {k: v for k, v in overrides.items() if not (k in _MODEL_CARRIED and v is None)}
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - names)
     if unknown:
@@ -307,8 +325,9 @@ class Scorer:
 
     ``workers``: on a CPU, chunks are scored by that many threads at once, each with one
     intra-op thread (``planners.threads``; 0 = torch's thread count, 1 = off), for world
-    models that declare ``parallel_scoring = True`` (their rollouts share no mutable state).
-    Gradients (the gradient planner) are always computed in the calling thread. ``tail``: a
+    models that declare ``parallel_scoring = True`` (their rollouts share no mutable state);
+    batches too small to share, and gradients (the gradient planner, the polish), are
+    computed in the calling thread with one intra-op thread. ``tail``: a
     policy that continues every sequence in the world model before it is scored
     (``planners.tail``)."""
 
@@ -356,34 +375,52 @@ class Scorer:
     def __call__(self, params: Tensor) -> Tensor:
         """params [E,N,H,b,A] -> energies [E,N] (differentiable if params require grad)."""
         e, n = params.shape[:2]
-        actions = to_blocks(params, self.frameskip)
-        started = time.perf_counter()
         goal = self.z_goal.expand(e, *self.z_goal.shape[1:])
-        step = max(1, self.chunk // e) if self.chunk else n
-        workers = 1 if params.requires_grad else self.workers
-        if workers > 1:  # at least one chunk per worker
-            step = min(step, -(-n // workers))
-        jobs = [functools.partial(self._energy, actions[:, i:i + step], goal)
-                for i in range(0, n, step)]
-        parts = run_parallel(jobs, workers)
-        self.model_s += time.perf_counter() - started
-        self.evaluations += e * n
+        parts = self._score_chunks(
+            lambda actions: self._energy(actions, goal), to_blocks(params, self.frameskip),
+            1 if params.requires_grad else None)
         return torch.cat(parts, dim=1).float()
 
     def residuals(self, params: Tensor) -> tuple[Tensor, Tensor]:
-        """params [E,N,H,b,A] -> (energies [E,N], residuals [E,N,M]) in one world-model call
+        """params [E,N,H,b,A] -> (energies [E,N], residuals [E,N,M]) in one world-model pass
         without gradients: the residuals' squares sum to the energy less the objective's
         ``extra`` term (``Energy.residuals``)."""
-        e, n = params.shape[:2]
-        started = time.perf_counter()
+        e = params.shape[0]
+        goal = self.z_goal.expand(e, *self.z_goal.shape[1:])
+
+        def chunk(actions: Tensor) -> tuple[Tensor, Tensor]:
+            n = actions.shape[1]
+            predicted = self._predict(actions)
+            goals = goal.repeat_interleave(n, dim=0)
+            return (self.objective(predicted, goals).reshape(e, n),
+                    self.objective.residuals(predicted, goals).reshape(e, n, -1))
+
         with torch.no_grad():
-            goal = self.z_goal.expand(e, *self.z_goal.shape[1:]).repeat_interleave(n, dim=0)
-            predicted = self._predict(to_blocks(params, self.frameskip))
-            energy = self.objective(predicted, goal).reshape(e, n).float()
-            residual = self.objective.residuals(predicted, goal).reshape(e, n, -1).float()
+            parts = self._score_chunks(chunk, to_blocks(params, self.frameskip))
+        return (torch.cat([p[0] for p in parts], dim=1).float(),
+                torch.cat([p[1] for p in parts], dim=1).float())
+
+    def _score_chunks(self, score: Callable[[Tensor], T], actions: Tensor,
+                      workers: int | None = None) -> list[T]:
+        """``score`` on chunks of the N sequences of ``actions`` [E,N,H,fs,A] (along N), on
+        up to ``self.workers`` threads; a batch too small to share (``MIN_SEQUENCES_PER_WORKER``)
+        runs in the calling thread with one intra-op thread. Counts time and evaluations."""
+        e, n = actions.shape[:2]
+        started = time.perf_counter()
+        if workers is None:
+            workers = max(1, min(self.workers, e * n // MIN_SEQUENCES_PER_WORKER))
+        step = max(1, self.chunk // e) if self.chunk else n
+        if workers > 1:  # at least one chunk per worker
+            step = min(step, -(-n // workers))
+        jobs = [functools.partial(score, actions[:, i:i + step]) for i in range(0, n, step)]
+        if workers == 1 and self.workers > 1:
+            with one_intra_op_thread(self.device):
+                parts = [job() for job in jobs]
+        else:
+            parts = run_parallel(jobs, workers)
         self.model_s += time.perf_counter() - started
         self.evaluations += e * n
-        return energy, residual
+        return parts
 
     def _predict(self, actions: Tensor) -> Tensor:
         """actions [E,n,H,fs,A] -> predicted latents [E*n,H',K,D], one world-model call."""

@@ -222,7 +222,8 @@ def apply_model_planning(cfg: Any, model: Any) -> None:
     the settings that ran."""
     cfg.horizon, cfg.energy_steps = planning_defaults(model, cfg.horizon, cfg.energy_steps)
     for name in ("cem", "mppi"):
-        section = model_planner_settings(model, getattr(cfg, name), tail=cfg.tail is not None)
+        section = model_planner_settings(model, name, getattr(cfg, name),
+                                         tail=cfg.tail is not None)
         setattr(cfg, name, section)
 
 

@@ -457,7 +457,7 @@ def command_defaults(model: Any, planner: str, overrides: dict[str, Any], *,
         model, overrides.get("horizon"), overrides.get("energy_steps")
     )
     return {
-        **model_planner_settings(model, section, tail=tail),
+        **model_planner_settings(model, planner, section, tail=tail),
         "horizon": horizon,
         "energy_steps": energy_steps,
         "metric": command_setting("energy"),

@@ -62,6 +62,8 @@ def test_values_arrive_typed():
     assert ac.model.planning.as_dict() == {"polish_steps": 20, "polish_lr": 0.01}
     ac = typed("train_ac", "model.planning.polish_method=gauss_newton")
     assert ac.model.planning.as_dict() == {"polish_method": "gauss_newton"}
+    ac = typed("train_ac", "model.planning.cem_samples=64", "model.planning.cem_iterations=2")
+    assert ac.model.planning.as_dict() == {"cem_samples": 64, "cem_iterations": 2}
     probe = typed("probe", "data.train=some/dir", "targets=fingertip")
     assert probe.data.train == ["some/dir"] and probe.targets == ["fingertip"]
 
@@ -104,6 +106,8 @@ def test_small_objects_mask_hides_whole_frames_over_half_the_clip():
         ("train_ac", "model.planning.polish_lr=0", "model.planning.polish_lr must be positive"),
         ("train_ac", "model.planning.polish_method=newton",
          "model.planning.polish_method must be adam, gauss_newton or null"),
+        ("train_ac", "model.planning.cem_samples=0",
+         "model.planning.cem_samples must be positive"),
         ("probe", "task=segmentation", "unknown task"),
         ("probe", "probe.cache_dtype=int8", "probe.cache_dtype"),
         ("probe", "probe.steps=0", "probe.steps must be positive"),

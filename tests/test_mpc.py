@@ -198,6 +198,31 @@ def test_a_model_carries_its_polish_and_the_command_overrides_it(tiny_checkpoint
     assert "| planner cem + polish 2 gauss_newton |" in mpc.summary_text(newton)
 
 
+def test_a_model_carries_its_search_size_and_the_command_overrides_it(tiny_checkpoint,
+                                                                    tmp_path):
+    """model.planning.cem_samples / cem_iterations replace the command's 128 x 4 for CEM (not
+    MPPI, not beside a policy tail) unless the command sets cem.samples / cem.iterations."""
+    from jepa_world.world_model import WorldModel
+    from planners.policies import PlannerPolicy, command_defaults
+
+    model = WorldModel.load(tiny_checkpoint)
+    plain = command_defaults(model, "cem", {})
+    assert (plain["samples"], plain["iterations"]) == (128, 4)
+    model.config.planning = {"cem_samples": 8, "cem_iterations": 1}
+    carrying = model.save(tmp_path / "small-search")
+    flags = {"checkpoint": str(carrying), "episodes": 1, "budget": 5, "device": "cpu"}
+    metrics = run("cem.elites=2", "horizon=2", **flags)
+    assert (metrics["settings"]["samples"], metrics["settings"]["iterations"]) == (8, 1)
+    assert metrics["config"]["cem"]["samples"] == 8  # the record says what ran
+    metrics = run("cem.elites=2", "horizon=2", "cem.samples=12", **flags)
+    assert (metrics["settings"]["samples"], metrics["settings"]["iterations"]) == (12, 1)
+    loaded = WorldModel.load(carrying)
+    assert PlannerPolicy(loaded, "cem", elites=2).settings.samples == 8
+    assert PlannerPolicy(loaded, "cem", elites=2, iterations=3).settings.iterations == 3
+    assert PlannerPolicy(loaded, "mppi").settings.samples == 512  # configs/mpc.yaml's mppi
+    assert command_defaults(loaded, "cem", {}, tail=True)["samples"] == 128
+
+
 def random_shooting(world_model, z_now, z_goal, *, proprio=None, init_mean=None,
                     generator=None, settings=None):
     """A user's own planner: the sampling skeleton with a refit that changes nothing."""

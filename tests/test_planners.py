@@ -556,6 +556,27 @@ def test_parallel_scoring_splits_chunks_over_single_threaded_workers():
     params = candidates.clone().requires_grad_(True)
     Scorer(model, z0, goal, None, objective, chunk=20, workers=3)(params).sum().backward()
     assert {seen[0] for seen in model.seen} == {threading.get_ident()}
+    # residuals (the Gauss-Newton polish's pass) are split the same way, in the same order
+    objective = CEMSettings(horizon=3, metric="l2", energy_steps="all").objective()
+    serial = Scorer(model, z0, goal, None, objective, workers=1)(candidates)
+    model.seen.clear()
+    serial_energy, serial_residual = Scorer(model, z0, goal, None, objective, chunk=20,
+                                            workers=1).residuals(candidates)
+    model.seen.clear()
+    energy, residual = Scorer(model, z0, goal, None, objective, chunk=20,
+                              workers=3).residuals(candidates)
+    assert len({seen[0] for seen in model.seen}) >= 2 and len(model.seen) == 4
+    torch.testing.assert_close(energy, serial_energy)
+    torch.testing.assert_close(residual, serial_residual)
+    torch.testing.assert_close(energy, serial)
+    # a batch too small to share (fewer than MIN_SEQUENCES_PER_WORKER sequences per thread)
+    # runs in the calling thread, with one intra-op thread
+    model.seen.clear()
+    few = Scorer(model, z0, goal, None, objective, workers=3)
+    few(candidates[:, :3])
+    few.residuals(candidates[:, :3])
+    assert [seen[:2] for seen in model.seen] == [(threading.get_ident(), 1)] * 2
+    assert torch.get_num_threads() == before
     plain = LinearModel()
     assert Scorer(plain, z0, goal, None, objective, workers=3).workers == 1
     with pytest.raises(ValueError, match="workers"):

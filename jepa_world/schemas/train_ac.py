@@ -72,6 +72,8 @@ class PlanningDefaults:
     polish_steps: int | None = None  # cem / mppi polish_steps; None = the planner's own (0)
     polish_lr: float | None = None  # cem / mppi polish_lr; None = the planner's own
     polish_method: str | None = None  # cem / mppi polish_method; None = the planner's own
+    cem_samples: int | None = None  # cem.samples; None = planners.mpc's own (128)
+    cem_iterations: int | None = None  # cem.iterations; None = planners.mpc's own (4)
 
     def as_dict(self) -> dict[str, Any]:
         """The keys that are set."""
@@ -191,7 +193,8 @@ class TrainACConfig:
         if not model.use_proprio and model.predictor.decoder_width:
             raise UserError("model.use_proprio=false leaves nothing for the proprio decoder: "
                             "add model.predictor.decoder_width=0")
-        check_positive(model.planning, "model.planning.", "horizon", "polish_lr")
+        check_positive(model.planning, "model.planning.", "horizon", "polish_lr", "cem_samples",
+                       "cem_iterations")
         check_non_negative(model.planning, "model.planning.", "polish_steps")
         if model.planning.polish_method not in (None, "adam", "gauss_newton"):
             raise UserError("model.planning.polish_method must be adam, gauss_newton or null, "
