@@ -378,6 +378,7 @@ def test_reacher_shipped_model_end_to_end(tmp_path):
     assert metrics["settings"]["energy_steps"] == "all"  # neither the command nor the model set it
     assert metrics["settings"]["polish_steps"] == 2
     assert metrics["settings"]["polish_method"] == "gauss_newton"
+    assert metrics["settings"]["samples"] == 64  # the model's search size
     assert metrics["readout_weight"] == 0.3  # its state readout, at the weight it ships with
     assert "+ readout (weight 0.3)" in result.stdout
     assert "final_joint_error_mean" in metrics and "final joint error" in result.stdout
