@@ -382,9 +382,9 @@ class Scorer:
         return torch.cat(parts, dim=1).float()
 
     def residuals(self, params: Tensor) -> tuple[Tensor, Tensor]:
-        """params [E,N,H,b,A] -> (energies [E,N], residuals [E,N,M]) in one world-model pass
-        without gradients: the residuals' squares sum to the energy less the objective's
-        ``extra`` term (``Energy.residuals``)."""
+        """params [E,N,H,b,A] -> (energies [E,N], residuals [E,N,M]) from the same predictions,
+        without gradients, chunked and shared over threads as ``__call__``: the residuals'
+        squares sum to the energy less the objective's ``extra`` term (``Energy.residuals``)."""
         e = params.shape[0]
         goal = self.z_goal.expand(e, *self.z_goal.shape[1:])
 
